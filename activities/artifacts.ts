@@ -1,0 +1,129 @@
+/**
+ * The content-addressed artifact store, which is also the step cache.
+ *
+ * Files live at `objects/<first two hex>/<sha256><ext>`; a step's result lives at
+ * `steps/<key>.json`, where the key hashes the step name, its config, its inputs' hashes and the
+ * code version. Every write goes to `tmp/` first and is renamed into place, so a crash never leaves
+ * a half-written file under a final name.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ArtifactRef, StepResult } from '../schemas/manifests';
+
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** JSON with sorted keys, so equal values always hash the same. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : v,
+  );
+}
+
+export function artifactPath(ref: Pick<ArtifactRef, 'uri'>): string {
+  return fileURLToPath(ref.uri);
+}
+
+export class ArtifactStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+  }
+
+  /** Stores bytes under their hash and returns the reference. */
+  async put(data: string | Uint8Array, extension: string, rows: number | null): Promise<ArtifactRef> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const sha256 = sha256Hex(bytes);
+    const finalPath = this.objectPath(sha256, extension);
+    if (!(await this.hasIntact(finalPath, sha256))) {
+      const tmp = await this.tempPath();
+      await writeFile(tmp, bytes);
+      await mkdir(dirname(finalPath), { recursive: true });
+      await rename(tmp, finalPath);
+    }
+    return { uri: pathToFileURL(finalPath).href, sha256, bytes: bytes.byteLength, rows };
+  }
+
+  /** Stores a file that was written to a temp path from `tempPath()`, moving it into place. */
+  async putFile(tmp: string, extension: string, rows: number | null): Promise<ArtifactRef> {
+    const sha256 = await sha256File(tmp);
+    const finalPath = this.objectPath(sha256, extension);
+    const { size } = await stat(tmp);
+    await mkdir(dirname(finalPath), { recursive: true });
+    await rename(tmp, finalPath);
+    return { uri: pathToFileURL(finalPath).href, sha256, bytes: size, rows };
+  }
+
+  async tempPath(): Promise<string> {
+    const dir = join(this.root, 'tmp');
+    await mkdir(dir, { recursive: true });
+    return join(dir, randomUUID());
+  }
+
+  /** True when the referenced file exists and still has the recorded hash. */
+  async verify(ref: ArtifactRef): Promise<boolean> {
+    return this.hasIntact(artifactPath(ref), ref.sha256);
+  }
+
+  /** The cached result for a step key, or undefined when absent or when any output no longer hashes right. */
+  async cachedStep<S>(key: string): Promise<StepResult<S> | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.stepPath(key), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const result = JSON.parse(text) as StepResult<S>;
+    for (const ref of Object.values(result.outputs)) {
+      if (!(await this.verify(ref))) return undefined;
+    }
+    return result;
+  }
+
+  async recordStep<S>(result: StepResult<S>): Promise<void> {
+    const tmp = await this.tempPath();
+    await writeFile(tmp, JSON.stringify(result, null, 2));
+    await mkdir(join(this.root, 'steps'), { recursive: true });
+    await rename(tmp, this.stepPath(result.key));
+  }
+
+  /** Removes temp files left by crashed writers. */
+  async sweepTemp(): Promise<void> {
+    const dir = join(this.root, 'tmp');
+    for (const name of await readdir(dir).catch(() => [] as string[])) await rm(join(dir, name), { force: true, recursive: true });
+  }
+
+  private objectPath(sha256: string, extension: string): string {
+    const ext = extension.startsWith('.') ? extension : `.${extension}`;
+    return join(this.root, 'objects', sha256.slice(0, 2), `${sha256}${ext}`);
+  }
+
+  private stepPath(key: string): string {
+    return join(this.root, 'steps', `${key}.json`);
+  }
+
+  private async hasIntact(path: string, sha256: string): Promise<boolean> {
+    try {
+      return (await sha256File(path)) === sha256;
+    } catch {
+      return false;
+    }
+  }
+}
+
+export function extensionOf(path: string): string {
+  return extname(path).toLowerCase();
+}

@@ -1,0 +1,185 @@
+/**
+ * Text cleaning: pure functions from rows to rows, one switchable rule per `clean` config option.
+ *
+ * Rules run in a fixed order chosen so that no rule undoes another:
+ *   stripHtml → decodeEntities → normalizeUnicode → dropControlChars → normalizePunctuation
+ *   → removeUrls → collapseWhitespace
+ * Real tags are stripped before entities are decoded, so encoded text such as `&lt;b&gt;` stays
+ * the literal `<b>` instead of becoming a tag that is then removed. Decoding comes before Unicode
+ * normalisation so that `&#xFF35;` is folded like a typed `Ｕ`.
+ */
+import type { CleanSection } from '../../schemas/config';
+import type { QaRow } from '../../schemas/rows';
+
+type RuleName =
+  'stripHtml' | 'decodeEntities' | 'normalizeUnicode' | 'dropControlChars' | 'normalizePunctuation' | 'removeUrls' | 'collapseWhitespace';
+type Rule = { name: RuleName; apply: (text: string) => string };
+
+// Contents of these elements are never text a customer wrote.
+const SCRIPT_OR_STYLE = /<(script|style)\b[^>]*>[\s\S]*?<\/\1\s*>/gi;
+const HTML_COMMENT = /<!--[\s\S]*?-->|<![A-Za-z][^>]*>/g;
+// Tags whose boundary separates words; every other tag (b, i, span, a, ...) is removed silently.
+const BLOCK_TAG =
+  /<\/?(?:p|br|div|li|ul|ol|tr|td|th|table|thead|tbody|h[1-6]|blockquote|pre|hr|section|article|header|footer|dl|dt|dd|img)\b[^<>]*>/gi;
+// A tag name must follow `<` directly, so `5 < 6` or `<3` in prose are not mistaken for tags.
+const ANY_TAG = /<\/?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?\/?>/g;
+
+export function stripHtml(text: string): string {
+  return text.replace(SCRIPT_OR_STYLE, ' ').replace(HTML_COMMENT, ' ').replace(BLOCK_TAG, ' ').replace(ANY_TAG, '');
+}
+
+// prettier-ignore
+const NAMED_ENTITIES: Record<string, string> = {
+  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00A0', ensp: '\u2002', emsp: '\u2003',
+  thinsp: '\u2009', shy: '\u00AD', zwj: '\u200D', zwnj: '\u200C', lsquo: '\u2018', rsquo: '\u2019',
+  sbquo: '\u201A', ldquo: '\u201C', rdquo: '\u201D', bdquo: '\u201E', laquo: '\u00AB', raquo: '\u00BB',
+  hellip: '\u2026', ndash: '\u2013', mdash: '\u2014', bull: '\u2022', middot: '\u00B7', trade: '\u2122',
+  reg: '\u00AE', copy: '\u00A9', deg: '\u00B0', plusmn: '\u00B1', times: '\u00D7', divide: '\u00F7',
+  frac12: '\u00BD', frac14: '\u00BC', frac34: '\u00BE', micro: '\u00B5', euro: '\u20AC', pound: '\u00A3',
+  yen: '\u00A5', cent: '\u00A2', sect: '\u00A7', para: '\u00B6', iexcl: '\u00A1', iquest: '\u00BF',
+  eacute: '\u00E9', egrave: '\u00E8', aacute: '\u00E1', agrave: '\u00E0', auml: '\u00E4', ouml: '\u00F6',
+  uuml: '\u00FC', szlig: '\u00DF', ntilde: '\u00F1', ccedil: '\u00E7',
+  AMP: '&', LT: '<', GT: '>', QUOT: '"', COPY: '\u00A9', REG: '\u00AE', TRADE: '\u2122',
+};
+// HTML maps numeric references 128-159 through Windows-1252, which is what `&#146;` meant.
+const WINDOWS_1252 = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ';
+const ENTITY = /&(?:#(\d{1,7})|#[xX]([0-9A-Fa-f]{1,6})|([A-Za-z][A-Za-z0-9]{1,31}));/g;
+
+/**
+ * Decodes each entity once (`&amp;lt;` becomes the text `&lt;`); names are case-sensitive as in HTML
+ * (`&Eacute;` is not `&eacute;`), and unknown or invalid ones stay as written.
+ */
+export function decodeEntities(text: string): string {
+  return text.replace(ENTITY, (whole, dec: string | undefined, hex: string | undefined, name: string | undefined) => {
+    if (name !== undefined) return Object.hasOwn(NAMED_ENTITIES, name) ? (NAMED_ENTITIES[name] as string) : whole;
+    const code = dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16);
+    if (code >= 0x80 && code <= 0x9f) return WINDOWS_1252[code - 0x80] ?? whole;
+    if (code === 0 || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return whole;
+    return String.fromCodePoint(code);
+  });
+}
+
+// C0/C1 controls other than layout whitespace, zero-width characters, the byte-order mark, word
+// joiner, soft hyphen, bidi marks and private-use characters: invisible, and they split tokens.
+const INVISIBLE = /[\p{Cc}\u00AD\u200B\u200C\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF\p{Co}]/gu;
+// A zero-width joiner is dropped too, except inside emoji sequences such as 👩‍💻, where it is part of the emoji.
+const STRAY_ZWJ = /(?<![\p{Extended_Pictographic}\p{Emoji_Modifier}\uFE0F])\u200D|\u200D(?!\p{Extended_Pictographic})/gu;
+
+export function dropControlChars(text: string): string {
+  return text
+    .replace(/[\t\n\v\f\r\u0085]/g, ' ')
+    .replace(INVISIBLE, '')
+    .replace(STRAY_ZWJ, '');
+}
+
+const PUNCTUATION: Array<[RegExp, string]> = [
+  [/[\u2018\u2019\u201A\u201B\u2032\u00B4]/g, "'"],
+  [/[\u201C\u201D\u201E\u201F\u2033\u00AB\u00BB]/g, '"'],
+  [/[\u2010-\u2015\u2212]/g, '-'],
+  [/\u2026/g, '...'],
+  [/[\u00A0\u1680\u2000-\u200A\u202F\u205F\u3000]/g, ' '],
+];
+
+export function normalizePunctuation(text: string): string {
+  return PUNCTUATION.reduce((out, [pattern, ascii]) => out.replace(pattern, ascii), text);
+}
+
+// Trailing sentence punctuation is left in place: "see https://x.io/help." keeps its full stop.
+const URL_PATTERN = /\b(?:https?:\/\/|www\.)[^\s<>"']*[^\s<>"'.,;:!?)\]}]/gi;
+
+export function removeUrls(text: string): string {
+  return text.replace(URL_PATTERN, '');
+}
+
+// Every Unicode space, but not U+FEFF, which JavaScript's `\s` also matches: that one is
+// dropControlChars' business, so turning that rule off keeps it.
+const WHITESPACE_RUN = /[\t\n\v\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]+/g;
+
+export function collapseWhitespace(text: string): string {
+  return text.replace(WHITESPACE_RUN, ' ').trim();
+}
+
+function enabledRules(rules: CleanSection): Rule[] {
+  const form = rules.normalizeUnicode;
+  const all: Array<Rule | false> = [
+    rules.stripHtml && { name: 'stripHtml', apply: stripHtml },
+    rules.decodeEntities && { name: 'decodeEntities', apply: decodeEntities },
+    form !== 'none' && { name: 'normalizeUnicode', apply: (t: string) => t.normalize(form) },
+    rules.dropControlChars && { name: 'dropControlChars', apply: dropControlChars },
+    rules.normalizePunctuation && { name: 'normalizePunctuation', apply: normalizePunctuation },
+    rules.removeUrls && { name: 'removeUrls', apply: removeUrls },
+    rules.collapseWhitespace && { name: 'collapseWhitespace', apply: collapseWhitespace },
+  ];
+  return all.filter((rule): rule is Rule => rule !== false);
+}
+
+export function cleanText(text: string, rules: CleanSection): string {
+  return enabledRules(rules).reduce((out, rule) => rule.apply(out), text);
+}
+
+export interface CleanStats {
+  rowsIn: number;
+  rowsOut: number;
+  /** Rule name → rows in which that rule changed the question, answer or fact. */
+  changedByRule: Record<string, number>;
+  /** Removal reason → rows removed for it. */
+  removed: Record<string, number>;
+}
+
+/** Compiles `dropAnswersMatching` anchored to the whole answer; a bad pattern is named in the error. */
+function compileDropPatterns(patterns: string[]): Array<{ pattern: string; regex: RegExp }> {
+  return patterns.map((pattern) => {
+    try {
+      return { pattern, regex: new RegExp(`^(?:${pattern})$`, 'i') };
+    } catch (error) {
+      throw new Error(`clean.dropAnswersMatching: "${pattern}" is not a valid regular expression (${(error as Error).message})`);
+    }
+  });
+}
+
+export function cleanRows(
+  rows: QaRow[],
+  rules: CleanSection,
+): { rows: QaRow[]; stats: CleanStats; removedRows: Array<{ row: QaRow; reason: string }> } {
+  const ruleList = enabledRules(rules);
+  const dropPatterns = compileDropPatterns(rules.dropAnswersMatching);
+  const changedByRule: Record<string, number> = Object.fromEntries(ruleList.map((rule) => [rule.name, 0]));
+  const removed: Record<string, number> = {};
+  const kept: QaRow[] = [];
+  const removedRows: Array<{ row: QaRow; reason: string }> = [];
+
+  for (const row of rows) {
+    const changed = new Set<RuleName>();
+    const clean = (text: string): string =>
+      ruleList.reduce((out, rule) => {
+        const next = rule.apply(out);
+        if (next !== out) changed.add(rule.name);
+        return next;
+      }, text);
+    const question = clean(row.question);
+    const answer = clean(row.answer);
+    const fact = row.fact === null ? null : clean(row.fact);
+    for (const name of changed) changedByRule[name] = (changedByRule[name] ?? 0) + 1;
+
+    const trimmedAnswer = answer.trim();
+    let reason: string | null = null;
+    if (question.trim() === '' || trimmedAnswer === '') reason = 'empty after cleaning';
+    else if ([...trimmedAnswer].length < rules.minAnswerChars) reason = `answer shorter than minAnswerChars (${rules.minAnswerChars})`;
+    else {
+      const match = dropPatterns.find(({ regex }) => regex.test(trimmedAnswer));
+      if (match) reason = `answer matches dropAnswersMatching "${match.pattern}"`;
+    }
+    if (reason !== null) {
+      removed[reason] = (removed[reason] ?? 0) + 1;
+      removedRows.push({ row, reason });
+      continue;
+    }
+    kept.push({ ...row, question, answer, fact: fact === null || fact.trim() === '' ? null : fact });
+  }
+
+  return {
+    rows: kept,
+    stats: { rowsIn: rows.length, rowsOut: kept.length, changedByRule, removed },
+    removedRows,
+  };
+}

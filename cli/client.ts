@@ -1,0 +1,56 @@
+/**
+ * The typed client library for scripts: start a pipeline run, follow it, read its result.
+ *
+ *   const session = await openSession();
+ *   const handle = await startPipeline(session.client, requireValidConfig('temporal.yaml'));
+ *   const result = await handle.result();
+ */
+import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import type { PipelineInput, PipelineProgress, PipelineResult } from '../schemas/manifests';
+import { SearchAttributes, TaskQueues, progressQuery } from '../workflows/definitions';
+import type { finetunePipeline } from '../workflows/pipeline';
+import type { LoadedConfig } from './config';
+
+export type PipelineHandle = WorkflowHandleWithFirstExecutionRunId<typeof finetunePipeline>;
+
+export interface StartOptions {
+  noCache?: boolean;
+  workflowId?: string;
+  dataHeartbeatTimeout?: string;
+}
+
+/** Readable, sortable and unique: `<pipeline>-<UTC time>-<random>`. */
+export function newRunId(pipeline: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..+/, '').replace('T', '-');
+  return `${pipeline}-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+export async function startPipeline(client: Client, loaded: LoadedConfig, options: StartOptions = {}): Promise<PipelineHandle> {
+  const name = loaded.config?.name ?? 'invalid-config';
+  const input: PipelineInput = {
+    config: loaded.raw,
+    configDir: loaded.configDir,
+    configHash: loaded.configHash,
+    noCache: options.noCache,
+    dataHeartbeatTimeout: options.dataHeartbeatTimeout,
+  };
+  return client.workflow.start('finetunePipeline', {
+    taskQueue: TaskQueues.cpu,
+    workflowId: options.workflowId ?? newRunId(name),
+    args: [input],
+    typedSearchAttributes: [
+      { key: SearchAttributes.pipeline, value: name },
+      { key: SearchAttributes.stage, value: 'queued' },
+    ],
+  }) as Promise<PipelineHandle>;
+}
+
+export async function queryProgress(handle: WorkflowHandle): Promise<PipelineProgress | undefined> {
+  try {
+    return await handle.query(progressQuery);
+  } catch {
+    return undefined;
+  }
+}
+
+export type { PipelineResult };

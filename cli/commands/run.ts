@@ -1,0 +1,103 @@
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { Worker } from '@temporalio/worker';
+import type { PipelineProgress, PipelineResult, StepProgress } from '../../schemas/manifests';
+import { connectWorker, createWorker, installQuietRuntime } from '../../workers/create';
+import { queryProgress, startPipeline } from '../client';
+import { requireValidConfig } from '../config';
+import { openSession } from '../session';
+
+interface RunOptions {
+  config: string;
+  cache: boolean;
+  json?: boolean;
+  workers: boolean;
+}
+
+const marks: Record<StepProgress['status'], string> = { pending: ' ', running: '>', done: '+', reused: '=', failed: 'x' };
+
+function stepLine(s: StepProgress): string {
+  const time = s.seconds !== undefined ? `${s.seconds.toFixed(2)}s` : '';
+  const note = s.status === 'reused' ? '(reused from cache)' : '';
+  return `  ${marks[s.status]} ${s.step.padEnd(8)} ${time.padStart(8)}  ${s.summary ?? ''} ${note}`.trimEnd();
+}
+
+function printSummary(result: PipelineResult): void {
+  const reused = result.steps.filter((s) => s.reused).map((s) => s.step);
+  const file = (name: string) => join(result.runFolder, name);
+  console.log(`\nData stage done for "${result.pipeline}".`);
+  console.log(reused.length ? `Reused from cache: ${reused.join(', ')} (--no-cache re-runs them).` : 'No step was reused from cache.');
+  for (const [name, ref] of Object.entries(result.splits))
+    console.log(`  ${name.padEnd(10)} ${String(ref.rows).padStart(6)} rows    ${file(`${name}.arrow`)}`);
+  console.log(`  quarantine ${String(result.quarantine.rows).padStart(6)} rows    ${file('quarantine.jsonl')}`);
+  console.log(`  conflicts  ${String(result.conflicts.rows).padStart(6)} groups  ${file('conflicts.jsonl')}`);
+  console.log(`Report: ${file('data-report.md')} (and .json)`);
+}
+
+export function registerRun(program: Command): void {
+  program
+    .command('run')
+    .description('Run the pipeline: start Temporal if needed, run the workers in-process, show live progress, print a summary.')
+    .option('-c, --config <path>', 'pipeline file', 'temporal.yaml')
+    .option('--no-cache', 're-run every step even when its cached output is intact')
+    .option('--no-workers', 'do not run workers in this process (use `tuneline worker` processes)')
+    .option('--json', 'print one JSON object with the run id, status and artifact manifests')
+    .action(async (opts: RunOptions) => {
+      const loaded = requireValidConfig(opts.config);
+      const say = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
+      const session = await openSession({ log: say });
+      const workers: Worker[] = [];
+      try {
+        if (opts.workers) {
+          installQuietRuntime();
+          const connection = await connectWorker(session.target);
+          workers.push(await createWorker('cpu', connection, session.target.namespace));
+        }
+        const running = workers.map((w) => w.run());
+        const handle = await startPipeline(session.client, loaded, { noCache: !opts.cache });
+        say(
+          `Run ${handle.workflowId}${session.uiUrl ? `  ${session.uiUrl}/namespaces/${session.target.namespace}/workflows/${handle.workflowId}` : ''}`,
+        );
+        const printed = new Map<string, string>();
+        const show = (progress: PipelineProgress | undefined) => {
+          for (const s of progress?.steps ?? []) {
+            const line = stepLine(s);
+            if (printed.get(s.step) !== line && s.status !== 'running') {
+              printed.set(s.step, line);
+              say(line);
+            }
+          }
+        };
+        const poll = setInterval(() => void queryProgress(handle).then(show), 500);
+        let result: PipelineResult | undefined;
+        let failure: string | undefined;
+        try {
+          result = await handle.result();
+        } catch (err) {
+          failure = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
+        } finally {
+          clearInterval(poll);
+        }
+        show(await queryProgress(handle));
+        for (const w of workers) w.shutdown();
+        await Promise.all(running);
+        if (opts.json) {
+          console.log(
+            JSON.stringify({
+              workflowId: handle.workflowId,
+              runId: handle.firstExecutionRunId,
+              status: failure ? 'failed' : 'completed',
+              error: failure,
+              result,
+            }),
+          );
+        } else if (result) printSummary(result);
+        else console.error(`\nRun failed: ${failure}`);
+        if (failure) process.exitCode = 1;
+      } finally {
+        for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+        await session.close();
+      }
+    });
+}

@@ -1,0 +1,34 @@
+/**
+ * `tuneline`: the command users type. Each subcommand is one user task; its --help is its documentation.
+ */
+import { Command, CommanderError } from 'commander';
+import { registerRun } from './commands/run';
+import { registerSampleData } from './commands/sample-data';
+import { registerServer } from './commands/server';
+import { registerStatus } from './commands/status';
+import { registerValidate } from './commands/validate';
+import { registerWorker } from './commands/worker';
+import { UserError } from './config';
+
+const program = new Command('tuneline')
+  .description('Turn question-answer data into an evaluated, served chatbot: a durable fine-tuning pipeline on Temporal.')
+  .version('0.1.0')
+  .showHelpAfterError();
+registerValidate(program);
+registerRun(program);
+registerStatus(program);
+registerWorker(program);
+registerServer(program);
+registerSampleData(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof UserError) {
+    console.error(err.message);
+    process.exitCode = 2;
+  } else if (!(err instanceof CommanderError)) {
+    console.error(err);
+    process.exitCode = 1;
+  }
+}

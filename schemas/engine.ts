@@ -1,0 +1,57 @@
+/**
+ * The contract between the TypeScript activities and the Python engine: the spec a command reads
+ * and the JSON-lines events it writes. The engine checks its input against the JSON Schema emitted
+ * from these definitions (`schemas/json/train-spec.schema.json`).
+ */
+import { z } from 'zod';
+import { ModelSection, TrainingSection } from './config';
+
+export const TrainSpec = z
+  .strictObject({
+    model: ModelSection,
+    training: TrainingSection.omit({ activity: true }),
+    data: z.strictObject({
+      train: z.string().describe('Arrow IPC file with the training split.'),
+      validation: z.string().describe('Arrow IPC file with the validation split.'),
+    }),
+    outputDir: z.string().describe('Folder the engine writes checkpoints and the final artifact into.'),
+    resumeFrom: z.string().optional().describe('Checkpoint folder to continue from exactly.'),
+  })
+  .describe('Input of `python -m engine train --spec SPEC.json`.');
+export type TrainSpec = z.infer<typeof TrainSpec>;
+
+/** One line the engine prints on stdout. Unknown lines are logged, never parsed as events. */
+export const EngineEvent = z.discriminatedUnion('event', [
+  z.object({
+    event: z.literal('start'),
+    step: z.number().int(),
+    totalSteps: z.number().int(),
+    device: z.string(),
+    trainableParameters: z.number().int(),
+    resumedFrom: z.string().nullable(),
+  }),
+  z.object({
+    event: z.literal('step'),
+    step: z.number().int(),
+    loss: z.number(),
+    learningRate: z.number(),
+    tokensPerSecond: z.number(),
+  }),
+  z.object({ event: z.literal('eval'), step: z.number().int(), validationLoss: z.number() }),
+  z.object({ event: z.literal('checkpoint'), step: z.number().int(), path: z.string() }),
+  z.object({
+    event: z.literal('done'),
+    step: z.number().int(),
+    outputDir: z.string(),
+    metrics: z.record(z.string(), z.number().nullable()),
+  }),
+  z.object({
+    event: z.literal('error'),
+    kind: z.enum(['config', 'data', 'crash']),
+    message: z.string(),
+  }),
+]);
+export type EngineEvent = z.infer<typeof EngineEvent>;
+
+/** Engine exit codes: config and data errors are the user's to fix; anything else is a crash. */
+export const EngineExit = { ok: 0, crash: 1, config: 2, data: 3, interrupted: 130 } as const;

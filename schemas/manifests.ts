@@ -1,0 +1,69 @@
+/**
+ * The small records that travel through workflow histories: references to artifacts (never the
+ * data itself), step results, workflow input and progress.
+ */
+import { z } from 'zod';
+
+/** A file in the content-addressed artifact store. */
+export const ArtifactRef = z.object({
+  uri: z.string().describe('`file://` URI of the stored file.'),
+  sha256: z.string().length(64),
+  bytes: z.number().int(),
+  rows: z.number().int().nullable().describe('Rows in the file, for tables and JSON-lines files.'),
+});
+export type ArtifactRef = z.infer<typeof ArtifactRef>;
+
+/** What every cached step returns: its outputs, its statistics and whether it was reused. */
+export interface StepResult<Stats = object> {
+  step: string;
+  /** Cache key: hash of the step, its config, its inputs' hashes and the code version. */
+  key: string;
+  reused: boolean;
+  outputs: Record<string, ArtifactRef>;
+  stats: Stats;
+  seconds: number;
+}
+
+/** Input of the `finetunePipeline` workflow. */
+export interface PipelineInput {
+  /** The parsed YAML as written; the first activity validates it, so a client cannot skip checks. */
+  config: unknown;
+  /** Folder of the YAML file; relative paths in the config are resolved against it. */
+  configDir: string;
+  /** Hash of the YAML text, recorded for lineage. */
+  configHash: string;
+  /** Re-run every step even when its output is cached. */
+  noCache?: boolean;
+  /** Heartbeat timeout of the data activities, e.g. `30s`; tests use a few seconds. */
+  dataHeartbeatTimeout?: string;
+}
+
+export type StageName = 'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'done' | 'failed';
+
+export interface StepProgress {
+  step: string;
+  status: 'pending' | 'running' | 'done' | 'reused' | 'failed';
+  seconds?: number;
+  summary?: string;
+}
+
+/** Returned by the `progress` query. */
+export interface PipelineProgress {
+  stage: StageName;
+  steps: StepProgress[];
+  error?: string;
+}
+
+/** Returned by the workflow when it completes. */
+export interface PipelineResult {
+  pipeline: string;
+  status: 'data-ready';
+  configHash: string;
+  steps: Array<Pick<StepResult, 'step' | 'key' | 'reused' | 'seconds'>>;
+  splits: Record<'train' | 'validation' | 'test', ArtifactRef>;
+  report: { json: ArtifactRef; markdown: ArtifactRef };
+  quarantine: ArtifactRef;
+  conflicts: ArtifactRef;
+  /** Folder with named links to this run's artifacts. */
+  runFolder: string;
+}

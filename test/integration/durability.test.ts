@@ -1,0 +1,77 @@
+import type { WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPipeline } from '../../cli/client';
+import { loadConfigFile } from '../../cli/config';
+import { startDevServer } from '../../cli/server';
+import type { PipelineResult } from '../../schemas/manifests';
+import { activityAttempts, killAndWait, spawnWorker, startTestServer, tempDir, waitFor, writePipeline, type TestServer } from './harness';
+
+// Large enough that the data steps take seconds, so "mid-run" is a real window, not a race.
+const ROWS = 60_000;
+const DATA_STEPS = ['ingestData', 'cleanData', 'dedupData', 'splitData'];
+/** temporal.api.enums.v1.PendingActivityState.STARTED: a worker holds the task. */
+const PENDING_ACTIVITY_STARTED = 2;
+
+let env: TestServer;
+let workers: Array<ReturnType<typeof spawnWorker>> = [];
+let reference: PipelineResult;
+
+const pipeline = () =>
+  loadConfigFile(
+    writePipeline(tempDir(), {
+      name: 'it-durable',
+      data: { sample: { rows: ROWS, seed: 11 }, columns: { category: 'category', product: 'product' } },
+    }),
+  );
+
+/** Each run has its own store, so compare what the splits hold, not where they are. */
+const contentOf = (r: PipelineResult) => Object.fromEntries(Object.entries(r.splits).map(([k, ref]) => [k, [ref.sha256, ref.rows]]));
+
+/** Waits until one of the data activities has been picked up by a worker, and says which. */
+async function activityInFlight(handle: WorkflowHandle): Promise<string> {
+  const description = await waitFor(
+    () => handle.describe(),
+    (d) =>
+      (d.raw.pendingActivities ?? []).some(
+        (a) => DATA_STEPS.includes(a.activityType?.name ?? '') && Number(a.state) === PENDING_ACTIVITY_STARTED,
+      ),
+    120_000,
+  );
+  return (description.raw.pendingActivities ?? []).map((a) => a.activityType?.name).join(',');
+}
+
+beforeAll(async () => {
+  env = await startTestServer();
+  workers.push(spawnWorker('cpu', env.server.address));
+  reference = await (await startPipeline(env.client, pipeline())).result();
+});
+
+afterAll(async () => {
+  for (const w of workers) await killAndWait(w);
+  await env?.close();
+});
+
+describe('durability', () => {
+  it('finishes with the same result when the worker is killed mid-run and a new one starts', async () => {
+    const handle = await startPipeline(env.client, pipeline(), { dataHeartbeatTimeout: '5s' });
+    const running = await activityInFlight(handle);
+    await killAndWait(workers[0]!, 'SIGKILL');
+    workers = [spawnWorker('cpu', env.server.address)];
+    const result = await handle.result();
+    expect(running).not.toBe('');
+    // The step that was running when the worker died ran again on the new worker.
+    const attempts = await activityAttempts(handle);
+    expect(Math.max(...DATA_STEPS.map((s) => attempts[s] ?? 0))).toBeGreaterThanOrEqual(2);
+    expect(contentOf(result)).toEqual(contentOf(reference));
+  });
+
+  it('finishes when the server is stopped and restarted on the same SQLite file mid-run', async () => {
+    const handle = await startPipeline(env.client, pipeline(), { dataHeartbeatTimeout: '5s' });
+    await activityInFlight(handle);
+    const port = Number(env.server.address.split(':')[1]);
+    await env.server.stop();
+    env.server = await startDevServer({ dir: env.dir, port });
+    const result = await handle.result();
+    expect(contentOf(result)).toEqual(contentOf(reference));
+  });
+});

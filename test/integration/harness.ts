@@ -1,0 +1,98 @@
+/**
+ * Integration-test helpers: a real Temporal dev server on a temp SQLite file, worker processes
+ * started through the real CLI (so they can be killed), and pipeline files in temp folders.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { stringify } from 'yaml';
+import { startDevServer, type StartedServer } from '../../cli/server';
+
+export const projectRoot = resolve(import.meta.dirname, '../..');
+export const cliPath = join(projectRoot, 'bin', 'tuneline.mjs');
+
+export function tempDir(prefix = 'tuneline-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export interface TestServer {
+  server: StartedServer;
+  client: Client;
+  connection: Connection;
+  dir: string;
+  close: () => Promise<void>;
+}
+
+export async function startTestServer(dir = tempDir()): Promise<TestServer> {
+  const server = await startDevServer({ dir });
+  const connection = await Connection.connect({ address: server.address });
+  const client = new Client({ connection, namespace: 'default' });
+  return {
+    server,
+    client,
+    connection,
+    dir,
+    close: async () => {
+      await connection.close().catch(() => {});
+      await server.stop();
+    },
+  };
+}
+
+/** A `tuneline worker` process; its stderr is kept for failure messages. */
+export function spawnWorker(queue: 'cpu' | 'gpu', address: string, env: NodeJS.ProcessEnv = {}): ChildProcess & { logs: string[] } {
+  const child = spawn(process.execPath, [cliPath, 'worker', '--queue', queue], {
+    cwd: projectRoot,
+    env: { ...process.env, TEMPORAL_ADDRESS: address, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }) as ChildProcess & { logs: string[] };
+  child.logs = [];
+  child.stdout!.on('data', (d: Buffer) => child.logs.push(d.toString()));
+  child.stderr!.on('data', (d: Buffer) => child.logs.push(d.toString()));
+  return child;
+}
+
+export async function killAndWait(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill(signal);
+  await exited;
+}
+
+/** Writes a pipeline file whose artifacts stay inside `dir`. */
+export function writePipeline(dir: string, config: Record<string, unknown>): string {
+  const path = join(dir, 'temporal.yaml');
+  writeFileSync(path, stringify({ storage: { artifacts: join(dir, 'artifacts') }, ...config }));
+  return path;
+}
+
+/** Polls until `predicate` holds, for eventually consistent things (progress, visibility). */
+export async function waitFor<T>(probe: () => Promise<T>, predicate: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined as T);
+    if (value !== undefined && predicate(value)) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms; last value ${JSON.stringify(value)}`);
+    await sleep(200);
+  }
+}
+
+/** Attempts of each activity type in a run's history, to prove what was or was not retried. */
+export async function activityAttempts(handle: WorkflowHandle): Promise<Record<string, number>> {
+  const history = await handle.fetchHistory();
+  const typeById = new Map<string, string>();
+  const attempts: Record<string, number> = {};
+  for (const e of history.events ?? []) {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) typeById.set(String(e.eventId), scheduled.activityType?.name ?? '?');
+    const started = e.activityTaskStartedEventAttributes;
+    if (started) {
+      const type = typeById.get(String(started.scheduledEventId)) ?? '?';
+      attempts[type] = Math.max(attempts[type] ?? 0, started.attempt ?? 1);
+    }
+  }
+  return attempts;
+}

@@ -1,0 +1,27 @@
+/**
+ * Builds the worker for one task queue. The cpu worker runs the workflows and the data activities;
+ * the gpu worker runs training (one activity at a time per GPU).
+ */
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import type { TemporalTarget } from '../cli/connection';
+import * as dataActivities from '../activities/data-stage';
+import { TaskQueues, type QueueName } from '../workflows/definitions';
+
+const workflowsPath = new URL('../workflows/index.ts', import.meta.url).pathname;
+
+/** Worker and bundler chatter at INFO drowns the progress lines; warnings and errors still show. */
+export function installQuietRuntime(level: 'WARN' | 'INFO' = 'WARN'): void {
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
+export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
+  return NativeConnection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+}
+
+export async function createWorker(queue: QueueName, connection: NativeConnection, namespace: string, identity?: string): Promise<Worker> {
+  const common = { connection, namespace, taskQueue: TaskQueues[queue], ...(identity ? { identity } : {}) };
+  if (queue === 'cpu') {
+    return Worker.create({ ...common, workflowsPath, activities: dataActivities });
+  }
+  throw new Error('the gpu queue has no activities yet');
+}

@@ -1,0 +1,21 @@
+/**
+ * Names shared by workflows, workers and clients: task queues, search attributes, queries.
+ * Dependency-free apart from Temporal's own definitions, so the workflow bundle can import it.
+ */
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import { defineQuery } from '@temporalio/workflow';
+import type { PipelineProgress } from '../schemas/manifests';
+
+export const TaskQueues = { cpu: 'tuneline-cpu', gpu: 'tuneline-gpu' } as const;
+export type QueueName = keyof typeof TaskQueues;
+
+export const SearchAttributes = {
+  stage: defineSearchAttributeKey('TunelineStage', SearchAttributeType.KEYWORD),
+  pipeline: defineSearchAttributeKey('TunelinePipeline', SearchAttributeType.KEYWORD),
+  configHash: defineSearchAttributeKey('TunelineConfigHash', SearchAttributeType.KEYWORD),
+} as const;
+
+/** Every search attribute the project uses, for registering them on a server. */
+export const allSearchAttributes = Object.values(SearchAttributes);
+
+export const progressQuery = defineQuery<PipelineProgress>('progress');
