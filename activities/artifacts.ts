@@ -9,7 +9,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, extname, join, resolve } from 'node:path';
+import { dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
 
@@ -30,6 +30,28 @@ export function canonicalJson(value: unknown): string {
       ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)))
       : v,
   );
+}
+
+/** Files under a folder, sorted, as paths relative to it. */
+async function listFiles(root: string, dir = root): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await listFiles(root, path)));
+    else out.push(relative(root, path));
+  }
+  return out;
+}
+
+/** A folder's hash: sha256 over each file's relative path and content hash, in sorted order. */
+export async function sha256Tree(dir: string): Promise<{ sha256: string; bytes: number }> {
+  const lines: string[] = [];
+  let bytes = 0;
+  for (const file of await listFiles(dir)) {
+    lines.push(`${file}\0${await sha256File(join(dir, file))}`);
+    bytes += (await stat(join(dir, file))).size;
+  }
+  return { sha256: sha256Hex(lines.join('\n')), bytes };
 }
 
 export function artifactPath(ref: Pick<ArtifactRef, 'uri'>): string {
@@ -65,6 +87,24 @@ export class ArtifactStore {
     await mkdir(dirname(finalPath), { recursive: true });
     await rename(tmp, finalPath);
     return { uri: pathToFileURL(finalPath).href, sha256, bytes: size, rows };
+  }
+
+  /** Stores a finished folder (a trained model, say) under its tree hash, moving it into place. */
+  async putDir(dir: string): Promise<ArtifactRef> {
+    const { sha256, bytes } = await sha256Tree(dir);
+    const finalPath = this.objectPath(sha256, '.dir');
+    if (await this.hasIntact(finalPath, sha256)) await rm(dir, { recursive: true, force: true });
+    else {
+      await mkdir(dirname(finalPath), { recursive: true });
+      await rm(finalPath, { recursive: true, force: true });
+      await rename(dir, finalPath);
+    }
+    return { uri: pathToFileURL(finalPath).href, sha256, bytes, rows: null };
+  }
+
+  /** A stable scratch folder for one step key: a retried attempt finds what the last one left (checkpoints). */
+  workDir(key: string): string {
+    return join(this.root, 'work', key.slice(0, 16));
   }
 
   async tempPath(): Promise<string> {
@@ -117,7 +157,8 @@ export class ArtifactStore {
 
   private async hasIntact(path: string, sha256: string): Promise<boolean> {
     try {
-      return (await sha256File(path)) === sha256;
+      const isDir = (await stat(path)).isDirectory();
+      return (isDir ? (await sha256Tree(path)).sha256 : await sha256File(path)) === sha256;
     } catch {
       return false;
     }

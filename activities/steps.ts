@@ -9,27 +9,39 @@ import { canonicalJson, sha256Hex, type ArtifactStore } from './artifacts';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
 
 const projectRoot = join(import.meta.dirname, '..');
-let cachedCodeVersion: string | undefined;
+const versions = new Map<string, string>();
 
-/**
- * Hash of the TypeScript sources that shape step outputs (activities/ and schemas/). Any edit
- * there invalidates cached steps: stale results are worse than a re-run.
- */
-export function codeVersion(): string {
-  if (cachedCodeVersion) return cachedCodeVersion;
+/** Hash of the source files under `dirs` (relative to the project) with the given extension, tests excluded. */
+function hashSources(dirs: string[], extension: string): string {
+  const cacheKey = `${dirs.join(',')}${extension}`;
+  const known = versions.get(cacheKey);
+  if (known) return known;
   const files: string[] = [];
   const walk = (dir: string) => {
     for (const name of readdirSync(dir).sort()) {
       const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.ts')) files.push(path);
+      if (statSync(path).isDirectory()) {
+        if (name !== 'tests' && name !== '__pycache__') walk(path);
+      } else if (name.endsWith(extension)) files.push(path);
     }
   };
-  walk(join(projectRoot, 'activities'));
-  walk(join(projectRoot, 'schemas'));
-  const hashInput = files.map((f) => `${relative(projectRoot, f)}\n${readFileSync(f, 'utf8')}`).join('\n');
-  cachedCodeVersion = sha256Hex(hashInput).slice(0, 16);
-  return cachedCodeVersion;
+  for (const dir of dirs) walk(join(projectRoot, dir));
+  const version = sha256Hex(files.map((f) => `${relative(projectRoot, f)}\n${readFileSync(f, 'utf8')}`).join('\n')).slice(0, 16);
+  versions.set(cacheKey, version);
+  return version;
+}
+
+/**
+ * Version of the TypeScript that shapes step outputs (activities/ and schemas/). Any edit there
+ * invalidates cached steps: stale results are worse than a re-run.
+ */
+export function codeVersion(): string {
+  return hashSources(['activities', 'schemas'], '.ts');
+}
+
+/** Version of the Python engine, part of the key of every step the engine computes. */
+export function engineVersion(): string {
+  return hashSources(['engine'], '.py');
 }
 
 export function stepKey(step: string, config: unknown, inputs: ArtifactRef[]): string {
@@ -53,7 +65,7 @@ export function beat(details?: unknown): void {
 export async function runCachedStep<S>(
   store: ArtifactStore,
   options: { step: string; config: unknown; inputs: ArtifactRef[]; noCache?: boolean },
-  compute: () => Promise<StepOutput<S>>,
+  compute: (key: string) => Promise<StepOutput<S>>,
 ): Promise<StepResult<S>> {
   const key = stepKey(options.step, options.config, options.inputs);
   if (!options.noCache) {
@@ -62,7 +74,7 @@ export async function runCachedStep<S>(
   }
   const started = performance.now();
   beat({ step: options.step });
-  const { outputs, stats } = await compute();
+  const { outputs, stats } = await compute(key);
   const result: StepResult<S> = {
     step: options.step,
     key,

@@ -21,6 +21,7 @@ import { startDevServer } from '../cli/server';
 import { connectWorker, createWorker } from '../workers/create';
 import { Client, Connection } from '@temporalio/client';
 
+const DATA_ONLY = { stopAfter: 'data' } as const;
 const tempDir = (prefix: string) => mkdtempSync(join(tmpdir(), prefix));
 
 interface Measurement {
@@ -73,9 +74,11 @@ async function runOnTemporal(rows: number): Promise<Measurement> {
     const config = benchConfig(rows, dir);
     const loaded = { path: join(dir, 'temporal.yaml'), configDir: dir, raw: config, configHash: 'bench', problems: [] };
     // Warm the worker (bundle loaded, pollers up) with a tiny run, so the measurement is the run alone.
-    await worker.runUntil(async () => (await startPipeline(client, { ...loaded, raw: benchConfig(100, dir) }, { noCache: true })).result());
+    await worker.runUntil(async () =>
+      (await startPipeline(client, { ...loaded, raw: benchConfig(100, dir) }, { ...DATA_ONLY, noCache: true })).result(),
+    );
     const started = performance.now();
-    const result = await worker.runUntil(async () => (await startPipeline(client, loaded, { noCache: true })).result());
+    const result = await worker.runUntil(async () => (await startPipeline(client, loaded, { ...DATA_ONLY, noCache: true })).result());
     const seconds = (performance.now() - started) / 1000;
     return {
       mode: 'temporal',

@@ -6,7 +6,8 @@
  *   const result = await handle.result();
  */
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import type { PipelineInput, PipelineProgress, PipelineResult } from '../schemas/manifests';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { PipelineInput, PipelineProgress, PipelineResult, TrainProgress } from '../schemas/manifests';
 import { SearchAttributes, TaskQueues, progressQuery } from '../workflows/definitions';
 import type { finetunePipeline } from '../workflows/pipeline';
 import type { LoadedConfig } from './config';
@@ -17,6 +18,7 @@ export interface StartOptions {
   noCache?: boolean;
   workflowId?: string;
   dataHeartbeatTimeout?: string;
+  stopAfter?: PipelineInput['stopAfter'];
 }
 
 /** Readable, sortable and unique: `<pipeline>-<UTC time>-<random>`. */
@@ -33,6 +35,7 @@ export async function startPipeline(client: Client, loaded: LoadedConfig, option
     configHash: loaded.configHash,
     noCache: options.noCache,
     dataHeartbeatTimeout: options.dataHeartbeatTimeout,
+    stopAfter: options.stopAfter,
   };
   return client.workflow.start('finetunePipeline', {
     taskQueue: TaskQueues.cpu,
@@ -51,6 +54,14 @@ export async function queryProgress(handle: WorkflowHandle): Promise<PipelinePro
   } catch {
     return undefined;
   }
+}
+
+/** The training activity's last heartbeat (step, loss, tokens/s, checkpoint), while it runs. */
+export async function trainingProgress(handle: WorkflowHandle): Promise<TrainProgress | undefined> {
+  const description = await handle.describe().catch(() => undefined);
+  const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainModel');
+  const payload = pending?.heartbeatDetails?.payloads?.[0];
+  return payload ? defaultPayloadConverter.fromPayload<TrainProgress>(payload) : undefined;
 }
 
 export type { PipelineResult };

@@ -188,6 +188,12 @@ export const TrainingSection = z
       .describe('Stop after this many evaluations without improvement; 0 disables early stopping.'),
     checkpointEvery: z.number().int().positive().default(50).describe('Checkpoint every N optimizer steps.'),
     maxTrainRows: z.number().int().positive().optional().describe('Train on at most this many training rows (demo-sized runs).'),
+    maxValidationRows: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('Compute validation loss on at most this many validation rows (a seeded draw); all when absent.'),
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
     activity: ActivityPolicy.default(ActivityPolicy.parse({})),
   })

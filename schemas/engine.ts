@@ -15,37 +15,46 @@ export const TrainSpec = z
       validation: z.string().describe('Arrow IPC file with the validation split.'),
     }),
     outputDir: z.string().describe('Folder the engine writes checkpoints and the final artifact into.'),
-    resumeFrom: z.string().optional().describe('Checkpoint folder to continue from exactly.'),
+    resumeFrom: z.string().optional().describe('Absolute path of a checkpoint folder to continue from exactly.'),
   })
   .describe('Input of `python -m engine train --spec SPEC.json`.');
 export type TrainSpec = z.infer<typeof TrainSpec>;
 
-/** One line the engine prints on stdout. Unknown lines are logged, never parsed as events. */
+/**
+ * One line the engine prints on stdout. Unknown lines are logged, never parsed as events. An
+ * interrupted run (SIGTERM or SIGINT) ends with a `checkpoint` event and exit code 130, no `error`.
+ */
 export const EngineEvent = z.discriminatedUnion('event', [
-  z.object({
+  z.strictObject({
     event: z.literal('start'),
-    step: z.number().int(),
+    step: z.number().int().describe("The step training starts from: 0, or the resumed checkpoint's step."),
     totalSteps: z.number().int(),
     device: z.string(),
     trainableParameters: z.number().int(),
     resumedFrom: z.string().nullable(),
   }),
-  z.object({
+  z.strictObject({
     event: z.literal('step'),
     step: z.number().int(),
     loss: z.number(),
     learningRate: z.number(),
-    tokensPerSecond: z.number(),
+    tokensPerSecond: z.number().describe('Non-padding tokens per second over the step.'),
   }),
-  z.object({ event: z.literal('eval'), step: z.number().int(), validationLoss: z.number() }),
-  z.object({ event: z.literal('checkpoint'), step: z.number().int(), path: z.string() }),
-  z.object({
+  z.strictObject({ event: z.literal('eval'), step: z.number().int(), validationLoss: z.number() }),
+  z.strictObject({ event: z.literal('checkpoint'), step: z.number().int(), path: z.string() }),
+  z.strictObject({
     event: z.literal('done'),
     step: z.number().int(),
-    outputDir: z.string(),
-    metrics: z.record(z.string(), z.number().nullable()),
+    outputDir: z.string().describe("The spec's outputDir; the artifact is its `final/` folder."),
+    metrics: z
+      .record(z.string(), z.number().nullable())
+      .describe(
+        'initialValidationLoss, finalValidationLoss (of the weights in final/, the best ones), bestValidationLoss, bestStep, ' +
+          'lastValidationLoss, steps, totalSteps, stoppedEarly (0/1), trainRows, validationRows, trainableParameters, ' +
+          'trainTokens, trainSeconds, tokensPerSecond, wallSeconds.',
+      ),
   }),
-  z.object({
+  z.strictObject({
     event: z.literal('error'),
     kind: z.enum(['config', 'data', 'crash']),
     message: z.string(),

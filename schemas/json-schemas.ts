@@ -5,11 +5,12 @@
  */
 import { z } from 'zod';
 import { PipelineConfig } from './config';
-import { TrainSpec } from './engine';
+import { EngineEvent, TrainSpec } from './engine';
 
 export const emittedSchemas: Record<string, z.ZodType> = {
   'pipeline.schema.json': PipelineConfig,
   'train-spec.schema.json': TrainSpec,
+  'engine-event.schema.json': EngineEvent,
 };
 
 /** The file text for one schema: input shape (defaults make fields optional), stable formatting. */

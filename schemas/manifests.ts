@@ -24,6 +24,17 @@ export interface StepResult<Stats = object> {
   seconds: number;
 }
 
+/** The training activity's heartbeat: where it is, and where it can resume from. */
+export interface TrainProgress {
+  step: number;
+  totalSteps: number | null;
+  checkpoint: string | null;
+  loss: number | null;
+  tokensPerSecond: number | null;
+  validationLoss: number | null;
+  attempt: number;
+}
+
 /** Input of the `finetunePipeline` workflow. */
 export interface PipelineInput {
   /** The parsed YAML as written; the first activity validates it, so a client cannot skip checks. */
@@ -36,9 +47,11 @@ export interface PipelineInput {
   noCache?: boolean;
   /** Heartbeat timeout of the data activities, e.g. `30s`; tests use a few seconds. */
   dataHeartbeatTimeout?: string;
+  /** End the run after this stage (default: run every stage). */
+  stopAfter?: 'data' | 'train';
 }
 
-export type StageName = 'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'done' | 'failed';
+export type StageName = 'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'train' | 'done' | 'failed';
 
 export interface StepProgress {
   step: string;
@@ -57,7 +70,8 @@ export interface PipelineProgress {
 /** Returned by the workflow when it completes. */
 export interface PipelineResult {
   pipeline: string;
-  status: 'data-ready';
+  /** How far the run went: `data-ready` when it stopped after the data stage. */
+  status: 'data-ready' | 'trained';
   configHash: string;
   steps: Array<Pick<StepResult, 'step' | 'key' | 'reused' | 'seconds'>>;
   splits: Record<'train' | 'validation' | 'test', ArtifactRef>;
@@ -66,4 +80,12 @@ export interface PipelineResult {
   conflicts: ArtifactRef;
   /** Folder with named links to this run's artifacts. */
   runFolder: string;
+  /** The trained model artifact and its training metrics (absent when the run stopped after the data stage). */
+  training?: {
+    model: ArtifactRef;
+    events: ArtifactRef;
+    steps: number;
+    resumedFromStep: number | null;
+    metrics: Record<string, number | null>;
+  };
 }

@@ -5,6 +5,7 @@
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { TemporalTarget } from '../cli/connection';
 import * as dataActivities from '../activities/data-stage';
+import { trainModel } from '../activities/train';
 import { TaskQueues, type QueueName } from '../workflows/definitions';
 
 const workflowsPath = new URL('../workflows/index.ts', import.meta.url).pathname;
@@ -23,5 +24,13 @@ export async function createWorker(queue: QueueName, connection: NativeConnectio
   if (queue === 'cpu') {
     return Worker.create({ ...common, workflowsPath, activities: dataActivities });
   }
-  throw new Error('the gpu queue has no activities yet');
+  return Worker.create({
+    ...common,
+    activities: { trainModel },
+    // One training at a time per GPU (or per CPU machine).
+    maxConcurrentActivityTaskExecutions: 1,
+    // On SIGTERM, cancel training at once so the engine writes a checkpoint; allow that much time before forcing.
+    shutdownGraceTime: '1s',
+    shutdownForceTime: '3m',
+  });
 }

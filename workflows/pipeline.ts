@@ -12,6 +12,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as dataActivities from '../activities/data-stage';
+import type * as trainActivities from '../activities/train';
+import type { PipelineConfig } from '../schemas/config';
 import type { PipelineInput, PipelineProgress, PipelineResult, StageName, StepResult } from '../schemas/manifests';
 import { SearchAttributes, TaskQueues, progressQuery } from './definitions';
 
@@ -32,6 +34,22 @@ function dataActivitiesFor(heartbeatTimeout: string) {
   });
 }
 
+function trainActivitiesFor(config: PipelineConfig) {
+  const policy = config.training.activity;
+  return proxyActivities<typeof trainActivities>({
+    taskQueue: TaskQueues.gpu,
+    startToCloseTimeout: policy.startToClose,
+    heartbeatTimeout: policy.heartbeat,
+    retry: {
+      initialInterval: '5s',
+      backoffCoefficient: 2,
+      maximumInterval: '2m',
+      maximumAttempts: policy.maxAttempts,
+      nonRetryableErrorTypes: NON_RETRYABLE,
+    },
+  });
+}
+
 /** One line per step for progress displays: the counts a person looks at first. */
 function summarize(result: StepResult<object>): string {
   const s = result.stats as Record<string, unknown>;
@@ -39,6 +57,11 @@ function summarize(result: StepResult<object>): string {
     .filter((k) => typeof s[k] === 'number')
     .map((k) => `${k}=${String(s[k])}`);
   const counts = s.counts as Record<string, number> | undefined;
+  const metrics = s.metrics as Record<string, number | null> | undefined;
+  if (metrics) {
+    const loss = (k: string) => (typeof metrics[k] === 'number' ? metrics[k].toFixed(3) : '?');
+    parts.push(`steps=${String(s.steps)} validationLoss ${loss('initialValidationLoss')} -> ${loss('finalValidationLoss')}`);
+  }
   if (counts) parts.push(`train=${counts.train} validation=${counts.validation} test=${counts.test}`);
   return parts.join(' ');
 }
@@ -91,12 +114,27 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
         'data-report.json': report.outputs.json!,
       },
     });
+    const finished: StepResult<object>[] = [...steps, report];
+    let training: PipelineResult['training'];
+    if (input.stopAfter !== 'data') {
+      const trained = await step('train', () =>
+        trainActivitiesFor(config).trainModel({ ...base, train: split.outputs.train!, validation: split.outputs.validation! }),
+      );
+      finished.push(trained);
+      training = { model: trained.outputs.model!, events: trained.outputs.events!, ...trained.stats };
+      await acts.publishRunFolder({
+        ...base,
+        runId: workflowInfo().workflowId,
+        files: { model: trained.outputs.model!, 'training-events.jsonl': trained.outputs.events! },
+      });
+    }
     enter('done');
     return {
       pipeline: config.name,
-      status: 'data-ready',
+      status: training ? 'trained' : 'data-ready',
+      training,
       configHash: input.configHash,
-      steps: [...steps, report].map(({ step: name, key, reused, seconds }) => ({ step: name, key, reused, seconds })),
+      steps: finished.map(({ step: name, key, reused, seconds }) => ({ step: name, key, reused, seconds })),
       splits: { train: split.outputs.train!, validation: split.outputs.validation!, test: split.outputs.test! },
       report: { json: report.outputs.json!, markdown: report.outputs.markdown! },
       quarantine: ingest.outputs.quarantine!,

@@ -4,8 +4,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import type { PipelineProgress, PipelineResult, StepProgress } from '../../schemas/manifests';
 import { connectWorker, createWorker, installQuietRuntime } from '../../workers/create';
-import { queryProgress, startPipeline } from '../client';
-import { requireValidConfig } from '../config';
+import { queryProgress, startPipeline, trainingProgress } from '../client';
+import { UserError, requireValidConfig } from '../config';
 import { openSession } from '../session';
 
 interface RunOptions {
@@ -13,6 +13,7 @@ interface RunOptions {
   cache: boolean;
   json?: boolean;
   workers: boolean;
+  until?: 'data' | 'train';
 }
 
 const marks: Record<StepProgress['status'], string> = { pending: ' ', running: '>', done: '+', reused: '=', failed: 'x' };
@@ -26,13 +27,22 @@ function stepLine(s: StepProgress): string {
 function printSummary(result: PipelineResult): void {
   const reused = result.steps.filter((s) => s.reused).map((s) => s.step);
   const file = (name: string) => join(result.runFolder, name);
-  console.log(`\nData stage done for "${result.pipeline}".`);
+  console.log(`\n${result.status === 'trained' ? 'Pipeline' : 'Data stage'} done for "${result.pipeline}".`);
   console.log(reused.length ? `Reused from cache: ${reused.join(', ')} (--no-cache re-runs them).` : 'No step was reused from cache.');
   for (const [name, ref] of Object.entries(result.splits))
     console.log(`  ${name.padEnd(10)} ${String(ref.rows).padStart(6)} rows    ${file(`${name}.arrow`)}`);
   console.log(`  quarantine ${String(result.quarantine.rows).padStart(6)} rows    ${file('quarantine.jsonl')}`);
   console.log(`  conflicts  ${String(result.conflicts.rows).padStart(6)} groups  ${file('conflicts.jsonl')}`);
   console.log(`Report: ${file('data-report.md')} (and .json)`);
+  if (result.training) {
+    const m = result.training.metrics;
+    const loss = (v: number | null | undefined) => (typeof v === 'number' ? v.toFixed(4) : '?');
+    console.log(
+      `\nTrained ${result.training.steps} steps${result.training.resumedFromStep ? ` (resumed from step ${result.training.resumedFromStep})` : ''}.`,
+    );
+    console.log(`  validation loss before ${loss(m.initialValidationLoss)} -> after ${loss(m.finalValidationLoss)}`);
+    console.log(`  model ${file('model')}`);
+  }
 }
 
 export function registerRun(program: Command): void {
@@ -43,6 +53,7 @@ export function registerRun(program: Command): void {
     .option('--no-cache', 're-run every step even when its cached output is intact')
     .option('--no-workers', 'do not run workers in this process (use `tuneline worker` processes)')
     .option('--json', 'print one JSON object with the run id, status and artifact manifests')
+    .option('--until <stage>', 'stop after this stage: data or train')
     .action(async (opts: RunOptions) => {
       const loaded = requireValidConfig(opts.config);
       const say = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
@@ -53,9 +64,12 @@ export function registerRun(program: Command): void {
           installQuietRuntime();
           const connection = await connectWorker(session.target);
           workers.push(await createWorker('cpu', connection, session.target.namespace));
+          workers.push(await createWorker('gpu', connection, session.target.namespace));
         }
         const running = workers.map((w) => w.run());
-        const handle = await startPipeline(session.client, loaded, { noCache: !opts.cache });
+        if (opts.until && opts.until !== 'data' && opts.until !== 'train')
+          throw new UserError(`--until must be data or train, not "${opts.until}"`);
+        const handle = await startPipeline(session.client, loaded, { noCache: !opts.cache, stopAfter: opts.until });
         say(
           `Run ${handle.workflowId}${session.uiUrl ? `  ${session.uiUrl}/namespaces/${session.target.namespace}/workflows/${handle.workflowId}` : ''}`,
         );
@@ -69,7 +83,21 @@ export function registerRun(program: Command): void {
             }
           }
         };
-        const poll = setInterval(() => void queryProgress(handle).then(show), 500);
+        let lastTrainLine = '';
+        const showTraining = async () => {
+          const t = await trainingProgress(handle);
+          if (!t) return;
+          const line = `  > train    step ${t.step}/${t.totalSteps ?? '?'}  loss ${t.loss?.toFixed(3) ?? '-'}  ${t.tokensPerSecond?.toFixed(0) ?? '-'} tokens/s${t.validationLoss !== null ? `  validation loss ${t.validationLoss.toFixed(3)}` : ''}${t.attempt > 1 ? `  (attempt ${t.attempt}, resumed)` : ''}`;
+          if (line !== lastTrainLine) say((lastTrainLine = line));
+        };
+        const poll = setInterval(
+          () =>
+            void queryProgress(handle).then(async (p) => {
+              show(p);
+              if (p?.stage === 'train') await showTraining();
+            }),
+          1000,
+        );
         let result: PipelineResult | undefined;
         let failure: string | undefined;
         try {

@@ -6,6 +6,9 @@ import { startDevServer } from '../../cli/server';
 import type { PipelineResult } from '../../schemas/manifests';
 import { activityAttempts, killAndWait, spawnWorker, startTestServer, tempDir, waitFor, writePipeline, type TestServer } from './harness';
 
+/** These tests are about the data stage; training has its own. */
+const DATA_ONLY = { stopAfter: 'data' } as const;
+
 // Large enough that the data steps take seconds, so "mid-run" is a real window, not a race.
 const ROWS = 60_000;
 const DATA_STEPS = ['ingestData', 'cleanData', 'dedupData', 'splitData'];
@@ -43,7 +46,7 @@ async function activityInFlight(handle: WorkflowHandle): Promise<string> {
 beforeAll(async () => {
   env = await startTestServer();
   workers.push(spawnWorker('cpu', env.server.address));
-  reference = await (await startPipeline(env.client, pipeline())).result();
+  reference = await (await startPipeline(env.client, pipeline(), DATA_ONLY)).result();
 });
 
 afterAll(async () => {
@@ -53,7 +56,7 @@ afterAll(async () => {
 
 describe('durability', () => {
   it('finishes with the same result when the worker is killed mid-run and a new one starts', async () => {
-    const handle = await startPipeline(env.client, pipeline(), { dataHeartbeatTimeout: '5s' });
+    const handle = await startPipeline(env.client, pipeline(), { ...DATA_ONLY, dataHeartbeatTimeout: '5s' });
     const running = await activityInFlight(handle);
     await killAndWait(workers[0]!, 'SIGKILL');
     workers = [spawnWorker('cpu', env.server.address)];
@@ -66,7 +69,7 @@ describe('durability', () => {
   });
 
   it('finishes when the server is stopped and restarted on the same SQLite file mid-run', async () => {
-    const handle = await startPipeline(env.client, pipeline(), { dataHeartbeatTimeout: '5s' });
+    const handle = await startPipeline(env.client, pipeline(), { ...DATA_ONLY, dataHeartbeatTimeout: '5s' });
     await activityInFlight(handle);
     const port = Number(env.server.address.split(':')[1]);
     await env.server.stop();

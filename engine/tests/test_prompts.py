@@ -1,0 +1,65 @@
+"""The loss mask covers exactly the answer and the token that ends it."""
+
+from transformers import AutoTokenizer
+
+from engine.prompts import IGNORE_INDEX, SEPARATOR_TOKEN, PromptEncoder, PromptFormat
+
+
+def labelled_ids(example) -> list[int]:
+    return [label for label in example.labels if label != IGNORE_INDEX]
+
+
+def test_chat_template_mask_is_answer_and_end_of_turn(smollm2_tokenizer):
+    encoder = PromptEncoder.prepare_tokenizer(smollm2_tokenizer, system_prompt="You answer for Acme support.")
+    assert encoder.format == PromptFormat("chat_template", "You answer for Acme support.", None, "<|im_end|>")
+    example = encoder.encode("How do I reset my router?", "Hold the button for 10 seconds.", max_length=256)
+    assert smollm2_tokenizer.decode(labelled_ids(example)) == "Hold the button for 10 seconds.<|im_end|>"
+    prompt_length = example.labels.index(next(l for l in example.labels if l != IGNORE_INDEX))
+    assert smollm2_tokenizer.decode(example.input_ids[:prompt_length]) == (
+        "<|im_start|>system\nYou answer for Acme support.<|im_end|>\n"
+        "<|im_start|>user\nHow do I reset my router?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # Masked positions are exactly the prompt; labels equal the inputs where they are kept.
+    assert all(l == IGNORE_INDEX for l in example.labels[:prompt_length])
+    assert example.labels[prompt_length:] == example.input_ids[prompt_length:]
+    assert example.input_ids[:prompt_length] == encoder.prompt_ids("How do I reset my router?")
+
+
+def test_without_system_prompt_the_template_default_is_used(smollm2_tokenizer):
+    encoder = PromptEncoder.prepare_tokenizer(smollm2_tokenizer, system_prompt=None)
+    prompt = smollm2_tokenizer.decode(encoder.prompt_ids("Hi?"))
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert prompt.endswith("<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_truncation_keeps_prompt_and_end_of_turn(smollm2_tokenizer):
+    encoder = PromptEncoder.prepare_tokenizer(smollm2_tokenizer, system_prompt="S")
+    prompt = encoder.prompt_ids("Q?")
+    example = encoder.encode("Q?", "word " * 200, max_length=len(prompt) + 6)
+    assert example.truncated and len(example.input_ids) == len(prompt) + 6
+    assert example.input_ids[: len(prompt)] == prompt
+    assert example.input_ids[-1] == smollm2_tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert len(labelled_ids(example)) == 6
+    assert encoder.encode("Q? " * 100, "A", max_length=16) is None  # the prompt alone does not fit
+
+
+def test_plain_format_for_models_without_chat_template(tiny_gpt2_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    vocabulary = len(tokenizer)
+    encoder = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None)
+    assert encoder.format == PromptFormat("plain", None, SEPARATOR_TOKEN, "<|endoftext|>")
+    assert len(tokenizer) == vocabulary + 1 and tokenizer.pad_token == "<|endoftext|>"
+    example = encoder.encode("Can I return the webcam?", "Yes, within 30 days.", max_length=64)
+    separator = tokenizer.convert_tokens_to_ids(SEPARATOR_TOKEN)
+    cut = example.input_ids.index(separator) + 1
+    assert tokenizer.decode(example.input_ids[:cut]) == f"Can I return the webcam?{SEPARATOR_TOKEN}"
+    assert all(l == IGNORE_INDEX for l in example.labels[:cut])
+    assert labelled_ids(example) == example.input_ids[cut:]
+    assert tokenizer.decode(labelled_ids(example)) == "Yes, within 30 days.<|endoftext|>"
+    assert example.input_ids[-1] == tokenizer.eos_token_id
+
+
+def test_prompt_format_round_trips(tmp_path):
+    original = PromptFormat("plain", "Be brief.", SEPARATOR_TOKEN, "<|endoftext|>")
+    original.save(tmp_path)
+    assert PromptFormat.load(tmp_path) == original

@@ -1,0 +1,290 @@
+"""Fine-tune the base model on question-answer pairs: LoRA adapters (peft) or full fine-tuning.
+
+A flat training loop, nanoGPT-style, instead of transformers' Trainer: the engine needs an exact
+resume (data position and RNG states in every checkpoint), atomic checkpoints and a checkpoint
+when SIGTERM arrives. `train` reads top to bottom: model, data, optimizer, resume, loop, artifact.
+"""
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import get_scheduler
+
+from engine import checkpoints
+from engine.batches import collate, encode_rows, label_count, summed_loss, validation_loss
+from engine.data import QaRows, evaluation_batches, length_grouped_batches
+from engine.events import ConfigError, Emit, Interrupted, StopRequest, log
+from engine.report import plot_training_curve, write_history
+from engine.spec import resume_mismatches
+from engine.strategies import build_model
+
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+MAX_GRAD_NORM = 1.0  # gradient clipping, as transformers' Trainer does by default
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimizer that a resumed run needs to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batchIndex: int = 0  # next micro-batch of batchOrder
+    batchOrder: list = field(default_factory=list)  # this epoch's seeded, length-grouped batches of row indices
+    bestValidationLoss: float | None = None
+    bestStep: int | None = None
+    evalsWithoutImprovement: int = 0
+    evalPending: bool = False  # interrupted before a due evaluation; the resumed run does it first
+    trainTokens: int = 0  # non-padding tokens seen by optimizer steps
+    trainSeconds: float = 0.0  # time spent in optimizer steps, over all resumes
+    history: dict = field(default_factory=lambda: {"steps": [], "evals": []})
+
+
+@dataclass
+class TrainResult:
+    final_dir: Path
+    metrics: dict
+    model: object  # the trained model, for tests
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device: `cuda` was asked for, but no CUDA GPU is visible")
+    if choice in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(len(os.sched_getaffinity(0)))  # all cores this process may use
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on GPUs that support it (weights and optimizer stay float32); float32 elsewhere.
+
+    No float16 path: it would need loss scaling, and GPUs without bf16 are rare for training now.
+    """
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def make_optimizer(model, training: dict) -> torch.optim.Optimizer:
+    # Matrices decay; biases and norm weights do not (as in nanoGPT).
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": training["weightDecay"]},
+        {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=training["learningRate"])
+
+
+def total_optimizer_steps(training: dict, train_rows: int) -> int:
+    if training.get("maxSteps"):
+        return training["maxSteps"]
+    batches_per_epoch = math.ceil(train_rows / training["batchSize"])
+    return max(1, math.ceil(training["epochs"] * batches_per_epoch / training["gradientAccumulation"]))
+
+
+def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, stop: StopRequest | None = None) -> TrainResult:
+    started = time.perf_counter()
+    stop = stop or StopRequest()  # not installed: only a caller setting `requested` stops it
+    training = spec["training"]
+    output_dir = Path(spec["outputDir"]).resolve()
+    resume_from = spec.get("resumeFrom")
+
+    # Model and tokens. Seed first: LoRA initialisation and new embedding rows draw random numbers.
+    seed_everything(training["seed"])
+    device = pick_device(training["device"])
+    autocast = autocast_for(device)
+    model, tokenizer, encoder, source = build_model(spec)
+    model.to(device).train()
+    trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    train_examples = encode_rows(encoder, train_rows, training["maxLength"], "data.train")
+    validation_examples = encode_rows(encoder, validation_rows, training["maxLength"], "data.validation")
+    train_lengths = [len(e.input_ids) for e in train_examples]
+    pad_id = tokenizer.pad_token_id
+    validation_batches = [
+        collate([validation_examples[i] for i in indices], pad_id, device)
+        for indices in evaluation_batches([len(e.input_ids) for e in validation_examples], training["batchSize"])
+    ]
+
+    optimizer = make_optimizer(model, training)
+    total_steps = total_optimizer_steps(training, len(train_examples))
+    scheduler = get_scheduler(
+        SCHEDULES[training["schedule"]],
+        optimizer,
+        num_warmup_steps=math.ceil(training["warmupRatio"] * total_steps),
+        num_training_steps=total_steps,
+    )
+
+    def plan_epoch(epoch: int) -> list:
+        return length_grouped_batches(train_lengths, training["batchSize"], training["seed"], epoch)
+
+    # Fresh start, or continue exactly where a checkpoint left off.
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if resume_from:
+        weights, bundle, saved = checkpoints.load_checkpoint(resume_from)
+        mismatches = resume_mismatches(spec, saved.pop("spec"))
+        if mismatches:
+            raise ConfigError("resumeFrom: the checkpoint was written by a different run:\n" + "\n".join(f"  - {m}" for m in mismatches))
+        checkpoints.load_trainable_weights(model, weights)
+        optimizer.load_state_dict(bundle["optimizer"])
+        scheduler.load_state_dict(bundle["scheduler"])
+        state = TrainState(**saved)
+        checkpoints.restore_rng_states(bundle["rng"])  # last: nothing may draw random numbers after this
+        resume_from = str(Path(resume_from).resolve())
+    else:
+        state = TrainState(batchOrder=plan_epoch(0))
+    checkpoints.remove_stale(output_dir, state.step)
+    emit(
+        {
+            "event": "start",
+            "step": state.step,
+            "totalSteps": total_steps,
+            "device": str(device),
+            "trainableParameters": trainable_parameters,
+            "resumedFrom": resume_from,
+        }
+    )
+    log(f"training {source} on {len(train_examples)} rows, {total_steps} steps, {trainable_parameters:,} trainable parameters")
+
+    def evaluate() -> bool:
+        """Validation loss now; track the best; True when early stopping says stop."""
+        loss = validation_loss(model, validation_batches, autocast)
+        state.history["evals"].append({"step": state.step, "validationLoss": loss})
+        emit({"event": "eval", "step": state.step, "validationLoss": loss})
+        state.evalPending = False
+        if state.bestValidationLoss is None or loss < state.bestValidationLoss:
+            state.bestValidationLoss, state.bestStep, state.evalsWithoutImprovement = loss, state.step, 0
+            checkpoints.save_best(output_dir, state.step, loss, model)
+            return False
+        state.evalsWithoutImprovement += 1
+        patience = training["earlyStoppingPatience"]
+        return patience > 0 and state.evalsWithoutImprovement >= patience
+
+    def save_checkpoint() -> Path:
+        saved_state = {**asdict(state), "spec": spec}
+        path = checkpoints.save_checkpoint(output_dir, state.step, model, optimizer, scheduler, saved_state)
+        emit({"event": "checkpoint", "step": state.step, "path": str(path)})
+        return path
+
+    def next_micro_batch() -> dict:
+        if state.batchIndex == len(state.batchOrder):  # epoch done: the next one has its own order
+            state.epoch, state.batchIndex = state.epoch + 1, 0
+            state.batchOrder = plan_epoch(state.epoch)
+        indices = state.batchOrder[state.batchIndex]
+        state.batchIndex += 1
+        return collate([train_examples[i] for i in indices], pad_id, device)
+
+    stop_early = False
+    if stop.requested:  # during loading: nothing new to save
+        raise Interrupted(resume_from)
+    if state.step == 0 and not state.history["evals"]:
+        evaluate()  # before any training, so the improvement is known
+    elif state.evalPending:
+        stop_early = evaluate()
+    while state.step < total_steps and not stop_early:
+        if stop.requested:  # before this process did any step
+            raise Interrupted(resume_from)
+
+        # One optimizer step over gradientAccumulation micro-batches, normalised by their
+        # total answer-token count so every token weighs the same.
+        step_started = time.perf_counter()
+        micro_batches = [next_micro_batch() for _ in range(training["gradientAccumulation"])]
+        labels_in_step = sum(label_count(b) for b in micro_batches)
+        step_loss = 0.0
+        for batch in micro_batches:
+            loss = summed_loss(model, batch, autocast) / labels_in_step
+            loss.backward()
+            step_loss += loss.item()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM)
+        learning_rate = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # honest step times
+        seconds = time.perf_counter() - step_started
+
+        state.step += 1
+        tokens = sum(int(b["attention_mask"].sum()) for b in micro_batches)
+        state.trainTokens += tokens
+        state.trainSeconds += seconds
+        if not math.isfinite(step_loss):
+            raise ConfigError(f"training diverged: the loss is {step_loss} at step {state.step}; lower training.learningRate")
+        record = {"step": state.step, "loss": step_loss, "learningRate": learning_rate, "tokensPerSecond": tokens / seconds}
+        state.history["steps"].append({**record, "tokens": tokens, "seconds": seconds})
+        emit({"event": "step", **record})
+
+        eval_due = state.step % training["evalEvery"] == 0 or state.step == total_steps
+        if eval_due and stop.requested:
+            state.evalPending = True  # do not hold up the shutdown; the resumed run evaluates first
+        elif eval_due:
+            stop_early = evaluate()
+        if stop.requested:
+            raise Interrupted(str(save_checkpoint()))
+        if state.step % training["checkpointEvery"] == 0 and state.step < total_steps and not stop_early:
+            save_checkpoint()
+
+    # The artifact: the weights with the best validation loss (the last ones unless they got worse).
+    if state.history["evals"][-1]["step"] != state.step:
+        evaluate()
+    last_validation_loss = state.history["evals"][-1]["validationLoss"]
+    if state.bestStep != state.step:
+        best_weights = checkpoints.load_best(output_dir, state.bestStep)
+        if best_weights is None:
+            log(f"warning: best weights of step {state.bestStep} are missing; the artifact keeps the last weights")
+            state.bestStep, state.bestValidationLoss = state.step, last_validation_loss
+        else:
+            checkpoints.load_trainable_weights(model, best_weights)
+    metrics = {
+        "initialValidationLoss": state.history["evals"][0]["validationLoss"],
+        "finalValidationLoss": state.bestValidationLoss,  # of the weights in final/
+        "bestValidationLoss": state.bestValidationLoss,
+        "bestStep": state.bestStep,
+        "lastValidationLoss": last_validation_loss,
+        "steps": state.step,
+        "totalSteps": total_steps,
+        "stoppedEarly": int(stop_early),
+        "trainRows": len(train_examples),
+        "validationRows": len(validation_examples),
+        "trainableParameters": trainable_parameters,
+        "trainTokens": state.trainTokens,
+        "trainSeconds": state.trainSeconds,
+        "tokensPerSecond": state.trainTokens / state.trainSeconds if state.trainSeconds else None,
+        "wallSeconds": time.perf_counter() - started,
+    }
+    final_dir = write_final_artifact(output_dir, model, tokenizer, encoder, spec, state.history, metrics)
+    emit({"event": "done", "step": state.step, "outputDir": str(output_dir), "metrics": metrics})
+    return TrainResult(final_dir, metrics, model)
+
+
+def write_final_artifact(output_dir: Path, model, tokenizer, encoder, spec, history, metrics) -> Path:
+    """`<outputDir>/final/`: weights or adapter, tokenizer, prompt format, spec, curve, metrics."""
+    final_dir = output_dir / "final"
+    temporary = output_dir / ".tmp-final"
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)  # a peft model saves only its adapter
+    tokenizer.save_pretrained(temporary)
+    encoder.format.save(temporary)
+    (temporary / "train_config.json").write_text(json.dumps(spec, indent=2) + "\n")
+    write_history(temporary, history)
+    plot_training_curve(history, temporary / "training_curve.png")
+    (temporary / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.rename(temporary, final_dir)
+    return final_dir

@@ -1,0 +1,92 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { describe, expect, it } from 'vitest';
+import { runEngine } from '../../activities/engine-process';
+import { chooseResumePoint, newestCheckpoint } from '../../activities/train';
+import type { EngineEvent } from '../../schemas/engine';
+import { tempDir } from '../integration/harness';
+
+const fakeEngine = join(import.meta.dirname, '..', 'fixtures', 'fake-engine.sh');
+
+async function runFake(mode: string, env = new MockActivityEnvironment()) {
+  process.env.FAKE_ENGINE_MODE = mode;
+  const events: EngineEvent[] = [];
+  const heartbeats: unknown[] = [];
+  env.on('heartbeat', (d: unknown) => heartbeats.push(d));
+  const outcome = await env
+    .run(() =>
+      runEngine({ args: ['train'], python: fakeEngine, onEvent: (e) => events.push(e), heartbeatDetails: () => ({ n: events.length }) }),
+    )
+    .then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+  return { outcome, events, heartbeats };
+}
+
+describe('engine process wrapper', () => {
+  it('parses events, ignores other lines and heartbeats on each event', async () => {
+    const { outcome, events, heartbeats } = await runFake('ok');
+    expect(outcome).toBeUndefined();
+    expect(events.map((e) => e.event)).toEqual(['start', 'step', 'done']);
+    expect(heartbeats).toContainEqual({ n: 3 });
+  });
+
+  it.each([
+    ['config', 'ConfigError', 'training.batchSize: must be positive'],
+    ['data', 'DataError', 'data.train: no rows'],
+  ])('maps a %s error to a non-retryable failure with the engine message', async (mode, type, message) => {
+    const { outcome } = await runFake(mode);
+    expect(outcome).toBeInstanceOf(ApplicationFailure);
+    expect(outcome).toMatchObject({ type, message, nonRetryable: true });
+  });
+
+  it('maps a crash to a retryable failure carrying the stderr tail', async () => {
+    const { outcome } = await runFake('crash');
+    expect(outcome).toMatchObject({ type: 'EngineCrash', nonRetryable: false });
+    expect((outcome as Error).message).toContain('Traceback: out of memory');
+  });
+
+  it('on cancellation sends SIGTERM so the engine checkpoints, then rethrows the cancellation', async () => {
+    const mark = join(tempDir(), 'terminated');
+    process.env.FAKE_ENGINE_MARK = mark;
+    const env = new MockActivityEnvironment();
+    const running = runFake('hang', env);
+    await new Promise((r) => setTimeout(r, 500));
+    env.cancel('CANCELLED');
+    const { outcome, events } = await running;
+    expect(outcome).toBeInstanceOf(CancelledFailure);
+    expect(readFileSync(mark, 'utf8').trim()).toBe('terminated');
+    expect(events.at(-1)).toMatchObject({ event: 'checkpoint', step: 1 });
+  });
+});
+
+describe('resume point', () => {
+  function checkpoint(workDir: string, step: number, complete: boolean): string {
+    const dir = join(workDir, 'checkpoints', `step-${step}`);
+    mkdirSync(dir, { recursive: true });
+    if (complete) writeFileSync(join(dir, 'complete'), '{}');
+    return dir;
+  }
+
+  it('takes the newest complete checkpoint from the folder, skipping an unfinished one', () => {
+    const work = tempDir();
+    checkpoint(work, 4, true);
+    const eight = checkpoint(work, 8, true);
+    checkpoint(work, 12, false);
+    expect(newestCheckpoint(work)).toEqual({ path: eight, step: 8 });
+    expect(existsSync(join(work, 'checkpoints', 'step-12', 'complete'))).toBe(false);
+  });
+
+  it('trusts the folder over a stale heartbeat, and a valid newer hint over the folder', () => {
+    const work = tempDir();
+    const four = checkpoint(work, 4, true);
+    const eight = checkpoint(work, 8, true);
+    expect(chooseResumePoint(work, { step: 4, checkpoint: four })).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(work, { step: 8, checkpoint: eight })).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(work, { step: 12, checkpoint: join(work, 'gone') })).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(tempDir(), undefined)).toBeUndefined();
+  });
+});
