@@ -12,7 +12,13 @@ const workflowsPath = new URL('../workflows/index.ts', import.meta.url).pathname
 
 /** Worker and bundler chatter at INFO drowns the progress lines; warnings and errors still show. */
 export function installQuietRuntime(level: 'WARN' | 'INFO' = 'WARN'): void {
-  Runtime.install({ logger: new DefaultLogger(level) });
+  const console = new DefaultLogger(level);
+  // The gpu worker polls activities only, by design; the SDK warns about that on every start.
+  const expected = /No workflows registered/;
+  const logger = new DefaultLogger(level, (entry) => {
+    if (!expected.test(entry.message)) console.log(entry.level, entry.message, entry.meta);
+  });
+  Runtime.install({ logger });
 }
 
 export async function connectWorker(target: TemporalTarget): Promise<NativeConnection> {
@@ -29,6 +35,8 @@ export async function createWorker(queue: QueueName, connection: NativeConnectio
     activities: { trainModel },
     // One training at a time per GPU (or per CPU machine).
     maxConcurrentActivityTaskExecutions: 1,
+    // Training heartbeats carry live step and loss for `tuneline run`; send them every few seconds, not every minute.
+    maxHeartbeatThrottleInterval: '5s',
     // On SIGTERM, cancel training at once so the engine writes a checkpoint; allow that much time before forcing.
     shutdownGraceTime: '1s',
     shutdownForceTime: '3m',

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import type { PipelineProgress, PipelineResult, StepProgress } from '../../schemas/manifests';
+import type { PipelineProgress, PipelineResult, StepProgress, TrainProgress } from '../../schemas/manifests';
 import { connectWorker, createWorker, installQuietRuntime } from '../../workers/create';
 import { queryProgress, startPipeline, trainingProgress } from '../client';
 import { UserError, requireValidConfig } from '../config';
@@ -22,6 +22,16 @@ function stepLine(s: StepProgress): string {
   const time = s.seconds !== undefined ? `${s.seconds.toFixed(2)}s` : '';
   const note = s.status === 'reused' ? '(reused from cache)' : '';
   return `  ${marks[s.status]} ${s.step.padEnd(8)} ${time.padStart(8)}  ${s.summary ?? ''} ${note}`.trimEnd();
+}
+
+const fixed = (v: unknown, digits: number) => (typeof v === 'number' ? v.toFixed(digits) : '-');
+
+/** One live line from the training heartbeat; undefined until the engine reports a step. */
+function trainingLine(t: Partial<TrainProgress> | undefined): string | undefined {
+  if (typeof t?.step !== 'number') return undefined;
+  const validation = typeof t.validationLoss === 'number' ? `  validation loss ${fixed(t.validationLoss, 3)}` : '';
+  const attempt = (t.attempt ?? 1) > 1 ? `  (attempt ${t.attempt}, resumed)` : '';
+  return `  > train    step ${t.step}/${t.totalSteps ?? '?'}  loss ${fixed(t.loss, 3)}  ${fixed(t.tokensPerSecond, 0)} tokens/s${validation}${attempt}`;
 }
 
 function printSummary(result: PipelineResult): void {
@@ -85,17 +95,18 @@ export function registerRun(program: Command): void {
         };
         let lastTrainLine = '';
         const showTraining = async () => {
-          const t = await trainingProgress(handle);
-          if (!t) return;
-          const line = `  > train    step ${t.step}/${t.totalSteps ?? '?'}  loss ${t.loss?.toFixed(3) ?? '-'}  ${t.tokensPerSecond?.toFixed(0) ?? '-'} tokens/s${t.validationLoss !== null ? `  validation loss ${t.validationLoss.toFixed(3)}` : ''}${t.attempt > 1 ? `  (attempt ${t.attempt}, resumed)` : ''}`;
-          if (line !== lastTrainLine) say((lastTrainLine = line));
+          const line = trainingLine(await trainingProgress(handle));
+          if (line && line !== lastTrainLine) say((lastTrainLine = line));
         };
         const poll = setInterval(
           () =>
-            void queryProgress(handle).then(async (p) => {
-              show(p);
-              if (p?.stage === 'train') await showTraining();
-            }),
+            void queryProgress(handle).then(
+              async (p) => {
+                show(p);
+                if (p?.stage === 'train') await showTraining();
+              },
+              () => {},
+            ),
           1000,
         );
         let result: PipelineResult | undefined;
