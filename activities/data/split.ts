@@ -13,7 +13,7 @@
  */
 import type { SplitSection } from '../../schemas/config';
 import type { GroupedRow, SplitName } from '../../schemas/rows';
-import { hashString } from './dedup';
+import { hashString } from './minhash';
 
 export interface SplitStats {
   counts: Record<SplitName, number>;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { deduplicate, jaccard, minHashSignature, normalizeForMatch, shingleHashes, type DedupResult } from '../../activities/data/dedup';
+import { deduplicate, normalizeForMatch, type DedupResult } from '../../activities/data/dedup';
+import { jaccard, minHashSignature, shingleHashes } from '../../activities/data/minhash';
 import { DedupSection } from '../../schemas/config';
 import type { QaRow } from '../../schemas/rows';
 
