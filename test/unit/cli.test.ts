@@ -14,19 +14,9 @@ function tuneline(...args: string[]) {
 }
 
 describe('tuneline CLI', () => {
-  it.each([
-    [],
-    ['validate'],
-    ['run'],
-    ['status'],
-    ['worker'],
-    ['server'],
-    ['server', 'start'],
-    ['server', 'stop'],
-    ['server', 'status'],
-    ['sample-data'],
-  ])('`tuneline %s --help` documents the command', (...command) => {
-    const { code, stdout } = tuneline(...command, '--help');
+  const commands = ['', 'validate', 'run', 'status', 'worker', 'server', 'server start', 'server stop', 'server status', 'sample-data'];
+  it.each(commands)('`tuneline %s --help` documents the command', (command) => {
+    const { code, stdout } = tuneline(...command.split(' ').filter(Boolean), '--help');
     expect(code).toBe(0);
     expect(stdout).toMatch(/^Usage: tuneline/);
     expect(stdout.length).toBeGreaterThan(80);
