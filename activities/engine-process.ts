@@ -95,6 +95,7 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
     const message = engineError?.message ?? `engine exited with ${code ?? signal}: ${stderrTail.slice(-10).join('\n')}`;
     if (code === EngineExit.config) throw ApplicationFailure.nonRetryable(message, 'ConfigError');
     if (code === EngineExit.data) throw ApplicationFailure.nonRetryable(message, 'DataError');
+    if (code === EngineExit.parity) throw ApplicationFailure.nonRetryable(message, 'ParityError');
     throw ApplicationFailure.retryable(`${message}\n${stderrTail.join('\n')}`.slice(0, 4000), 'EngineCrash');
   } finally {
     clearInterval(keepAlive);

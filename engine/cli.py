@@ -2,7 +2,7 @@
 
 Each subcommand reads a JSON spec, prints JSON-lines events on stdout (the `EngineEvent` shapes in
 schemas/engine.ts) and logs on stderr. Exit codes: 0 ok, 1 crash, 2 config error, 3 data error,
-130 interrupted (after writing a checkpoint).
+4 export parity failure, 130 interrupted (after writing a checkpoint).
 """
 
 import argparse
@@ -38,6 +38,18 @@ def train_command(args, emit: Emit) -> int:
     return EXIT_OK
 
 
+def export_command(args, emit: Emit) -> int:
+    from engine.export import check_model_folder, check_output_folder
+
+    # Before torch is imported: a wrong path comes back in a second.
+    check_output_folder(args.output, check_model_folder(args.model))
+
+    from engine.export import export
+
+    export(args.model, args.output, args.parity_prompts, emit)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -64,6 +76,35 @@ writes:   <outputDir>/checkpoints/step-N (the last two) and best/ (lowest valida
         help="checkpoint folder (<outputDir>/checkpoints/step-N) to continue from exactly; overrides spec.resumeFrom",
     )
     train.set_defaults(run=train_command)
+    export = commands.add_parser(
+        "export",
+        help="export a trained model to ONNX with a KV cache (transformers.js layout), checked against PyTorch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Export a trained artifact (or a base model folder with a chat template) to ONNX for generation.
+
+A LoRA adapter is merged into the base weights; float32, opset 17, TorchScript exporter.
+model.onnx inputs:  input_ids [batch, seq], attention_mask [batch, past+seq], position_ids [batch, seq],
+                    past_key_values.{i}.key/.value [batch, kv_heads, past, head_dim] (past may be 0)
+model.onnx outputs: logits [batch, seq, vocab], present.{i}.key/.value [batch, kv_heads, past+seq, head_dim]
+
+events:   done (step 0, outputDir, metrics: parityPrompts, parityTokens, paritySeconds, exportSeconds,
+          onnxBytes); error on failure
+exit:     0 ok; 1 crash; 2 unusable --model or --output folder; 4 parity failure (message starts
+          with `parity:`, names the prompt and token)
+writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_template.jinja,
+          prompt_format.json, generation_config.json, config.json, export.json (manifest and parity result);
+          an earlier export there is replaced, any other non-empty folder is refused""",
+    )
+    export.add_argument("--model", required=True, metavar="FINAL_DIR", help="trained artifact (<outputDir>/final) or model folder")
+    export.add_argument("--output", required=True, metavar="OUT_DIR", help="folder to write the export to")
+    export.add_argument(
+        "--parity-prompts",
+        type=int,
+        default=4,
+        metavar="N",
+        help="prompts greedy-decoded (16 new tokens) by PyTorch and ONNX Runtime, which must agree (default 4)",
+    )
+    export.set_defaults(run=export_command)
     return parser
 
 

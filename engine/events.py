@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
 EXIT_DATA = 3
+EXIT_PARITY = 4
 EXIT_INTERRUPTED = 130
 
 Emit = Callable[[dict], None]

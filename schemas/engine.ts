@@ -56,11 +56,14 @@ export const EngineEvent = z.discriminatedUnion('event', [
   }),
   z.strictObject({
     event: z.literal('error'),
-    kind: z.enum(['config', 'data', 'crash']),
+    kind: z.enum(['config', 'data', 'parity', 'crash']),
     message: z.string(),
   }),
 ]);
 export type EngineEvent = z.infer<typeof EngineEvent>;
 
-/** Engine exit codes: config and data errors are the user's to fix; anything else is a crash. */
-export const EngineExit = { ok: 0, crash: 1, config: 2, data: 3, interrupted: 130 } as const;
+/**
+ * Engine exit codes: config and data errors are the user's to fix; a parity failure (ONNX and
+ * PyTorch disagree) is deterministic; none of those is retried. Anything else is a crash.
+ */
+export const EngineExit = { ok: 0, crash: 1, config: 2, data: 3, parity: 4, interrupted: 130 } as const;

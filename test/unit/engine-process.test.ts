@@ -37,6 +37,7 @@ describe('engine process wrapper', () => {
   it.each([
     ['config', 'ConfigError', 'training.batchSize: must be positive'],
     ['data', 'DataError', 'data.train: no rows'],
+    ['parity', 'ParityError', 'parity: prompt 1 of 4 differs at new token 3'],
   ])('maps a %s error to a non-retryable failure with the engine message', async (mode, type, message) => {
     const { outcome } = await runFake(mode);
     expect(outcome).toBeInstanceOf(ApplicationFailure);

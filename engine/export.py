@@ -1,0 +1,421 @@
+"""Export a trained artifact to ONNX with a KV cache, and prove it generates what PyTorch does.
+
+The layout is the one optimum and transformers.js use for decoder-only models, so a JavaScript
+runtime can drive generation: one `model.onnx` taking `input_ids`, `attention_mask`,
+`position_ids` and `past_key_values.{i}.key/value`, returning `logits` and `present.{i}.key/value`.
+Beside it lie the tokenizer, chat template, prompt format, generation and model config, and
+`export.json`, the manifest. The parity check greedy-decodes a few prompts with PyTorch and with
+ONNX Runtime (our own loop over the KV cache, as a JS runtime would run it); any different token
+fails the export and leaves no output folder.
+"""
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.events import EXIT_PARITY, ConfigError, Emit, UserError, log
+from engine.prompts import PROMPT_FORMAT_FILE, PromptEncoder, PromptFormat
+
+OPSET = 17
+ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = "model.onnx_data"  # only for models over protobuf's 2 GB limit
+MANIFEST_FILE = "export.json"
+PARITY_NEW_TOKENS = 16
+DEFAULT_MAX_NEW_TOKENS = 256  # generation_config.json default for the runtime
+PROTOBUF_LIMIT_BYTES = 2 * 1024**3
+# Customer-support questions for the parity check; cycled (numbered) when more prompts are asked for.
+PARITY_QUESTIONS = [
+    "How do I reset my router?",
+    "How long is the warranty on the headphones?",
+    "Can I return the smart watch?",
+    "Why won't my e-reader turn on?",
+    "Does the webcam work with a laptop?",
+    "How do I pair the speaker with my phone?",
+]
+
+
+class ParityError(UserError):
+    """ONNX Runtime generated other tokens than PyTorch: the export is wrong, so it is removed.
+
+    Deterministic, so a retry would fail the same way: its own kind and exit code, never retried.
+    """
+
+    kind = "parity"
+    exit_code = EXIT_PARITY
+
+
+@dataclass
+class ExportResult:
+    output_dir: Path
+    metrics: dict
+
+
+def check_model_folder(model_dir: str) -> Path:
+    """A trained artifact (`<outputDir>/final`) or a Hugging Face model folder; checked before torch loads."""
+    folder = Path(model_dir).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"--model {folder}: folder does not exist")
+    if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"--model {folder}: has neither config.json nor adapter_config.json; "
+            "pass a trained artifact (<outputDir>/final) or a Hugging Face model folder"
+        )
+    for name in ("config.json", "adapter_config.json", PROMPT_FORMAT_FILE, "train_config.json"):
+        if (folder / name).is_file():
+            try:
+                json.loads((folder / name).read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ConfigError(f"--model {folder / name}: not readable JSON ({error})") from None
+    return folder.resolve()
+
+
+def check_output_folder(output_dir: str, model_dir: Path) -> Path:
+    """An absent or empty folder, or an earlier export (replaced); never anything else we would delete."""
+    folder = Path(output_dir).expanduser().resolve()
+    if folder == model_dir or folder in model_dir.parents:
+        raise ConfigError(f"--output {folder}: is or holds the model folder {model_dir}; choose another folder")
+    if folder.exists():
+        if not folder.is_dir():
+            raise ConfigError(f"--output {folder}: exists and is not a folder")
+        if any(folder.iterdir()) and not (folder / MANIFEST_FILE).is_file():
+            raise ConfigError(f"--output {folder}: exists, is not empty and is not an earlier export; choose another folder")
+    return folder
+
+
+def load_for_export(folder: Path):
+    """(model, tokenizer, prompt format): the LoRA adapter merged into the base weights, float32, eval."""
+    import torch
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.models import load_finetuned
+
+    try:
+        if (folder / PROMPT_FORMAT_FILE).is_file():
+            model, tokenizer, prompt_format = load_finetuned(str(folder))
+        else:
+            # A base model folder (no training): its own chat template is the prompt format.
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            if not tokenizer.chat_template:
+                raise ConfigError(
+                    f"--model {folder}: has no {PROMPT_FORMAT_FILE} and its tokenizer has no chat template; "
+                    "export a trained artifact (<outputDir>/final), which records its prompt format"
+                )
+            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None).format
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except (OSError, ValueError, KeyError, SafetensorError) as error:  # missing or corrupt weights, bad configs
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"--model {folder}: cannot load the model ({type(error).__name__}: {first_line})") from None
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model = model.float().eval()
+    model.config.use_cache = True
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, prompt_format
+
+
+def cache_shape(config) -> dict:
+    """Layers, key/value heads and head size of the decoder: the shapes of past_key_values."""
+    text = config.get_text_config(decoder=True)
+    heads = text.num_attention_heads
+    return {
+        "numLayers": text.num_hidden_layers,
+        "numKeyValueHeads": getattr(text, "num_key_value_heads", None) or heads,
+        "headDim": getattr(text, "head_dim", None) or text.hidden_size // heads,
+        "vocabSize": text.vocab_size,
+    }
+
+
+def io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    past = [f"past_key_values.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+    present = [f"present.{i}.{kind}" for i in range(num_layers) for kind in ("key", "value")]
+    return ["input_ids", "attention_mask", "position_ids", *past], ["logits", *present]
+
+
+def io_shapes(num_layers: int, shape: dict) -> tuple[dict, dict]:
+    """Symbolic shapes of every input and output, as the manifest records them."""
+    past = ["batch_size", shape["numKeyValueHeads"], "past_sequence_length", shape["headDim"]]
+    present = ["batch_size", shape["numKeyValueHeads"], "total_sequence_length", shape["headDim"]]
+    inputs, outputs = io_names(num_layers)
+    input_shapes = {
+        "input_ids": ["batch_size", "sequence_length"],
+        "attention_mask": ["batch_size", "total_sequence_length"],
+        "position_ids": ["batch_size", "sequence_length"],
+    }
+    input_shapes.update({name: past for name in inputs[3:]})
+    output_shapes = {"logits": ["batch_size", "sequence_length", shape["vocabSize"]]}
+    output_shapes.update({name: present for name in outputs[1:]})
+    return input_shapes, output_shapes
+
+
+def flat_cache_decoder(model):
+    """The model as a function of flat tensors: ONNX has no Cache objects, only named inputs."""
+    import torch
+    from transformers import DynamicCache
+
+    class FlatCacheDecoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            # transformers 5 takes the cache as `cache=` (was `past_key_values=`) and grows it in place.
+            cache = DynamicCache(list(zip(past[0::2], past[1::2])), config=self.model.config)
+            outputs = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True
+            )
+            presents = [tensor for layer in cache.layers for tensor in (layer.keys, layer.values)]
+            return (outputs.logits, *presents)
+
+    # eval(): the exporter restores the wrapper's mode afterwards, and a new Module is in training
+    # mode, which would switch the model's dropout on for the parity check (GPT-2 has 0.1).
+    return FlatCacheDecoder().eval()
+
+
+def export_onnx(model, destination: Path, shape: dict) -> None:
+    """Trace with a past of 2 tokens and a new chunk of 3, so neither length is baked in as a constant."""
+    import warnings
+
+    import torch
+
+    input_names, output_names = io_names(shape["numLayers"])
+    batch, past_length, new_length = 2, 2, 3
+    past = torch.randn(batch, shape["numKeyValueHeads"], past_length, shape["headDim"])
+    dummy = (
+        torch.randint(0, shape["vocabSize"], (batch, new_length)),
+        torch.ones(batch, past_length + new_length, dtype=torch.long),
+        torch.arange(past_length, past_length + new_length).repeat(batch, 1),
+        *[past.clone() for _ in range(2 * shape["numLayers"])],
+    )
+    dynamic_axes = {
+        "input_ids": {0: "batch_size", 1: "sequence_length"},
+        "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+        "position_ids": {0: "batch_size", 1: "sequence_length"},
+        "logits": {0: "batch_size", 1: "sequence_length"},
+    }
+    dynamic_axes.update({name: {0: "batch_size", 2: "past_sequence_length"} for name in input_names[3:]})
+    dynamic_axes.update({name: {0: "batch_size", 2: "total_sequence_length"} for name in output_names[1:]})
+    with torch.no_grad(), warnings.catch_warnings():
+        # TracerWarnings about Python values in the trace: the parity check is what proves the graph right.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # The causal mask indexes the padding mask with aranges (never negative), which this warns about.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+        torch.onnx.export(
+            flat_cache_decoder(model),
+            dummy,
+            str(destination / ONNX_FILE),
+            dynamo=False,  # the TorchScript exporter; the dynamo one also needs onnxscript
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+            opset_version=OPSET,
+            # No constant folding: it would store the tied lm_head as a second, transposed copy of the
+            # embeddings (+113 MB for SmolLM2-135M); ONNX Runtime folds it in memory when the session loads.
+            do_constant_folding=False,
+        )
+    assert not model.training, "the exporter left dropout on"
+    gather_external_data(destination)
+
+
+def gather_external_data(destination: Path) -> None:
+    """Over 2 GB the TorchScript exporter writes one file per tensor; keep one `model.onnx_data` instead."""
+    import onnx
+
+    extra = [path for path in destination.iterdir() if path.name != ONNX_FILE]
+    if not extra:
+        return
+    model = onnx.load(str(destination / ONNX_FILE))  # reads the external tensors into memory
+    for path in extra:
+        path.unlink()
+    onnx.save_model(model, str(destination / ONNX_FILE), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=ONNX_DATA_FILE)
+
+
+def onnx_session(path: Path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = min(4, os.cpu_count() or 1)
+    options.log_severity_level = 3  # errors only: ORT warns about unused initializers of tied weights
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def empty_past(shape: dict, batch: int = 1) -> dict:
+    import numpy as np
+
+    empty = np.zeros((batch, shape["numKeyValueHeads"], 0, shape["headDim"]), dtype=np.float32)
+    return {name: empty for name in io_names(shape["numLayers"])[0][3:]}
+
+
+def onnx_greedy(session, prompt_ids: list[int], shape: dict, max_new_tokens: int, eos_ids: set[int]) -> list[int]:
+    """Greedy decoding as a JS runtime does it: the whole prompt with an empty past, then one token at a time."""
+    import numpy as np
+
+    input_names, output_names = io_names(shape["numLayers"])
+    feed = {"input_ids": np.array([prompt_ids], dtype=np.int64), **empty_past(shape)}
+    past_length, generated = 0, []
+    while len(generated) < max_new_tokens:
+        new_length = feed["input_ids"].shape[1]
+        feed["attention_mask"] = np.ones((1, past_length + new_length), dtype=np.int64)
+        feed["position_ids"] = np.arange(past_length, past_length + new_length, dtype=np.int64)[None, :]
+        logits, *presents = session.run(None, feed)
+        token = int(logits[0, -1].argmax())
+        generated.append(token)
+        if token in eos_ids:
+            break
+        past_length += new_length
+        feed = {"input_ids": np.array([[token]], dtype=np.int64), **dict(zip(input_names[3:], presents))}
+    return generated
+
+
+def torch_greedy(model, prompt_ids: list[int], max_new_tokens: int, eos_ids: list[int], pad_id: int) -> list[int]:
+    import torch
+    from transformers import GenerationConfig
+
+    # A fresh config: a model's own generation_config.json may ask for sampling or a repetition penalty.
+    settings = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad_id)
+    prompt = torch.tensor([prompt_ids])
+    with torch.no_grad():
+        output = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=settings)
+    tokens = output[0, len(prompt_ids) :].tolist()
+    # generate pads a finished sequence only in a batch; keep everything up to and including eos.
+    for position, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[: position + 1]
+    return tokens
+
+
+def parity_questions(count: int) -> list[str]:
+    return [
+        PARITY_QUESTIONS[n % len(PARITY_QUESTIONS)] + (f" ({n // len(PARITY_QUESTIONS) + 1})" if n >= len(PARITY_QUESTIONS) else "")
+        for n in range(count)
+    ]
+
+
+def check_parity(model, tokenizer, encoder: PromptEncoder, session, shape: dict, prompts: int, eos_ids: list[int]) -> int:
+    """Greedy tokens of PyTorch and ONNX Runtime must be identical; returns how many were compared."""
+    compared = 0
+    for number, question in enumerate(parity_questions(prompts), start=1):
+        prompt_ids = encoder.prompt_ids(question)
+        expected = torch_greedy(model, prompt_ids, PARITY_NEW_TOKENS, eos_ids, tokenizer.pad_token_id)
+        actual = onnx_greedy(session, prompt_ids, shape, PARITY_NEW_TOKENS, set(eos_ids))
+        if expected != actual:
+            position = next((n for n, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
+            def describe(tokens):
+                return f"{tokens[position]} {tokenizer.decode([tokens[position]])!r}" if position < len(tokens) else "end"
+            raise ParityError(
+                f"parity: prompt {number} of {prompts} ({question!r}) differs at new token {position + 1}: "
+                f"PyTorch {describe(expected)}, ONNX Runtime {describe(actual)}; the export was removed"
+            )
+        compared += len(expected)
+    return compared
+
+
+def end_token_ids(tokenizer, prompt_format: PromptFormat) -> list[int]:
+    """Tokens that end an answer: eos, the format's end-of-turn token (`<|im_end|>`), if single tokens."""
+    ids = [tokenizer.eos_token_id]
+    vocab = tokenizer.get_vocab()
+    for text in (prompt_format.endOfTurn, "<|im_end|>"):
+        if text and text in vocab:
+            ids.append(vocab[text])
+    return sorted({token for token in ids if token is not None})
+
+
+def write_beside(destination: Path, model, tokenizer, prompt_format: PromptFormat, eos_ids: list[int]) -> None:
+    """Tokenizer, chat template, prompt format, generation and model config: all a runtime reads."""
+    from transformers import GenerationConfig
+
+    tokenizer.save_pretrained(destination)
+    if tokenizer.chat_template:
+        # transformers 5 saves it as chat_template.jinja; older readers (transformers.js) look here.
+        tokenizer_config = json.loads((destination / "tokenizer_config.json").read_text())
+        tokenizer_config["chat_template"] = tokenizer.chat_template
+        (destination / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
+    prompt_format.save(destination)
+    model.config.save_pretrained(destination)
+    GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=eos_ids,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+    ).save_pretrained(destination)
+
+
+def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit) -> ExportResult:
+    """Load, merge, export, write the files beside, check parity; `done` event; returns the metrics."""
+    source = check_model_folder(model_dir)
+    output = check_output_folder(output_dir, source)
+    if parity_prompts < 1:
+        raise ConfigError(f"--parity-prompts: {parity_prompts}; must be at least 1")
+
+    import onnxruntime
+    import torch
+    import transformers
+
+    started = time.perf_counter()
+    model, tokenizer, prompt_format = load_for_export(source)
+    shape = cache_shape(model.config)
+    eos_ids = end_token_ids(tokenizer, prompt_format)
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.parent / f".tmp-{output.name}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        (temporary / "onnx").mkdir(parents=True)
+        log(f"exporting {source} to ONNX (opset {OPSET}, float32, {shape['numLayers']} layers)")
+        export_onnx(model, temporary / "onnx", shape)
+        for path in (temporary / "onnx").iterdir():
+            os.rename(path, temporary / path.name)
+        (temporary / "onnx").rmdir()
+        write_beside(temporary, model, tokenizer, prompt_format, eos_ids)
+        export_seconds = time.perf_counter() - started
+        onnx_bytes = sum(path.stat().st_size for path in temporary.glob(f"{ONNX_FILE}*"))
+
+        log(f"parity check: {parity_prompts} prompts, up to {PARITY_NEW_TOKENS} greedy tokens each, PyTorch vs ONNX Runtime")
+        parity_started = time.perf_counter()
+        session = onnx_session(temporary / ONNX_FILE)
+        encoder = PromptEncoder(prompt_format, tokenizer)
+        tokens = check_parity(model, tokenizer, encoder, session, shape, parity_prompts, eos_ids)
+        parity_seconds = time.perf_counter() - parity_started
+
+        input_shapes, output_shapes = io_shapes(shape["numLayers"], shape)
+        manifest = {
+            "format": "onnx",
+            "file": ONNX_FILE,
+            "externalData": ONNX_DATA_FILE if (temporary / ONNX_DATA_FILE).exists() else None,
+            "opset": OPSET,
+            "dtype": "float32",
+            "source": str(source),
+            "mergedAdapter": (source / "adapter_config.json").is_file(),
+            "modelType": model.config.model_type,
+            **shape,
+            "inputs": [{"name": name, "shape": dims} for name, dims in input_shapes.items()],
+            "outputs": [{"name": name, "shape": dims} for name, dims in output_shapes.items()],
+            "eosTokenIds": eos_ids,
+            "parity": {"prompts": parity_prompts, "identical": True, "tokens": tokens, "maxNewTokens": PARITY_NEW_TOKENS},
+            "onnxBytes": onnx_bytes,
+            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__},
+        }
+        (temporary / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if output.exists():  # an earlier export (check_output_folder) or an empty folder
+            shutil.rmtree(output)
+        os.rename(temporary, output)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+    metrics = {
+        "parityPrompts": parity_prompts,
+        "parityTokens": tokens,
+        "paritySeconds": round(parity_seconds, 3),
+        "exportSeconds": round(export_seconds, 3),
+        "onnxBytes": onnx_bytes,
+    }
+    log(f"exported to {output}: {onnx_bytes / 1e6:.1f} MB, {tokens} greedy tokens identical to PyTorch")
+    emit({"event": "done", "step": 0, "outputDir": str(output), "metrics": metrics})
+    return ExportResult(output, metrics)

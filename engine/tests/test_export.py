@@ -1,0 +1,265 @@
+"""ONNX export with a KV cache: the files, the graph's inputs and outputs, and parity with PyTorch."""
+
+import json
+import subprocess
+import time
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from engine.events import ConfigError
+from engine.export import ParityError, export, io_names, load_for_export, onnx_session
+
+from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine, train_in_process
+
+EXPORTED_FILES = [
+    "model.onnx", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "prompt_format.json",
+    "generation_config.json", "config.json", "export.json",
+]
+
+
+def tiny_spec(base, output_dir, splits, **training) -> dict:
+    """As conftest's make_spec, for module-scoped fixtures (make_spec is per test)."""
+    settings = {"maxSteps": 3, "batchSize": 4, "maxLength": 64, "learningRate": 1e-3, "warmupRatio": 0,
+                "evalEvery": 3, "checkpointEvery": 3, "device": "cpu", **training}
+    return {"model": {"base": str(base)}, "training": settings, "data": dict(splits), "outputDir": str(output_dir)}
+
+
+@pytest.fixture(scope="module")
+def lora_final(tiny_llama_dir, splits, tmp_path_factory):
+    """A real `<outputDir>/final` with a LoRA adapter on the tiny chat-template Llama (3 steps)."""
+    return train_in_process(tiny_spec(tiny_llama_dir, tmp_path_factory.mktemp("lora") / "out", splits)).final_dir
+
+
+@pytest.fixture(scope="module")
+def lora_export(lora_final, tmp_path_factory):
+    """`python -m engine export` of the LoRA artifact, as the TypeScript activity runs it."""
+    output = tmp_path_factory.mktemp("export") / "onnx"
+    code, events, stderr = run_engine("export", "--model", lora_final, "--output", output)
+    assert code == 0, stderr
+    return output, events
+
+
+def graph_shapes(values) -> dict:
+    return {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim] for value in values}
+
+
+def test_help_documents_the_contract():
+    result = subprocess.run(engine_command("export", "--help"), cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for text in ("usage: python -m engine export", "--model", "--output", "--parity-prompts", "past_key_values.{i}.key"):
+        assert text in result.stdout
+
+
+def test_export_writes_a_self_contained_folder(lora_export, lora_final):
+    output, events = lora_export
+    assert sorted(path.name for path in output.iterdir()) == sorted(EXPORTED_FILES)
+    assert not list(output.parent.glob(".tmp-*"))
+    assert json.loads((output / "prompt_format.json").read_text()) == json.loads((lora_final / "prompt_format.json").read_text())
+    generation = json.loads((output / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == [2] and generation["do_sample"] is False and generation["max_new_tokens"] > 0
+    assert "<|im_start|>" in json.loads((output / "tokenizer_config.json").read_text())["chat_template"]
+    config = json.loads((output / "config.json").read_text())
+    assert (config["model_type"], config["num_hidden_layers"], config["num_key_value_heads"], config["head_dim"]) == ("llama", 2, 4, 16)
+    manifest = json.loads((output / "export.json").read_text())
+    assert manifest["mergedAdapter"] is True and manifest["opset"] >= 17 and manifest["dtype"] == "float32"
+    assert manifest["parity"] == {"prompts": 4, "identical": True, "tokens": manifest["parity"]["tokens"], "maxNewTokens": 16}
+    # The folder alone is enough: the tokenizer and its chat template load from it.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False).endswith(
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_events_validate_and_report_parity(lora_export):
+    output, events = lora_export
+    for event in events:
+        assert_engine_event(event)
+    assert [event["event"] for event in events] == ["done"]
+    done = events[0]
+    assert done["step"] == 0 and done["outputDir"] == str(output)
+    metrics = done["metrics"]
+    assert set(metrics) == {"parityPrompts", "parityTokens", "paritySeconds", "exportSeconds", "onnxBytes"}
+    assert metrics["parityPrompts"] == 4 and metrics["parityTokens"] > 4  # prompts of up to 16 tokens, eos ends one
+    assert metrics["onnxBytes"] == (output / "model.onnx").stat().st_size
+
+
+def test_graph_inputs_and_outputs_have_the_transformers_js_names_and_dynamic_axes(lora_export):
+    output, _ = lora_export
+    graph = onnx.load(str(output / "model.onnx"), load_external_data=False).graph
+    inputs, outputs = graph_shapes(graph.input), graph_shapes(graph.output)
+    assert list(inputs) == ["input_ids", "attention_mask", "position_ids",
+                            "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"]
+    assert list(outputs) == ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]
+    assert inputs["input_ids"] == inputs["position_ids"] == ["batch_size", "sequence_length"]
+    assert inputs["attention_mask"] == ["batch_size", "total_sequence_length"]
+    assert inputs["past_key_values.1.value"] == ["batch_size", 4, "past_sequence_length", 16]
+    assert outputs["logits"] == ["batch_size", "sequence_length", 49152]
+    assert outputs["present.0.key"] == ["batch_size", 4, "total_sequence_length", 16]
+    assert [value.type.tensor_type.elem_type for value in graph.input[:4]] == [onnx.TensorProto.INT64] * 3 + [onnx.TensorProto.FLOAT]
+    # One copy of the tied embeddings: the lm_head must not be stored again, transposed.
+    assert sum(1 for tensor in graph.initializer if 49152 in tensor.dims) == 1
+
+
+def test_logits_match_pytorch_with_and_without_past_and_with_left_padding(lora_export, lora_final):
+    output, _ = lora_export
+    model, tokenizer, _ = load_for_export(lora_final)
+    session = onnx_session(output / "model.onnx")
+    input_names = io_names(2)[0]
+    ids = tokenizer("<|im_start|>user\nHow do I reset my router?<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+    empty = np.zeros((1, 4, 0, 16), dtype=np.float32)
+
+    def run(token_ids, past, position_start=0):
+        feed = {
+            "input_ids": np.array([token_ids]),
+            "attention_mask": np.ones((1, position_start + len(token_ids)), dtype=np.int64),
+            "position_ids": np.arange(position_start, position_start + len(token_ids))[None, :],
+            **dict(zip(input_names[3:], past)),
+        }
+        return session.run(None, feed)
+
+    with torch.no_grad():
+        expected = model(torch.tensor([ids])).logits.numpy()
+    logits, *_ = run(ids, [empty] * 4)
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+    # The prompt in two chunks: the second sees the first through the cache.
+    _, *presents = run(ids[:7], [empty] * 4)
+    assert presents[0].shape == (1, 4, 7, 16)
+    logits, *presents = run(ids[7:], presents, position_start=7)
+    np.testing.assert_allclose(logits, expected[:, 7:], atol=1e-4, rtol=0)
+    assert presents[0].shape == (1, 4, len(ids), 16)
+
+    # A batch of two, the shorter one left-padded, positions counted from its first real token.
+    short = ids[5:]
+    pad = len(ids) - len(short)
+    mask = np.array([[1] * len(ids), [0] * pad + [1] * len(short)])
+    feed = {
+        "input_ids": np.array([ids, [tokenizer.pad_token_id] * pad + short]),
+        "attention_mask": mask,
+        "position_ids": np.clip(mask.cumsum(1) - 1, 0, None),
+        **{name: np.zeros((2, 4, 0, 16), dtype=np.float32) for name in input_names[3:]},
+    }
+    logits = session.run(["logits"], feed)[0]
+    with torch.no_grad():
+        expected_short = model(torch.tensor([short])).logits.numpy()
+    np.testing.assert_allclose(logits[:1], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits[1:, pad:], expected_short, atol=1e-4, rtol=0)
+
+
+def test_full_fine_tune_exports_with_parity(make_spec, tiny_llama_dir, tmp_path):
+    final = train_in_process(make_spec(tiny_llama_dir, strategy="full", maxSteps=2, evalEvery=2, checkpointEvery=2)).final_dir
+    events = []
+    result = export(str(final), str(tmp_path / "onnx"), parity_prompts=2, emit=events.append)
+    assert json.loads((result.output_dir / "export.json").read_text())["mergedAdapter"] is False
+    assert events[0]["metrics"]["parityPrompts"] == 2 and events[0]["metrics"]["parityTokens"] > 2
+
+
+def test_plain_format_gpt2_lora_exports_with_parity(make_spec, tiny_gpt2_dir, tmp_path):
+    # GPT-2 has dropout 0.1: parity also proves the export leaves the model in eval mode.
+    spec = make_spec(tiny_gpt2_dir, maxSteps=3, evalEvery=3, checkpointEvery=3, lora={"targetModules": ["all-linear"]})
+    final = train_in_process(spec).final_dir
+    result = export(str(final), str(tmp_path / "onnx"), parity_prompts=2, emit=lambda event: None)
+    assert json.loads((result.output_dir / "prompt_format.json").read_text())["kind"] == "plain"
+    manifest = json.loads((result.output_dir / "export.json").read_text())
+    assert (manifest["modelType"], manifest["numKeyValueHeads"], manifest["headDim"]) == ("gpt2", 2, 16)
+    assert manifest["parity"]["identical"] and "<|answer|>" in (result.output_dir / "tokenizer.json").read_text()
+
+
+def test_different_tokens_fail_the_export_and_leave_no_folder(lora_final, tmp_path, monkeypatch):
+    from engine import export as export_module
+
+    honest = export_module.onnx_greedy
+
+    def off_by_one_at_third_token(*args):
+        tokens = honest(*args)
+        tokens[2] += 1
+        return tokens
+
+    monkeypatch.setattr(export_module, "onnx_greedy", off_by_one_at_third_token)
+    with pytest.raises(ParityError, match=r"^parity: prompt 1 of 4 \('How do I reset my router\?'\) differs at new token 3: "):
+        export(str(lora_final), str(tmp_path / "onnx"), parity_prompts=4, emit=lambda event: None)
+    assert list(tmp_path.iterdir()) == []
+    assert ParityError.exit_code == 4 and ParityError.kind == "parity"
+
+
+def test_missing_or_broken_model_folder_is_a_config_error(tmp_path, lora_final):
+    code, events, stderr = run_engine("export", "--model", tmp_path / "nowhere", "--output", tmp_path / "onnx")
+    assert code == 2 and events == [{"event": "error", "kind": "config", "message": f"--model {tmp_path / 'nowhere'}: folder does not exist"}]
+    assert "Traceback" not in stderr
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "lla')
+    code, events, _ = run_engine("export", "--model", broken, "--output", tmp_path / "onnx")
+    assert code == 2 and f"--model {broken / 'config.json'}: not readable JSON" in events[0]["message"]
+
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "notes.txt").write_text("hello")
+    code, events, _ = run_engine("export", "--model", not_a_model, "--output", tmp_path / "onnx")
+    assert code == 2 and "has neither config.json nor adapter_config.json" in events[0]["message"]
+
+    code, events, _ = run_engine("export", "--model", lora_final, "--output", not_a_model)
+    assert code == 2 and "is not empty and is not an earlier export" in events[0]["message"]
+    assert (not_a_model / "notes.txt").is_file()
+    for event in events:
+        assert_engine_event(event)
+
+
+def test_corrupt_weights_are_a_config_error_naming_the_folder(tiny_llama_dir, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (corrupt / name).write_bytes((tiny_llama_dir / name).read_bytes())
+    (corrupt / "model.safetensors").write_bytes((tiny_llama_dir / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(ConfigError, match=rf"^--model {corrupt}: cannot load the model"):
+        export(str(corrupt), str(tmp_path / "onnx"), parity_prompts=1, emit=lambda event: None)
+    assert not (tmp_path / "onnx").exists()
+
+
+@pytest.mark.slow
+def test_real_default_model_exports_with_parity(default_model_dir, tmp_path):
+    # One torch thread: on a few shared cores, two spinning threads make PyTorch's generate several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    try:
+        check_real_default_model_export(default_model_dir, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"real default model: whole test {time.perf_counter() - started:.1f} s")
+
+
+def check_real_default_model_export(default_model_dir, tmp_path):
+    events = []
+    result = export(str(default_model_dir), str(tmp_path / "onnx"), parity_prompts=2, emit=events.append)
+    manifest = json.loads((result.output_dir / "export.json").read_text())
+    assert (manifest["numLayers"], manifest["numKeyValueHeads"], manifest["headDim"], manifest["vocabSize"]) == (30, 3, 64, 49152)
+    assert manifest["parity"]["identical"] and manifest["parity"]["tokens"] >= 2
+    assert 500e6 < manifest["onnxBytes"] < 600e6  # 135M float32 parameters, the tied embeddings once
+    print(f"real default model: {events[0]['metrics']}")
+
+
+def test_external_data_over_the_protobuf_limit_ends_up_in_one_file(tmp_path):
+    # Past 2 GB the TorchScript exporter writes one file per tensor; a small graph stands in for that.
+    from onnx import TensorProto, helper, numpy_helper
+
+    from engine.export import gather_external_data
+
+    weights = [numpy_helper.from_array(np.full((32, 32), n, dtype=np.float32), f"w{n}") for n in range(3)]
+    nodes = [helper.make_node("Add", ["x", "w0"], ["a"]), helper.make_node("Add", ["a", "w1"], ["b"]),
+             helper.make_node("Add", ["b", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 32])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, str(tmp_path / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=False,
+                    size_threshold=0)
+    assert len(list(tmp_path.iterdir())) == 4
+    gather_external_data(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx", "model.onnx_data"]
+    output = onnx_session(tmp_path / "model.onnx").run(None, {"x": np.zeros((32, 32), dtype=np.float32)})[0]
+    np.testing.assert_array_equal(output, np.full((32, 32), 3, dtype=np.float32))
