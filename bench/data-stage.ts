@@ -18,7 +18,7 @@ import type { StepResult } from '../schemas/manifests';
 import * as acts from '../activities/data-stage';
 import { startPipeline } from '../cli/client';
 import { startDevServer } from '../cli/server';
-import { connectWorker, createWorker } from '../workers/create';
+import { connectWorker, createWorker, installQuietRuntime } from '../workers/create';
 import { Client, Connection } from '@temporalio/client';
 
 const DATA_ONLY = { stopAfter: 'data' } as const;
@@ -66,6 +66,7 @@ async function runDirect(rows: number): Promise<Measurement> {
 /** The same stage as a Temporal run: dev server, in-process worker, workflow. Server start is not timed. */
 async function runOnTemporal(rows: number): Promise<Measurement> {
   const dir = tempDir('tuneline-bench-');
+  installQuietRuntime();
   const server = await startDevServer({ dir });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
@@ -73,13 +74,13 @@ async function runOnTemporal(rows: number): Promise<Measurement> {
   try {
     const config = benchConfig(rows, dir);
     const loaded = { path: join(dir, 'temporal.yaml'), configDir: dir, raw: config, configHash: 'bench', problems: [] };
-    // Warm the worker (bundle loaded, pollers up) with a tiny run, so the measurement is the run alone.
-    await worker.runUntil(async () =>
-      (await startPipeline(client, { ...loaded, raw: benchConfig(100, dir) }, { ...DATA_ONLY, noCache: true })).result(),
-    );
-    const started = performance.now();
-    const result = await worker.runUntil(async () => (await startPipeline(client, loaded, { ...DATA_ONLY, noCache: true })).result());
-    const seconds = (performance.now() - started) / 1000;
+    const { result, seconds } = await worker.runUntil(async () => {
+      // Warm the worker (bundle loaded, pollers up) with a tiny run, so the measurement is the run alone.
+      await (await startPipeline(client, { ...loaded, raw: benchConfig(100, dir) }, { ...DATA_ONLY, noCache: true })).result();
+      const started = performance.now();
+      const measured = await (await startPipeline(client, loaded, { ...DATA_ONLY, noCache: true })).result();
+      return { result: measured, seconds: (performance.now() - started) / 1000 };
+    });
     return {
       mode: 'temporal',
       rows,

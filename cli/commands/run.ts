@@ -28,7 +28,8 @@ const fixed = (v: unknown, digits: number) => (typeof v === 'number' ? v.toFixed
 
 /** One live line from the training heartbeat; undefined until the engine reports a step. */
 function trainingLine(t: Partial<TrainProgress> | undefined): string | undefined {
-  if (typeof t?.step !== 'number') return undefined;
+  // Nothing to say until the engine has loaded the model and measured something.
+  if (typeof t?.step !== 'number' || (t.step === 0 && typeof t.validationLoss !== 'number')) return undefined;
   const validation = typeof t.validationLoss === 'number' ? `  validation loss ${fixed(t.validationLoss, 3)}` : '';
   const attempt = (t.attempt ?? 1) > 1 ? `  (attempt ${t.attempt}, resumed)` : '';
   return `  > train    step ${t.step}/${t.totalSteps ?? '?'}  loss ${fixed(t.loss, 3)}  ${fixed(t.tokensPerSecond, 0)} tokens/s${validation}${attempt}`;
