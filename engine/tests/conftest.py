@@ -112,60 +112,39 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory) -> Path:
     """A random 2-layer GPT-2 with a small byte-level BPE trained here; no chat template."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from .tiny_models import build_tiny_gpt2
 
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
     sentences = [text for row in qa_rows(30) for text in (row["question"], row["answer"])]
-    bpe.train_from_iterator(sentences, trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
-    )
-    assert not tokenizer.chat_template
-    config = GPT2Config(
-        vocab_size=len(tokenizer),
-        n_positions=256,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), sentences)
+
+
+def tiny_spec(base, output_dir, splits, model=None, **training) -> dict:
+    """A TrainSpec for a tiny CPU run; keyword arguments override `training` fields."""
+    settings = {
+        "maxSteps": 6,
+        "batchSize": 4,
+        "maxLength": 64,
+        "learningRate": 1e-3,
+        "warmupRatio": 0,
+        "evalEvery": 3,
+        "checkpointEvery": 3,
+        "device": "cpu",
+        **training,
+    }
+    return {
+        "model": {"base": str(base), **(model or {})},
+        "training": settings,
+        "data": dict(splits),
+        "outputDir": str(output_dir),
+    }
 
 
 @pytest.fixture
 def make_spec(tmp_path, splits):
-    """A TrainSpec for a tiny run; keyword arguments override `training` fields."""
+    """tiny_spec with its output folder under the test's tmp_path."""
 
     def make(base, output_name="out", model=None, **training) -> dict:
-        settings = {
-            "maxSteps": 6,
-            "batchSize": 4,
-            "maxLength": 64,
-            "learningRate": 1e-3,
-            "warmupRatio": 0,
-            "evalEvery": 3,
-            "checkpointEvery": 3,
-            "device": "cpu",
-            **training,
-        }
-        return {
-            "model": {"base": str(base), **(model or {})},
-            "training": settings,
-            "data": dict(splits),
-            "outputDir": str(tmp_path / output_name),
-        }
+        return tiny_spec(base, tmp_path / output_name, splits, model=model, **training)
 
     return make
 

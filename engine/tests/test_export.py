@@ -13,6 +13,7 @@ from engine.events import ConfigError
 from engine.export import ParityError, export, io_names, load_for_export, onnx_session
 
 from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine, train_in_process
+from .conftest import tiny_spec as conftest_tiny_spec
 
 EXPORTED_FILES = [
     "model.onnx", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "prompt_format.json",
@@ -21,10 +22,8 @@ EXPORTED_FILES = [
 
 
 def tiny_spec(base, output_dir, splits, **training) -> dict:
-    """As conftest's make_spec, for module-scoped fixtures (make_spec is per test)."""
-    settings = {"maxSteps": 3, "batchSize": 4, "maxLength": 64, "learningRate": 1e-3, "warmupRatio": 0,
-                "evalEvery": 3, "checkpointEvery": 3, "device": "cpu", **training}
-    return {"model": {"base": str(base)}, "training": settings, "data": dict(splits), "outputDir": str(output_dir)}
+    """Three steps are enough to have a trained artifact to export."""
+    return conftest_tiny_spec(base, output_dir, splits, **{"maxSteps": 3, **training})
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from engine.models import load_finetuned
 from engine.spec import load_train_schema
 
 from .conftest import assert_engine_event, train_in_process
+from .conftest import tiny_spec as conftest_tiny_spec
 
 # Loss of the first optimizer step of the seeded tiny LoRA run below. A change means the model
 # init, data order, prompt format or loss mask changed: check that it was meant, then update.
@@ -18,9 +19,8 @@ PINNED_FIRST_LOSS = 10.80198
 
 
 def tiny_spec(base, output_dir, splits, **training) -> dict:
-    settings = {"maxSteps": 8, "batchSize": 4, "maxLength": 64, "learningRate": 1e-3, "warmupRatio": 0,
-                "evalEvery": 4, "checkpointEvery": 2, "device": "cpu", **training}
-    return {"model": {"base": str(base)}, "training": settings, "data": dict(splits), "outputDir": str(output_dir)}
+    """The module's runs: 8 steps, evaluation every 4, a checkpoint every 2 (the pinned loss uses these)."""
+    return conftest_tiny_spec(base, output_dir, splits, **{"maxSteps": 8, "evalEvery": 4, "checkpointEvery": 2, **training})
 
 
 @pytest.fixture(scope="module")
