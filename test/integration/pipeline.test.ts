@@ -1,5 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath } from '../../activities/artifacts';
@@ -7,7 +7,16 @@ import { readRows } from '../../activities/data/arrow-io';
 import { queryProgress, startPipeline } from '../../cli/client';
 import { loadConfigFile } from '../../cli/config';
 import { SearchAttributes } from '../../workflows/definitions';
-import { activityAttempts, killAndWait, spawnWorker, startTestServer, tempDir, writePipeline, type TestServer } from './harness';
+import {
+  activityAttempts,
+  killAndWait,
+  projectRoot,
+  spawnWorker,
+  startTestServer,
+  tempDir,
+  writePipeline,
+  type TestServer,
+} from './harness';
 
 /** These tests are about the data stage; training has its own. */
 const DATA_ONLY = { stopAfter: 'data' } as const;
@@ -105,4 +114,32 @@ describe('user errors fail fast and are not retried', () => {
     expect(await activityAttempts(handle)).toMatchObject({ ingestData: 1 });
     expect((await queryProgress(handle))?.stage).toBe('failed');
   });
+});
+
+// The real data set lives beside the repository (research use only, never copied into it).
+const amazonData = resolve(projectRoot, '..', 'shared', 'datasets', 'amazon-qa-appliances', 'data.jsonl');
+
+describe('the shipped Amazon appliances recipe', () => {
+  it.skipIf(!existsSync(amazonData))(
+    'takes real customer answers through every data step cleanly (skipped where ../shared/datasets is absent)',
+    async () => {
+      const loaded = loadConfigFile(join(projectRoot, 'recipes', 'amazon-appliances.yaml'));
+      const dir = tempDir();
+      Object.assign(loaded.raw as object, { storage: { artifacts: join(dir, 'artifacts'), runs: join(dir, 'runs') } });
+      const result = await (await startPipeline(env.client, loaded, DATA_ONLY)).result();
+      const report = JSON.parse(readFileSync(artifactPath(result.report.json), 'utf8'));
+      expect(report.accounting).toMatchObject({ sourceRows: 8866, balanced: true });
+      expect(report.accounting.quarantined / 8866).toBeLessThan(0.05);
+      const cleaned = report.stages.find((s: { stage: string }) => s.stage === 'clean');
+      expect(cleaned.details['changedByRule.removeUrls']).toBeGreaterThan(0);
+      expect(Object.keys(cleaned.details).some((k) => k.startsWith('removed.'))).toBe(true);
+      const rows = [...(await readRows(result.splits.train)), ...(await readRows(result.splits.test))];
+      expect(rows.some((r) => /https?:\/\//.test(r.answer))).toBe(false);
+      // Stratified by question type: both types in every split.
+      for (const split of ['train', 'validation', 'test']) {
+        expect(report.splitsByCategory['yes/no'][split]).toBeGreaterThan(0);
+        expect(report.splitsByCategory['open-ended'][split]).toBeGreaterThan(0);
+      }
+    },
+  );
 });
