@@ -81,7 +81,9 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
   });
 
   // Heartbeats need the event loop, which the engine's silent phases (loading, evaluation) leave free.
-  const keepAlive = setInterval(beat, options.keepAliveMs ?? 10_000);
+  // A few beats per heartbeat timeout, so one late timer tick never costs the attempt.
+  const keepAliveMs = options.keepAliveMs ?? Math.min(10_000, (ctx?.info.heartbeatTimeoutMs || 60_000) / 4);
+  const keepAlive = setInterval(beat, keepAliveMs);
   let killTimer: NodeJS.Timeout | undefined;
   const onCancel = () => {
     killGroup(child.pid!, 'SIGTERM');

@@ -46,7 +46,9 @@ export function newestCheckpoint(workDir: string): { path: string; step: number 
 export function chooseResumePoint(workDir: string, hint: Partial<TrainProgress> | undefined): { path: string; step: number } | undefined {
   const newest = newestCheckpoint(workDir);
   const hinted =
-    hint?.checkpoint && existsSync(join(hint.checkpoint, 'complete')) ? { path: hint.checkpoint, step: hint.step ?? 0 } : undefined;
+    hint?.checkpoint && typeof hint.checkpointStep === 'number' && existsSync(join(hint.checkpoint, 'complete'))
+      ? { path: hint.checkpoint, step: hint.checkpointStep }
+      : undefined;
   if (hinted && (!newest || hinted.step >= newest.step)) return hinted;
   return newest;
 }
@@ -82,6 +84,7 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         step: resume?.step ?? 0,
         totalSteps: null,
         checkpoint: resume?.path ?? null,
+        checkpointStep: resume?.step ?? null,
         loss: null,
         tokensPerSecond: null,
         validationLoss: null,
@@ -100,7 +103,7 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
           } else if (event.event === 'step')
             Object.assign(progress, { step: event.step, loss: event.loss, tokensPerSecond: event.tokensPerSecond });
           else if (event.event === 'eval') progress.validationLoss = event.validationLoss;
-          else if (event.event === 'checkpoint') Object.assign(progress, { step: event.step, checkpoint: event.path });
+          else if (event.event === 'checkpoint') Object.assign(progress, { checkpoint: event.path, checkpointStep: event.step });
           else if (event.event === 'done') done = event;
         },
       });

@@ -28,7 +28,9 @@ export interface StepResult<Stats = object> {
 export interface TrainProgress {
   step: number;
   totalSteps: number | null;
+  /** The newest checkpoint written, and the step it holds (older than `step` while training goes on). */
   checkpoint: string | null;
+  checkpointStep: number | null;
   loss: number | null;
   tokensPerSecond: number | null;
   validationLoss: number | null;
@@ -51,7 +53,7 @@ export interface PipelineInput {
   stopAfter?: 'data' | 'train';
 }
 
-export type StageName = 'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'train' | 'done' | 'failed';
+export type StageName = 'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'train' | 'export' | 'done' | 'failed';
 
 export interface StepProgress {
   step: string;
@@ -71,7 +73,7 @@ export interface PipelineProgress {
 export interface PipelineResult {
   pipeline: string;
   /** How far the run went: `data-ready` when it stopped after the data stage. */
-  status: 'data-ready' | 'trained';
+  status: 'data-ready' | 'exported';
   configHash: string;
   steps: Array<Pick<StepResult, 'step' | 'key' | 'reused' | 'seconds'>>;
   splits: Record<'train' | 'validation' | 'test', ArtifactRef>;
@@ -88,4 +90,6 @@ export interface PipelineResult {
     resumedFromStep: number | null;
     metrics: Record<string, number | null>;
   };
+  /** The exported ONNX folder (parity-checked against PyTorch): what is evaluated and served. */
+  onnx?: ArtifactRef;
 }

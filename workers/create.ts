@@ -5,6 +5,7 @@
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { TemporalTarget } from '../cli/connection';
 import * as dataActivities from '../activities/data-stage';
+import { exportModel } from '../activities/export';
 import { trainModel } from '../activities/train';
 import { TaskQueues, type QueueName } from '../workflows/definitions';
 
@@ -32,7 +33,7 @@ export async function createWorker(queue: QueueName, connection: NativeConnectio
   }
   return Worker.create({
     ...common,
-    activities: { trainModel },
+    activities: { trainModel, exportModel },
     // One training at a time per GPU (or per CPU machine).
     maxConcurrentActivityTaskExecutions: 1,
     // Training heartbeats carry live step and loss for `tuneline run`; send them every few seconds, not every minute.

@@ -12,12 +12,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as dataActivities from '../activities/data-stage';
+import type * as exportActivities from '../activities/export';
 import type * as trainActivities from '../activities/train';
 import type { PipelineConfig } from '../schemas/config';
 import type { PipelineInput, PipelineProgress, PipelineResult, StageName, StepResult } from '../schemas/manifests';
 import { SearchAttributes, TaskQueues, progressQuery } from './definitions';
 
-const NON_RETRYABLE = ['ConfigError', 'DataError'];
+const NON_RETRYABLE = ['ConfigError', 'DataError', 'ParityError'];
 
 function dataActivitiesFor(heartbeatTimeout: string) {
   return proxyActivities<typeof dataActivities>({
@@ -36,7 +37,7 @@ function dataActivitiesFor(heartbeatTimeout: string) {
 
 function trainActivitiesFor(config: PipelineConfig) {
   const policy = config.training.activity;
-  return proxyActivities<typeof trainActivities>({
+  return proxyActivities<typeof trainActivities & typeof exportActivities>({
     taskQueue: TaskQueues.gpu,
     startToCloseTimeout: policy.startToClose,
     heartbeatTimeout: policy.heartbeat,
@@ -116,23 +117,28 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     });
     const finished: StepResult<object>[] = [...steps, report];
     let training: PipelineResult['training'];
+    let onnx: PipelineResult['onnx'];
     if (input.stopAfter !== 'data') {
       const trained = await step('train', () =>
         trainActivitiesFor(config).trainModel({ ...base, train: split.outputs.train!, validation: split.outputs.validation! }),
       );
       finished.push(trained);
       training = { model: trained.outputs.model!, events: trained.outputs.events!, ...trained.stats };
+      const exported = await step('export', () => trainActivitiesFor(config).exportModel({ ...base, model: trained.outputs.model! }));
+      finished.push(exported);
+      onnx = exported.outputs.onnx!;
       await acts.publishRunFolder({
         ...base,
         runId: workflowInfo().workflowId,
-        files: { model: trained.outputs.model!, 'training-events.jsonl': trained.outputs.events! },
+        files: { model: trained.outputs.model!, 'training-events.jsonl': trained.outputs.events!, onnx },
       });
     }
     enter('done');
     return {
       pipeline: config.name,
-      status: training ? 'trained' : 'data-ready',
+      status: onnx ? 'exported' : 'data-ready',
       training,
+      onnx,
       configHash: input.configHash,
       steps: finished.map(({ step: name, key, reused, seconds }) => ({ step: name, key, reused, seconds })),
       splits: { train: split.outputs.train!, validation: split.outputs.validation!, test: split.outputs.test! },

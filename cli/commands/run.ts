@@ -38,7 +38,7 @@ function trainingLine(t: Partial<TrainProgress> | undefined): string | undefined
 function printSummary(result: PipelineResult): void {
   const reused = result.steps.filter((s) => s.reused).map((s) => s.step);
   const file = (name: string) => join(result.runFolder, name);
-  console.log(`\n${result.status === 'trained' ? 'Pipeline' : 'Data stage'} done for "${result.pipeline}".`);
+  console.log(`\n${result.status === 'exported' ? 'Pipeline' : 'Data stage'} done for "${result.pipeline}".`);
   console.log(reused.length ? `Reused from cache: ${reused.join(', ')} (--no-cache re-runs them).` : 'No step was reused from cache.');
   for (const [name, ref] of Object.entries(result.splits))
     console.log(`  ${name.padEnd(10)} ${String(ref.rows).padStart(6)} rows    ${file(`${name}.arrow`)}`);
@@ -53,6 +53,7 @@ function printSummary(result: PipelineResult): void {
     );
     console.log(`  validation loss before ${loss(m.initialValidationLoss)} -> after ${loss(m.finalValidationLoss)}`);
     console.log(`  model ${file('model')}`);
+    if (result.onnx) console.log(`  ONNX export (greedy tokens match PyTorch) ${file('onnx')}`);
   }
 }
 

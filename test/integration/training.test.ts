@@ -44,7 +44,7 @@ interface LoggedEvent {
   path?: string;
 }
 
-describe('training on a real dev server', () => {
+describe('training and export on a real dev server', () => {
   it('resumes from the last checkpoint after the gpu worker is killed, training no step before it twice', async () => {
     const dir = tempDir();
     const loaded = loadConfigFile(
@@ -61,7 +61,8 @@ describe('training on a real dev server', () => {
           evalEvery: 8,
           maxValidationRows: 16,
           device: 'cpu',
-          activity: { heartbeat: '10s', maxAttempts: 3 },
+          // Long enough for a loaded 2-core machine; the killed attempt is retried after this long.
+          activity: { heartbeat: '30s', maxAttempts: 3 },
         },
       }),
     );
@@ -77,7 +78,7 @@ describe('training on a real dev server', () => {
     workers.push(spawnWorker('gpu', env.server.address));
     const result = await handle.result();
 
-    expect(result.status).toBe('trained');
+    expect(result.status).toBe('exported');
     expect(result.training!.steps).toBe(24);
     expect(await activityAttempts(handle)).toMatchObject({ trainModel: 2 });
     const events = readFileSync(artifactPath(result.training!.events), 'utf8')
@@ -85,7 +86,7 @@ describe('training on a real dev server', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as LoggedEvent);
     const firstCheckpoints = events.filter((e) => e.attempt === 1 && e.event === 'checkpoint').map((e) => e.step);
-    expect(firstCheckpoints).toContain(atCheckpoint!.step);
+    expect(firstCheckpoints).toContain(atCheckpoint!.checkpointStep);
     const resumedStart = events.find((e) => e.attempt === 2 && e.event === 'start')!;
     // The resumed attempt starts at the newest checkpoint the first attempt wrote, not at zero.
     expect(resumedStart.step).toBe(Math.max(...firstCheckpoints));
@@ -94,5 +95,8 @@ describe('training on a real dev server', () => {
     expect(Math.min(...resumedSteps)).toBe(resumedStart.step + 1);
     expect(resumedSteps.at(-1)).toBe(24);
     expect(existsSync(join(artifactPath(result.training!.model), 'metrics.json'))).toBe(true);
+    // The export step ran on the trained model and its parity check passed.
+    expect(existsSync(join(artifactPath(result.onnx!), 'model.onnx'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(artifactPath(result.onnx!), 'export.json'), 'utf8')).parity).toBeTruthy();
   });
 });

@@ -85,9 +85,10 @@ describe('resume point', () => {
     const work = tempDir();
     const four = checkpoint(work, 4, true);
     const eight = checkpoint(work, 8, true);
-    expect(chooseResumePoint(work, { step: 4, checkpoint: four })).toEqual({ path: eight, step: 8 });
-    expect(chooseResumePoint(work, { step: 8, checkpoint: eight })).toEqual({ path: eight, step: 8 });
-    expect(chooseResumePoint(work, { step: 12, checkpoint: join(work, 'gone') })).toEqual({ path: eight, step: 8 });
+    // The heartbeat's `step` runs ahead of its checkpoint; only checkpointStep says what the checkpoint holds.
+    expect(chooseResumePoint(work, { step: 11, checkpoint: four, checkpointStep: 4 })).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(work, { step: 9, checkpoint: eight, checkpointStep: 8 })).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(work, { step: 12, checkpoint: join(work, 'gone'), checkpointStep: 12 })).toEqual({ path: eight, step: 8 });
     expect(chooseResumePoint(tempDir(), undefined)).toBeUndefined();
   });
 });
