@@ -50,6 +50,29 @@ def export_command(args, emit: Emit) -> int:
     return EXIT_OK
 
 
+def score_command(args, emit: Emit) -> int:
+    from engine.score import score
+
+    score(args.input, args.output, emit)
+    return EXIT_OK
+
+
+def perplexity_command(args, emit: Emit) -> int:
+    if args.max_tokens < 2:
+        from engine.events import ConfigError
+
+        raise ConfigError(f"--max-tokens {args.max_tokens}: a window needs at least 2 tokens (one to predict from, one predicted)")
+    if args.model != "default":
+        from engine.export import check_model_folder
+
+        check_model_folder(args.model)  # before torch is imported: a wrong path comes back in a second
+
+    from engine.score import perplexity
+
+    perplexity(args.model, args.text, args.max_tokens, emit)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -105,6 +128,44 @@ writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_templ
         help="prompts greedy-decoded (16 new tokens) by PyTorch and ONNX Runtime, which must agree (default 4)",
     )
     export.set_defaults(run=export_command)
+    score = commands.add_parser(
+        "score",
+        help="score generated answers of one or more systems against the references (BLEU, chrF, ROUGE, facts)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Score predictions against references, per system and per category.
+
+input:    JSON lines, one per (system, test row): {"system", "id", "question", "reference", "prediction":
+          strings; "fact", "category": string or null}. Every system must cover the same ids.
+metrics:  bleu, chrf (sacrebleu corpus scores, 0-100); rouge1, rouge2, rougeL (rouge-score F1 with
+          stemming, mean over rows, 0-1); factualAccuracy (share of rows with a fact whose prediction
+          contains it, 0-1; null without facts), factRows; prediction/reference WordsMean, WordsMedian,
+          WordsP90. The same per category (null category: "(none)").
+events:   done (step 0, outputDir: the report's folder, metrics: <system>.rows and <system>.<metric>);
+          error on failure
+exit:     0 ok; 1 crash; 2 unreadable --input or --output is a folder; 3 malformed line (named by line
+          number and field), empty file, or systems scored on different row ids (names system and ids)
+writes:   REPORT.json (atomically): {systems: {name: {rows, metrics, byCategory: {category: {rows, metrics}}}},
+          normalisation, libraries: {sacrebleu, rouge_score}}""",
+    )
+    score.add_argument("--input", required=True, metavar="PREDICTIONS.jsonl", help="predictions, one JSON object per line")
+    score.add_argument("--output", required=True, metavar="REPORT.json", help="report file to write (replaced if present)")
+    score.set_defaults(run=score_command)
+    perplexity = commands.add_parser(
+        "perplexity",
+        help="perplexity of a model on a plain-text file (the forgetting check)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Token-level perplexity of a causal LM on a plain-text file: exp(mean negative log-likelihood).
+
+The text is tokenized without special tokens and cut into windows of at most --max-tokens tokens, each
+starting on the last token of the one before, so every token after the first is predicted exactly once.
+
+events:   done (step 0, outputDir: the --model folder, metrics: perplexity, tokens (predicted)); error on failure
+exit:     0 ok; 1 crash; 2 unusable --model, unreadable --text, bad --max-tokens; 3 text with under 2 tokens""",
+    )
+    perplexity.add_argument("--model", required=True, metavar="MODEL_DIR", help="trained artifact (<outputDir>/final), model folder, or `default`")
+    perplexity.add_argument("--text", required=True, metavar="TEXT_FILE", help="UTF-8 plain-text file")
+    perplexity.add_argument("--max-tokens", type=int, default=512, metavar="N", help="tokens per window (default 512)")
+    perplexity.set_defaults(run=perplexity_command)
     return parser
 
 

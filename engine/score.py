@@ -1,0 +1,257 @@
+"""Score generated answers against references (BLEU, chrF, ROUGE, factual accuracy, lengths) and
+measure a model's perplexity on plain text (the forgetting check).
+
+The metrics come from sacrebleu and rouge-score, not re-implementations; only factual accuracy and
+the length statistics are computed here, with the normalisation written out in NORMALISATION.
+"""
+
+import json
+import math
+import os
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.events import ConfigError, DataError, Emit, log
+
+STRING_FIELDS = ("system", "id", "question", "reference", "prediction")
+NULLABLE_FIELDS = ("fact", "category")
+NO_CATEGORY = "(none)"  # the byCategory key for rows whose category is null
+MAX_LISTED_PROBLEMS = 20
+MAX_LISTED_IDS = 10
+
+NORMALISATION = (
+    "factualAccuracy: a row counts when its prediction contains its fact. Both texts are Unicode NFKC "
+    "normalised, case-folded (lower-cased), split on whitespace (which collapses it), and each word has "
+    "the punctuation and symbols around it stripped (Unicode categories P* and S*; inner ones such as "
+    "'4.5' or 'e-reader' are kept); words left empty are dropped. The fact's words must then appear as "
+    "a contiguous run of whole words in the prediction, so '40 hours' matches 'About 40 hours.' but not "
+    "'140 hours' or '40,000 hours'. Lengths are in whitespace-separated words; p90 interpolates linearly."
+)
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    system: str
+    id: str
+    reference: str
+    prediction: str
+    fact: str | None
+    category: str | None
+
+
+def read_predictions(path: str) -> list[ScoredRow]:
+    """Every line of the JSON-lines file as a row; all problems are collected and reported together."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--input {path}: cannot read the file ({error})") from None
+    rows, problems, seen = [], [], set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append(f"line {number}: not valid JSON ({error.msg})")
+            continue
+        if not isinstance(record, dict):
+            problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
+            continue
+        line_problems = [f"line {number}: field `{name}` is missing or not a string" for name in STRING_FIELDS
+                         if not isinstance(record.get(name), str)]
+        line_problems += [f"line {number}: field `{name}` is missing or neither a string nor null" for name in NULLABLE_FIELDS
+                          if name not in record or not (record[name] is None or isinstance(record[name], str))]
+        if isinstance(record.get("fact"), str) and not normalised_words(record["fact"]):
+            line_problems.append(f"line {number}: field `fact` has no words after normalisation; use null for no fact")
+        if not line_problems and (record["system"], record["id"]) in seen:
+            line_problems.append(f"line {number}: system {record['system']!r} has id {record['id']!r} twice")
+        problems += line_problems
+        if not line_problems:
+            seen.add((record["system"], record["id"]))
+            rows.append(ScoredRow(**{name: record[name] for name in ScoredRow.__dataclass_fields__}))
+    if problems:
+        listed = problems[:MAX_LISTED_PROBLEMS]
+        more = f"; and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
+        raise DataError(f"--input {path}: " + "; ".join(listed) + more)
+    if not rows:
+        raise DataError(f"--input {path}: no prediction rows; the file is empty")
+    return rows
+
+
+def group_by_system(rows: list[ScoredRow]) -> dict[str, list[ScoredRow]]:
+    """Rows per system; every system must cover the same row ids, or the comparison would be unfair."""
+    by_system: dict[str, list[ScoredRow]] = {}
+    for row in rows:
+        by_system.setdefault(row.system, []).append(row)
+    all_ids = set().union(*({row.id for row in system_rows} for system_rows in by_system.values()))
+    gaps = []
+    for system, system_rows in sorted(by_system.items()):
+        missing = sorted(all_ids - {row.id for row in system_rows})
+        if missing:
+            shown = ", ".join(missing[:MAX_LISTED_IDS]) + (f" and {len(missing) - MAX_LISTED_IDS} more" if len(missing) > MAX_LISTED_IDS else "")
+            gaps.append(f"system {system!r} lacks ids {shown}")
+    if gaps:
+        raise DataError("every system must be scored on the same test rows: " + "; ".join(gaps))
+    return by_system
+
+
+def normalised_words(text: str) -> list[str]:
+    words = unicodedata.normalize("NFKC", text).casefold().split()
+    stripped = (word.strip("".join(ch for ch in set(word) if unicodedata.category(ch)[0] in "PS")) for word in words)
+    return [word for word in stripped if word]
+
+
+def contains_fact(prediction: str, fact: str) -> bool:
+    needle, haystack = normalised_words(fact), normalised_words(prediction)
+    if not needle:
+        return False
+    return any(haystack[start : start + len(needle)] == needle for start in range(len(haystack) - len(needle) + 1))
+
+
+def length_statistics(texts: list[str], prefix: str) -> dict[str, float]:
+    import numpy as np
+
+    lengths = np.array([len(text.split()) for text in texts], dtype=float)
+    return {
+        f"{prefix}WordsMean": float(lengths.mean()),
+        f"{prefix}WordsMedian": float(np.median(lengths)),
+        f"{prefix}WordsP90": float(np.percentile(lengths, 90)),
+    }
+
+
+def text_metrics(rows: list[ScoredRow], rouge) -> dict[str, float | None]:
+    """Corpus BLEU and chrF (0-100, as sacrebleu reports), mean ROUGE F1 (0-1), factual accuracy (0-1 or null)."""
+    import sacrebleu
+
+    predictions = [row.prediction for row in rows]
+    references = [row.reference for row in rows]
+    rouge_scores = [rouge.score(row.reference, row.prediction) for row in rows]  # (target, prediction)
+    with_fact = [row for row in rows if row.fact is not None]
+    metrics = {
+        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score,
+        **{name: sum(s[name].fmeasure for s in rouge_scores) / len(rows) for name in ("rouge1", "rouge2", "rougeL")},
+        "factRows": len(with_fact),
+        "factualAccuracy": (sum(contains_fact(r.prediction, r.fact) for r in with_fact) / len(with_fact)) if with_fact else None,
+        **length_statistics(predictions, "prediction"),
+        **length_statistics(references, "reference"),
+    }
+    return metrics
+
+
+def score_report(rows: list[ScoredRow]) -> dict:
+    from importlib.metadata import version
+
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    rouge = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    systems = {}
+    for system, system_rows in sorted(group_by_system(rows).items()):
+        by_category: dict[str, list[ScoredRow]] = {}
+        for row in system_rows:
+            by_category.setdefault(NO_CATEGORY if row.category is None else row.category, []).append(row)
+        systems[system] = {
+            "rows": len(system_rows),
+            "metrics": text_metrics(system_rows, rouge),
+            "byCategory": {
+                category: {"rows": len(category_rows), "metrics": text_metrics(category_rows, rouge)}
+                for category, category_rows in sorted(by_category.items())
+            },
+        }
+    return {
+        "systems": systems,
+        "normalisation": NORMALISATION,
+        "libraries": {"sacrebleu": sacrebleu.__version__, "rouge_score": version("rouge-score")},
+    }
+
+
+def write_json_atomically(path: Path, value: dict) -> None:
+    """Write to a temp file beside `path`, fsync, rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(json.dumps(value, indent=1, allow_nan=False) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def check_report_path(output: str) -> Path:
+    path = Path(output).expanduser().resolve()
+    if path.is_dir():
+        raise ConfigError(f"--output {path}: is a folder; give the path of the report file, e.g. {path / 'report.json'}")
+    return path
+
+
+def score(input_path: str, output_path: str, emit: Emit) -> dict:
+    """Read, check, score, write the report; `done` event with `<system>.<metric>` metrics; returns the report."""
+    report_path = check_report_path(output_path)
+    report = score_report(read_predictions(input_path))
+    write_json_atomically(report_path, report)
+    flat = {}
+    for system, result in report["systems"].items():
+        flat[f"{system}.rows"] = result["rows"]
+        flat.update({f"{system}.{name}": value for name, value in result["metrics"].items()})
+    log(f"scored {', '.join(report['systems'])}; report at {report_path}")
+    emit({"event": "done", "step": 0, "outputDir": str(report_path.parent), "metrics": flat})
+    return report
+
+
+def load_scoring_model(model: str):
+    """(model, tokenizer): a trained artifact (`final/`, has prompt_format.json) or a plain model folder / `default`."""
+    from engine.models import load_base_model, load_finetuned
+
+    folder = Path(model).expanduser()
+    if model != "default" and (folder / "prompt_format.json").is_file():
+        loaded, tokenizer, _ = load_finetuned(str(folder))
+    else:
+        loaded, tokenizer, _ = load_base_model(model)
+    return loaded.float().eval(), tokenizer
+
+
+def check_text_file(path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"--text {path}: cannot read the file ({error})") from None
+    if not text.strip():
+        raise DataError(f"--text {path}: the file is empty")
+    return text
+
+
+def perplexity(model: str, text_path: str, max_tokens: int, emit: Emit) -> dict:
+    """exp(mean negative log-likelihood, nats per token) over every token of the text but the first.
+
+    The tokens (no special tokens added) are cut into windows of at most `max_tokens`; each window
+    starts on the previous window's last token, so every token after the first is predicted exactly
+    once, from the context inside its window.
+    """
+    text = check_text_file(text_path)  # before torch is imported: an empty file comes back in a second
+
+    import torch
+
+    loaded, tokenizer = load_scoring_model(model)
+    context_limit = getattr(loaded.config, "max_position_embeddings", None)
+    if context_limit is not None and max_tokens > context_limit:
+        raise ConfigError(f"--max-tokens {max_tokens}: the model takes at most {context_limit} tokens; pass a smaller value")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) < 2:
+        raise DataError(f"--text {text_path}: {len(ids)} token(s); perplexity needs at least 2")
+    total_nll, predicted = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids) - 1, max_tokens - 1):
+            window = torch.tensor([ids[start : start + max_tokens]])
+            logits = loaded(input_ids=window).logits[0, :-1].float()
+            total_nll += torch.nn.functional.cross_entropy(logits, window[0, 1:], reduction="sum").item()
+            predicted += window.shape[1] - 1
+    metrics = {"perplexity": math.exp(total_nll / predicted), "tokens": predicted}
+    log(f"perplexity {metrics['perplexity']:.3f} over {predicted} predicted tokens")
+    emit({"event": "done", "step": 0, "outputDir": str(Path(model).expanduser()), "metrics": metrics})
+    return metrics
