@@ -59,9 +59,13 @@ function summarize(result: StepResult<object>): string {
     .map((k) => `${k}=${String(s[k])}`);
   const counts = s.counts as Record<string, number> | undefined;
   const metrics = s.metrics as Record<string, number | null> | undefined;
-  if (metrics) {
-    const loss = (k: string) => (typeof metrics[k] === 'number' ? metrics[k].toFixed(3) : '?');
-    parts.push(`steps=${String(s.steps)} validationLoss ${loss('initialValidationLoss')} -> ${loss('finalValidationLoss')}`);
+  const num = (k: string, digits: number) => (typeof metrics?.[k] === 'number' ? metrics[k].toFixed(digits) : '?');
+  if (metrics && typeof s.steps === 'number') {
+    parts.push(`steps=${s.steps} validationLoss ${num('initialValidationLoss', 3)} -> ${num('finalValidationLoss', 3)}`);
+  } else if (metrics && 'parityPrompts' in metrics) {
+    parts.push(
+      `parity: ${num('parityTokens', 0)} greedy tokens over ${num('parityPrompts', 0)} prompts identical, ${((metrics.onnxBytes ?? 0) / 1e6).toFixed(0)} MB`,
+    );
   }
   if (counts) parts.push(`train=${counts.train} validation=${counts.validation} test=${counts.test}`);
   return parts.join(' ');
