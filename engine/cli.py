@@ -40,13 +40,22 @@ def train_command(args, emit: Emit) -> int:
 
 def export_command(args, emit: Emit) -> int:
     from engine.export import check_model_folder, check_output_folder
+    from engine.models import DEFAULT_BASE, ensure_default_model
 
+    model = str(ensure_default_model()) if args.model == DEFAULT_BASE else args.model
     # Before torch is imported: a wrong path comes back in a second.
-    check_output_folder(args.output, check_model_folder(args.model))
+    check_output_folder(args.output, check_model_folder(model))
 
     from engine.export import export
 
-    export(args.model, args.output, args.parity_prompts, emit)
+    export(model, args.output, args.parity_prompts, emit, system_prompt=args.system_prompt)
+    return EXIT_OK
+
+
+def retrieve_command(args, emit: Emit) -> int:
+    from engine.retrieve import retrieve
+
+    retrieve(args.train, args.questions, args.output, args.max_train_rows, args.seed, emit)
     return EXIT_OK
 
 
@@ -105,6 +114,8 @@ writes:   <outputDir>/checkpoints/step-N (the last two) and best/ (lowest valida
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""Export a trained artifact (or a base model folder with a chat template) to ONNX for generation.
 
+A base model folder (or `default`) is exported untuned, prompted through its chat template with
+--system-prompt: the base-model baseline of an evaluation, asked exactly as the tuned model is.
 A LoRA adapter is merged into the base weights; float32, opset 17, TorchScript exporter.
 model.onnx inputs:  input_ids [batch, seq], attention_mask [batch, past+seq], position_ids [batch, seq],
                     past_key_values.{i}.key/.value [batch, kv_heads, past, head_dim] (past may be 0)
@@ -118,7 +129,14 @@ writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_templ
           prompt_format.json, generation_config.json, config.json, export.json (manifest and parity result);
           an earlier export there is replaced, any other non-empty folder is refused""",
     )
-    export.add_argument("--model", required=True, metavar="FINAL_DIR", help="trained artifact (<outputDir>/final) or model folder")
+    export.add_argument(
+        "--model", required=True, metavar="FINAL_DIR", help="trained artifact (<outputDir>/final), base model folder, or `default`"
+    )
+    export.add_argument(
+        "--system-prompt",
+        metavar="TEXT",
+        help="base model folders only: system prompt placed before every question (a trained artifact keeps its own)",
+    )
     export.add_argument("--output", required=True, metavar="OUT_DIR", help="folder to write the export to")
     export.add_argument(
         "--parity-prompts",
@@ -128,6 +146,28 @@ writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_templ
         help="prompts greedy-decoded (16 new tokens) by PyTorch and ONNX Runtime, which must agree (default 4)",
     )
     export.set_defaults(run=export_command)
+    retrieve = commands.add_parser(
+        "retrieve",
+        help="retrieval baseline: answer with the training answer of the most similar training question",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""Answer each question with the answer of the most similar training question.
+
+Similarity is the Jaccard index of character 3-gram sets of the lower-cased, whitespace-collapsed
+questions; ties go to the earlier training row. With --max-train-rows and --seed the index holds the
+same seeded draw of training rows that `train` uses with maxTrainRows and seed, so the baseline
+knows exactly what the tuned model was trained on.
+
+input:    --questions: JSON lines {"id", "question", "reference": strings; "fact", "category": string or null}
+events:   done (step 0, outputDir: the output's folder, metrics: rows, indexRows, similarityMean); error on failure
+exit:     0 ok; 1 crash; 2 unreadable file, bad --max-train-rows; 3 malformed line or split (all problems listed)
+writes:   OUTPUT.jsonl (atomically): the input rows with system "retrieval", prediction, retrievedQuestion, similarity""",
+    )
+    retrieve.add_argument("--train", required=True, metavar="TRAIN.arrow", help="training split (Arrow IPC file or stream)")
+    retrieve.add_argument("--questions", required=True, metavar="QUESTIONS.jsonl", help="the evaluation rows, one JSON object per line")
+    retrieve.add_argument("--output", required=True, metavar="OUTPUT.jsonl", help="predictions file to write (replaced if present)")
+    retrieve.add_argument("--max-train-rows", type=int, metavar="N", help="index only the seeded draw of N training rows that training used")
+    retrieve.add_argument("--seed", type=int, default=0, metavar="SEED", help="training seed of that draw (default 0)")
+    retrieve.set_defaults(run=retrieve_command)
     score = commands.add_parser(
         "score",
         help="score generated answers of one or more systems against the references (BLEU, chrF, ROUGE, facts)",

@@ -85,8 +85,12 @@ def check_output_folder(output_dir: str, model_dir: Path) -> Path:
     return folder
 
 
-def load_for_export(folder: Path):
-    """(model, tokenizer, prompt format): the LoRA adapter merged into the base weights, float32, eval."""
+def load_for_export(folder: Path, system_prompt: str | None = None):
+    """(model, tokenizer, prompt format): the LoRA adapter merged into the base weights, float32, eval.
+
+    A trained artifact brings its own prompt format; a base model folder gets its chat template with
+    `system_prompt`, so an untuned baseline is asked exactly as the tuned model is.
+    """
     import torch
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -95,6 +99,11 @@ def load_for_export(folder: Path):
 
     try:
         if (folder / PROMPT_FORMAT_FILE).is_file():
+            if system_prompt is not None:
+                raise ConfigError(
+                    f"--system-prompt: {folder} is a trained artifact, whose prompt format already fixes the system prompt; "
+                    "drop --system-prompt (it is for base model folders)"
+                )
             model, tokenizer, prompt_format = load_finetuned(str(folder))
         else:
             # A base model folder (no training): its own chat template is the prompt format.
@@ -104,7 +113,7 @@ def load_for_export(folder: Path):
                     f"--model {folder}: has no {PROMPT_FORMAT_FILE} and its tokenizer has no chat template; "
                     "export a trained artifact (<outputDir>/final), which records its prompt format"
                 )
-            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None).format
+            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=system_prompt).format
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     except (OSError, ValueError, KeyError, SafetensorError) as error:  # missing or corrupt weights, bad configs
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -347,7 +356,7 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
     ).save_pretrained(destination)
 
 
-def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit) -> ExportResult:
+def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, system_prompt: str | None = None) -> ExportResult:
     """Load, merge, export, write the files beside, check parity; `done` event; returns the metrics."""
     source = check_model_folder(model_dir)
     output = check_output_folder(output_dir, source)
@@ -359,7 +368,7 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit) -> 
     import transformers
 
     started = time.perf_counter()
-    model, tokenizer, prompt_format = load_for_export(source)
+    model, tokenizer, prompt_format = load_for_export(source, system_prompt)
     shape = cache_shape(model.config)
     eos_ids = end_token_ids(tokenizer, prompt_format)
 

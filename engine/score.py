@@ -41,13 +41,17 @@ class ScoredRow:
     category: str | None
 
 
-def read_predictions(path: str) -> list[ScoredRow]:
-    """Every line of the JSON-lines file as a row; all problems are collected and reported together."""
+def read_json_lines(path: str, option: str, string_fields: tuple[str, ...], key: tuple[str, ...]) -> list[dict]:
+    """Every line of a JSON-lines file as a checked record; all problems are collected and reported together.
+
+    Each record needs `string_fields` as strings and NULLABLE_FIELDS as strings or null; the `key` fields
+    must be unique across lines, and a `fact` must have words to look for.
+    """
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"--input {path}: cannot read the file ({error})") from None
-    rows, problems, seen = [], [], set()
+        raise ConfigError(f"{option} {path}: cannot read the file ({error})") from None
+    records, problems, seen = [], [], set()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -59,25 +63,33 @@ def read_predictions(path: str) -> list[ScoredRow]:
         if not isinstance(record, dict):
             problems.append(f"line {number}: expected a JSON object, got {type(record).__name__}")
             continue
-        line_problems = [f"line {number}: field `{name}` is missing or not a string" for name in STRING_FIELDS
+        line_problems = [f"line {number}: field `{name}` is missing or not a string" for name in string_fields
                          if not isinstance(record.get(name), str)]
         line_problems += [f"line {number}: field `{name}` is missing or neither a string nor null" for name in NULLABLE_FIELDS
                           if name not in record or not (record[name] is None or isinstance(record[name], str))]
         if isinstance(record.get("fact"), str) and not normalised_words(record["fact"]):
             line_problems.append(f"line {number}: field `fact` has no words after normalisation; use null for no fact")
-        if not line_problems and (record["system"], record["id"]) in seen:
-            line_problems.append(f"line {number}: system {record['system']!r} has id {record['id']!r} twice")
+        identity = tuple(record.get(name) for name in key)
+        if not line_problems and identity in seen:
+            described = " and ".join(f"{name} {value!r}" for name, value in zip(key, identity))
+            line_problems.append(f"line {number}: {described} appears twice")
         problems += line_problems
         if not line_problems:
-            seen.add((record["system"], record["id"]))
-            rows.append(ScoredRow(**{name: record[name] for name in ScoredRow.__dataclass_fields__}))
+            seen.add(identity)
+            records.append(record)
     if problems:
         listed = problems[:MAX_LISTED_PROBLEMS]
         more = f"; and {len(problems) - len(listed)} more" if len(problems) > len(listed) else ""
-        raise DataError(f"--input {path}: " + "; ".join(listed) + more)
-    if not rows:
-        raise DataError(f"--input {path}: no prediction rows; the file is empty")
-    return rows
+        raise DataError(f"{option} {path}: " + "; ".join(listed) + more)
+    if not records:
+        raise DataError(f"{option} {path}: no rows; the file is empty")
+    return records
+
+
+def read_predictions(path: str) -> list[ScoredRow]:
+    """Every line of the predictions file as a row; all problems are collected and reported together."""
+    records = read_json_lines(path, "--input", STRING_FIELDS, key=("system", "id"))
+    return [ScoredRow(**{name: record[name] for name in ScoredRow.__dataclass_fields__}) for record in records]
 
 
 def group_by_system(rows: list[ScoredRow]) -> dict[str, list[ScoredRow]]:
@@ -169,12 +181,16 @@ def score_report(rows: list[ScoredRow]) -> dict:
 
 
 def write_json_atomically(path: Path, value: dict) -> None:
-    """Write to a temp file beside `path`, fsync, rename: a reader never sees half a report."""
+    write_text_atomically(path, json.dumps(value, indent=1, allow_nan=False) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write to a temp file beside `path`, fsync, rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(json.dumps(value, indent=1, allow_nan=False) + "\n")
+            file.write(text)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -183,10 +199,10 @@ def write_json_atomically(path: Path, value: dict) -> None:
         raise
 
 
-def check_report_path(output: str) -> Path:
+def check_report_path(output: str, example: str = "report.json") -> Path:
     path = Path(output).expanduser().resolve()
     if path.is_dir():
-        raise ConfigError(f"--output {path}: is a folder; give the path of the report file, e.g. {path / 'report.json'}")
+        raise ConfigError(f"--output {path}: is a folder; give the path of the file to write, e.g. {path / example}")
     return path
 
 

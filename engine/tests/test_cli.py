@@ -9,11 +9,16 @@ from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, qa_rows
 
 
 def test_help_of_every_subcommand():
-    for args in ([], ["train"]):
+    helps = {}
+    for args in ([], ["train"], ["export"], ["retrieve"], ["score"], ["perplexity"]):
         result = subprocess.run(engine_command(*args, "--help"), cwd=PROJECT_ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert "usage: python -m engine" in result.stdout
-    assert "--resume-from" in result.stdout and "--spec" in result.stdout
+        helps[" ".join(args)] = result.stdout
+    for command in ("train", "export", "retrieve", "score", "perplexity"):
+        assert command in helps[""]
+    assert "--resume-from" in helps["train"] and "--spec" in helps["train"]
+    assert "--system-prompt" in helps["export"] and "--max-train-rows" in helps["retrieve"]
 
 
 def test_bad_spec_exits_2_and_lists_every_problem(tmp_path):

@@ -11,6 +11,7 @@ import torch
 
 from engine.events import ConfigError
 from engine.export import ParityError, export, io_names, load_for_export, onnx_session
+from engine.prompts import PROMPT_FORMAT_FILE
 
 from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine, train_in_process
 from .conftest import tiny_spec as conftest_tiny_spec
@@ -218,6 +219,15 @@ def test_corrupt_weights_are_a_config_error_naming_the_folder(tiny_llama_dir, tm
     with pytest.raises(ConfigError, match=rf"^--model {corrupt}: cannot load the model"):
         export(str(corrupt), str(tmp_path / "onnx"), parity_prompts=1, emit=lambda event: None)
     assert not (tmp_path / "onnx").exists()
+
+
+def test_base_folder_exports_with_the_system_prompt_a_trained_artifact_refuses_one(tiny_llama_dir, lora_final, tmp_path):
+    # The untuned baseline must be asked exactly as the tuned model: same chat template, same system prompt.
+    result = export(str(tiny_llama_dir), str(tmp_path / "base"), parity_prompts=1, emit=lambda event: None, system_prompt="Be brief.")
+    assert json.loads((result.output_dir / PROMPT_FORMAT_FILE).read_text())["systemPrompt"] == "Be brief."
+    with pytest.raises(ConfigError, match="is a trained artifact, whose prompt format already fixes the system prompt"):
+        export(str(lora_final), str(tmp_path / "tuned"), parity_prompts=1, emit=lambda event: None, system_prompt="Be brief.")
+    assert not (tmp_path / "tuned").exists()
 
 
 @pytest.mark.slow

@@ -190,7 +190,7 @@ def test_empty_file_exits_3(tmp_path):
 
 def test_duplicate_id_within_a_system_exits_3(tmp_path):
     lines = prediction_lines() + [prediction_lines()[0]]
-    with pytest.raises(Exception, match="line 9: system 'tuned' has id 'r1' twice"):
+    with pytest.raises(Exception, match="line 9: system 'tuned' and id 'r1' appears twice"):
         read_predictions(write_lines(tmp_path / "p.jsonl", lines))
 
 
