@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { writeSampleJsonl } from '../../activities/data/sample/generate';
+import { catalogSize, writeSampleJsonl } from '../../activities/data/sample/generate';
 
 export function registerSampleData(program: Command): void {
   program
@@ -8,8 +8,9 @@ export function registerSampleData(program: Command): void {
     .option('-o, --output <path>', 'output file', 'sample-data.jsonl')
     .option('-n, --rows <n>', 'question-answer pairs', '10000')
     .option('-s, --seed <n>', 'generator seed; the same seed writes the same file', '42')
-    .action(async (opts: { output: string; rows: string; seed: string }) => {
-      const noise = await writeSampleJsonl(opts.output, Number(opts.rows), Number(opts.seed));
+    .option('-p, --products <n>', `sell only this many of the ${catalogSize} catalog products`, String(catalogSize))
+    .action(async (opts: { output: string; rows: string; seed: string; products: string }) => {
+      const noise = await writeSampleJsonl(opts.output, Number(opts.rows), Number(opts.seed), Number(opts.products));
       console.log(`Wrote ${opts.rows} rows to ${opts.output}. Planted noise: ${JSON.stringify(noise)}`);
     });
 }

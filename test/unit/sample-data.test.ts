@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { catalog, factsByType, questionTypes } from '../../activities/data/sample/catalog';
 import {
+  catalogSize,
   generateLabelledSampleRecords,
   generateSampleRecords,
   writeSampleJsonl,
@@ -103,6 +104,17 @@ describe('generateSampleRecords', () => {
       nearDuplicates: 300,
       conflicts: 100,
     });
+  });
+
+  it('sells only the first N products across categories when asked, the full catalog by default', () => {
+    const small = generateLabelledSampleRecords(1_000, 42, 3);
+    const sold = new Set(small.records.filter((_, i) => small.labels[i]!.kind === 'clean').map((r) => r.product));
+    expect(sold.size).toBe(3);
+    const categories = new Set(catalog.filter((p) => sold.has(p.name)).map((p) => p.category));
+    expect(categories.size).toBe(3);
+    expect(generateLabelledSampleRecords(1_000, 42, 3)).toEqual(small);
+    expect(generateSampleRecords(500, 42, catalogSize)).toEqual(generateSampleRecords(500, 42));
+    for (const bad of [0, catalogSize + 1, 2.5]) expect(() => generateSampleRecords(10, 42, bad)).toThrow(/products must be/);
   });
 
   it.each([1, 10, 137, 10_000])('returns exactly %i rows with unique ids', (rows) => {

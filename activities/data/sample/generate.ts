@@ -66,7 +66,21 @@ const typeShares: Record<QuestionType, number> = {
   warranty: 0.13,
 };
 
-const productFacts = catalog.map((product) => ({ product, facts: factsByType(product) }));
+/**
+ * The catalog in "store order": the first product of every category, then the second of every
+ * category, and so on, so a store of N products spans as many categories as it can.
+ */
+const storeOrder: readonly Product[] = (() => {
+  const byCategory = new Map<string, Product[]>();
+  for (const product of catalog) byCategory.set(product.category, [...(byCategory.get(product.category) ?? []), product]);
+  const order: Product[] = [];
+  for (let rank = 0; order.length < catalog.length; rank++)
+    for (const products of byCategory.values()) if (products[rank]) order.push(products[rank]!);
+  return order;
+})();
+
+/** Products of the catalog a generated store sells. */
+export const catalogSize = catalog.length;
 
 /**
  * Hands out question slots (template x context sentence) per product fact without repeats, tier by
@@ -117,11 +131,22 @@ interface Fresh {
   answer: ReturnType<typeof composeAnswer>;
 }
 
+/**
+ * `products` (1 to the catalog size, all by default) limits the store to its first products in store
+ * order: with fewer products each fact is asked about more often, which a small model trained for
+ * minutes on a CPU can learn.
+ */
 export function generateLabelledSampleRecords(
   rows: number,
   seed: number,
+  products = catalogSize,
 ): { records: Record<string, unknown>[]; labels: RowLabel[]; noise: PlantedNoise } {
   if (!Number.isInteger(rows) || rows < 0) throw new RangeError(`rows must be a whole number >= 0, got ${rows}`);
+  if (!Number.isInteger(products) || products < 1 || products > catalogSize)
+    throw new RangeError(`products must be a whole number from 1 to ${catalogSize}, got ${products}`);
+  // Catalog order either way, so the full store is the same dataset with or without `products`.
+  const sold = new Set(storeOrder.slice(0, products));
+  const productFacts = catalog.filter((product) => sold.has(product)).map((product) => ({ product, facts: factsByType(product) }));
   const random = mulberry32(seed);
   const slots = new QuestionSlots(random);
   const records: Record<string, unknown>[] = [];
@@ -219,14 +244,18 @@ export function generateLabelledSampleRecords(
   return { records, labels, noise };
 }
 
-export function generateSampleRecords(rows: number, seed: number): { records: Record<string, unknown>[]; noise: PlantedNoise } {
-  const { records, noise } = generateLabelledSampleRecords(rows, seed);
+export function generateSampleRecords(
+  rows: number,
+  seed: number,
+  products = catalogSize,
+): { records: Record<string, unknown>[]; noise: PlantedNoise } {
+  const { records, noise } = generateLabelledSampleRecords(rows, seed, products);
   return { records, noise };
 }
 
 /** Writes the dataset as JSONL (one record per line) via a temp file and rename, so readers never see half a file. */
-export async function writeSampleJsonl(path: string, rows: number, seed: number): Promise<PlantedNoise> {
-  const { records, noise } = generateSampleRecords(rows, seed);
+export async function writeSampleJsonl(path: string, rows: number, seed: number, products = catalogSize): Promise<PlantedNoise> {
+  const { records, noise } = generateSampleRecords(rows, seed, products);
   await mkdir(dirname(path), { recursive: true });
   const temp = `${path}.${process.pid}.tmp`;
   try {
