@@ -36,6 +36,15 @@ export function storeFor(input: Pick<DataStepInput, 'config' | 'configDir'>): Ar
   return new ArtifactStore(resolve(input.configDir, input.config.storage.artifacts));
 }
 
+/**
+ * `model.base` as the engine must see it: a local folder written relative to the YAML file becomes
+ * absolute (the engine runs in the project folder); `default` and hub ids pass through.
+ */
+export function baseModelFor(input: Pick<DataStepInput, 'config' | 'configDir'>): string {
+  const { base } = input.config.model;
+  return /^[./~]/.test(base) ? resolve(input.configDir, base.replace(/^~(?=\/|$)/, process.env.HOME ?? '~')) : base;
+}
+
 const toJsonl = (items: unknown[]) => items.map((i) => JSON.stringify(i)).join('\n') + (items.length ? '\n' : '');
 
 /** Turns known user errors into non-retryable failures; anything else stays retryable. */
@@ -63,7 +72,7 @@ export interface SourceStats {
   format: string;
 }
 
-/** The sample set is generated into the store (cached by rows, seed and code); a file is hashed in place. */
+/** The sample set is generated into the store (cached by rows, seed, products and code); a file is hashed in place. */
 export async function prepareSource(input: DataStepInput): Promise<StepResult<SourceStats>> {
   return asUserErrors(async () => {
     const store = storeFor(input);
@@ -72,7 +81,7 @@ export async function prepareSource(input: DataStepInput): Promise<StepResult<So
       const sample = data.sample;
       return runCachedStep(store, { step: 'source', config: { sample }, inputs: [], noCache: input.noCache }, async () => {
         const tmp = await store.tempPath();
-        await writeSampleJsonl(tmp, sample.rows, sample.seed);
+        await writeSampleJsonl(tmp, sample.rows, sample.seed, sample.products);
         const ref = await store.putFile(tmp, '.jsonl', sample.rows);
         return { outputs: { source: ref }, stats: { kind: 'sample', path: ref.uri, format: 'jsonl' } };
       });

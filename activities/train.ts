@@ -11,7 +11,7 @@ import type { PipelineConfig } from '../schemas/config';
 import type { EngineEvent, TrainSpec } from '../schemas/engine';
 import type { ArtifactRef, StepResult, TrainProgress } from '../schemas/manifests';
 import { artifactPath } from './artifacts';
-import { storeFor } from './data-stage';
+import { baseModelFor, storeFor } from './data-stage';
 import { runEngine } from './engine-process';
 import { engineVersion, runCachedStep } from './steps';
 
@@ -55,7 +55,7 @@ export function chooseResumePoint(workDir: string, hint: Partial<TrainProgress> 
 
 export async function trainModel(input: TrainInput): Promise<StepResult<TrainStats>> {
   const store = storeFor(input);
-  const { model } = input.config;
+  const model = { ...input.config.model, base: baseModelFor(input) };
   const { activity: _policy, ...training } = input.config.training;
   const keyConfig = { model, training, engine: engineVersion() };
   return runCachedStep(

@@ -57,11 +57,16 @@ export async function queryProgress(handle: WorkflowHandle): Promise<PipelinePro
 }
 
 /** The training activity's last heartbeat (step, loss, tokens/s, checkpoint), while it runs. */
-export async function trainingProgress(handle: WorkflowHandle): Promise<TrainProgress | undefined> {
+/** The newest heartbeat details of the workflow's pending activity of this type, if it has sent one. */
+export async function activityProgress<T>(handle: WorkflowHandle, activityType: string): Promise<T | undefined> {
   const description = await handle.describe().catch(() => undefined);
-  const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === 'trainModel');
+  const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === activityType);
   const payload = pending?.heartbeatDetails?.payloads?.[0];
-  return payload ? defaultPayloadConverter.fromPayload<TrainProgress>(payload) : undefined;
+  return payload ? defaultPayloadConverter.fromPayload<T>(payload) : undefined;
+}
+
+export function trainingProgress(handle: WorkflowHandle): Promise<TrainProgress | undefined> {
+  return activityProgress<TrainProgress>(handle, 'trainModel');
 }
 
 export type { PipelineResult };

@@ -44,6 +44,16 @@ export const SampleSource = z
   .strictObject({
     rows: z.number().int().min(10).max(1_000_000).default(10_000).describe('Number of question-answer pairs to generate.'),
     seed: z.number().int().default(42).describe('Generator seed; the same seed writes the same file.'),
+    products: z
+      .number()
+      .int()
+      .min(1)
+      .max(48)
+      .optional()
+      .describe(
+        'Sell only this many of the 48 catalog products (taken across categories in turn); all when absent. ' +
+          'Fewer products means each fact is asked about more often: what a CPU demo can learn in minutes.',
+      ),
   })
   .describe('Generate the bundled synthetic electronics support dataset instead of reading a file.');
 
@@ -199,28 +209,89 @@ export const TrainingSection = z
   })
   .describe('Fine-tuning strategy and hyper-parameters.');
 
-export const MetricName = z.enum(['bleu', 'chrf', 'rouge1', 'rouge2', 'rougeL', 'factualAccuracy', 'perplexity', 'satisfaction']);
+export const MetricName = z
+  .enum(['bleu', 'chrf', 'rouge1', 'rouge2', 'rougeL', 'factualAccuracy', 'perplexity', 'satisfaction'])
+  .describe(
+    'bleu and chrf: sacrebleu corpus scores, 0-100. rouge1/2/L: rouge-score F1, 0-1. factualAccuracy: share of answers ' +
+      'quoting their fact, 0-1. perplexity: on the forgetting check text, lower is better. satisfaction: share of ' +
+      'answers accepted in human review, 0-1.',
+  );
+export type MetricName = z.infer<typeof MetricName>;
+
+export const Baseline = z.enum(['base', 'retrieval']);
+export type Baseline = z.infer<typeof Baseline>;
 
 export const EvaluationSection = z
   .strictObject({
-    maxNewTokens: z.number().int().positive().default(128),
-    maxTestRows: z.number().int().positive().optional().describe('Score at most this many test rows.'),
-    baselines: z.array(z.enum(['base', 'retrieval'])).default(['base', 'retrieval']),
+    maxNewTokens: z.number().int().positive().default(128).describe('Most tokens generated per answer.'),
+    maxTestRows: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('Score at most this many test rows (a seeded draw, the same for every system); all when absent.'),
+    batchSize: z.number().int().positive().default(8).describe('Questions generated together.'),
+    baselines: z
+      .array(Baseline)
+      .default(['base', 'retrieval'])
+      .describe(
+        '`base`: the untuned base model, exported and asked the same way. `retrieval`: the training answer of the most ' +
+          'similar training question (among the rows the model was trained on).',
+      ),
     forgettingCheck: z.boolean().default(true).describe('Compare perplexity on general English before and after tuning.'),
+    generalText: z
+      .string()
+      .optional()
+      .describe(
+        'Plain-text file for the forgetting check, relative to the YAML file; the shipped `assets/general-english.txt` when absent.',
+      ),
   })
-  .describe('How the tuned model is scored.');
+  .describe('How the tuned model is scored: the same test rows for it and for every baseline.');
 
 export const Gate = z
   .strictObject({
     metric: MetricName,
-    min: z.number().optional().describe('The metric must be at least this.'),
-    max: z.number().optional().describe('The metric must be at most this.'),
-    relativeTo: z.enum(['base', 'retrieval']).optional().describe('Compare with this baseline instead of an absolute value.'),
-    margin: z.number().default(0).describe('With `relativeTo`: how far above (or, with `max`, below) the baseline.'),
+    min: z.number().optional().describe("Absolute gate: the tuned model's value must be at least this."),
+    max: z.number().optional().describe("Absolute gate: the tuned model's value must be at most this."),
+    relativeTo: Baseline.optional().describe(
+      'Relative gate: the tuned model must beat this baseline by `margin` (higher, or lower for perplexity).',
+    ),
+    margin: z
+      .number()
+      .default(0)
+      .describe(
+        'With `relativeTo`: how much better than the baseline the tuned model must be; negative allows that much worse ' +
+          "(perplexity with margin -2: at most the base model's perplexity + 2).",
+      ),
   })
-  .refine((g) => g.min !== undefined || g.max !== undefined || g.relativeTo !== undefined, {
-    message: 'a gate needs `min`, `max` or `relativeTo`',
-  });
+  .check((ctx) => {
+    const gate = ctx.value;
+    const absolute = gate.min !== undefined || gate.max !== undefined;
+    if (!absolute && gate.relativeTo === undefined)
+      ctx.issues.push({ code: 'custom', input: gate, message: 'a gate needs `min`, `max` or `relativeTo`' });
+    if (absolute && gate.relativeTo !== undefined)
+      ctx.issues.push({
+        code: 'custom',
+        input: gate,
+        message: 'a gate is absolute (`min`/`max`) or relative (`relativeTo` with `margin`), not both; write two gates',
+      });
+    if (gate.relativeTo === 'retrieval' && gate.metric === 'perplexity')
+      ctx.issues.push({
+        code: 'custom',
+        input: gate,
+        path: ['relativeTo'],
+        message: 'the retrieval baseline has no perplexity; use `relativeTo: base` for the forgetting check',
+      });
+    if (gate.relativeTo !== undefined && gate.metric === 'satisfaction')
+      ctx.issues.push({
+        code: 'custom',
+        input: gate,
+        path: ['relativeTo'],
+        message: 'satisfaction comes from human review of the tuned model only; use `min`',
+      });
+  })
+  .describe('A threshold the tuned model must pass to become a promotion candidate.');
+export type Gate = z.infer<typeof Gate>;
 
 export const ReviewSection = z
   .strictObject({
@@ -280,6 +351,26 @@ export const PipelineConfig = z
     sweep: SweepSection.default(SweepSection.parse({})),
     schedules: z.array(Schedule).default([]).describe('Retraining schedules applied by `tuneline schedule apply`.'),
     storage: StorageSection.default(StorageSection.parse({})),
+  })
+  .check((ctx) => {
+    // Gates can only compare with what the evaluation measures.
+    const { evaluation, gates } = ctx.value;
+    gates.forEach((gate, n) => {
+      if (gate.relativeTo && !evaluation.baselines.includes(gate.relativeTo))
+        ctx.issues.push({
+          code: 'custom',
+          input: gate.relativeTo,
+          path: ['gates', n, 'relativeTo'],
+          message: `the ${gate.relativeTo} baseline is not evaluated; add it to evaluation.baselines or drop this gate`,
+        });
+      if (gate.metric === 'perplexity' && !evaluation.forgettingCheck)
+        ctx.issues.push({
+          code: 'custom',
+          input: gate.metric,
+          path: ['gates', n, 'metric'],
+          message: 'perplexity is measured by the forgetting check; set evaluation.forgettingCheck to true or drop this gate',
+        });
+    });
   })
   .describe('A tuneline pipeline: data in, an evaluated and served chatbot out.');
 

@@ -3,6 +3,7 @@
  * data itself), step results, workflow input and progress.
  */
 import { z } from 'zod';
+import type { Gate } from './config';
 
 /** A file in the content-addressed artifact store. */
 export const ArtifactRef = z.object({
@@ -49,11 +50,37 @@ export interface PipelineInput {
   noCache?: boolean;
   /** Heartbeat timeout of the data activities, e.g. `30s`; tests use a few seconds. */
   dataHeartbeatTimeout?: string;
-  /** End the run after this stage (default: run every stage). */
+  /** End the run after this stage (default: run every stage); `train` includes the export. */
   stopAfter?: 'data' | 'train';
 }
 
-export type StageName = 'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'train' | 'export' | 'done' | 'failed';
+export type StageName =
+  'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'train' | 'export' | 'evaluate' | 'gate' | 'done' | 'failed';
+
+/** Systems scored on the evaluation rows: the tuned model and its baselines. */
+export type SystemName = 'tuned' | 'base' | 'retrieval';
+
+/** Metric values per system, e.g. `table.tuned.rougeL`; null where a metric does not apply. */
+export type MetricTable = Partial<Record<SystemName, Record<string, number | null>>>;
+
+export interface GateResult {
+  gate: Gate;
+  /** The gate in words, e.g. `rougeL >= retrieval (0.3412)`. */
+  rule: string;
+  value: number | null;
+  /** The resolved threshold of a relative gate; null for absolute gates. */
+  threshold: number | null;
+  /** `pending`: decided later (satisfaction, by human review). */
+  status: 'passed' | 'failed' | 'pending';
+  /** Why it failed, e.g. `rougeL >= retrieval (0.3412): tuned 0.2981`. */
+  reason?: string;
+}
+
+export interface GateVerdict {
+  passed: boolean;
+  results: GateResult[];
+  reasons: string[];
+}
 
 export interface StepProgress {
   step: string;
@@ -72,8 +99,11 @@ export interface PipelineProgress {
 /** Returned by the workflow when it completes. */
 export interface PipelineResult {
   pipeline: string;
-  /** How far the run went: `data-ready` when it stopped after the data stage. */
-  status: 'data-ready' | 'exported';
+  /**
+   * How far the run went: `data-ready` (stopped after the data stage), `exported` (stopped after
+   * training and export), `candidate` (passed every gate) or `not-promoted` (failed a gate; see `evaluation.gate`).
+   */
+  status: 'data-ready' | 'exported' | 'candidate' | 'not-promoted';
   configHash: string;
   steps: Array<Pick<StepResult, 'step' | 'key' | 'reused' | 'seconds'>>;
   splits: Record<'train' | 'validation' | 'test', ArtifactRef>;
@@ -88,8 +118,18 @@ export interface PipelineResult {
     events: ArtifactRef;
     steps: number;
     resumedFromStep: number | null;
+    device: string;
+    trainableParameters: number;
     metrics: Record<string, number | null>;
   };
   /** The exported ONNX folder (parity-checked against PyTorch): what is evaluated and served. */
   onnx?: ArtifactRef;
+  /** Scores of the tuned model and its baselines on the same test rows, the gate's verdict and the report. */
+  evaluation?: {
+    rows: number;
+    metrics: MetricTable;
+    gate: GateVerdict;
+    /** Folder with `report.md` (images beside it) and the self-contained `report.html`. */
+    report: ArtifactRef;
+  };
 }

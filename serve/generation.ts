@@ -57,6 +57,9 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** Threads ONNX Runtime uses within one run: the CPUs this process may use, at most 4 (more rarely pay off at batch sizes this small). */
+export const INTRA_OP_THREADS = Math.min(4, os.availableParallelism());
+
 function argmax(logits: Float32Array): number {
   let best = 0;
   for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
@@ -103,7 +106,7 @@ export async function loadGenerator(exportDir: string): Promise<Generator> {
   const tokenizer = loadPromptTokenizer(exportDir);
   const session = await ort.InferenceSession.create(path.join(exportDir, manifest.file ?? 'model.onnx'), {
     executionProviders: ['cpu'],
-    intraOpNumThreads: Math.min(4, os.cpus().length),
+    intraOpNumThreads: INTRA_OP_THREADS,
     logSeverityLevel: 3, // errors only: ORT warns about unused initializers of tied weights
   });
   const pastNames: string[] = [];

@@ -1,11 +1,14 @@
 /**
- * Builds the worker for one task queue. The cpu worker runs the workflows and the data activities;
- * the gpu worker runs training (one activity at a time per GPU).
+ * Builds the worker for one task queue. The cpu worker runs the workflows, the data activities and
+ * the light evaluation steps; the gpu worker runs whatever runs the model (one activity at a time
+ * per GPU): training, export, generation and perplexity.
  */
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { TemporalTarget } from '../cli/connection';
 import * as dataActivities from '../activities/data-stage';
-import { exportModel } from '../activities/export';
+import { checkForgetting, generateAnswers, prepareEvaluationSet, retrieveAnswers, scoreAnswers } from '../activities/evaluate';
+import { exportBaseModel, exportModel } from '../activities/export';
+import { writeRunReport } from '../activities/report/evaluation-report';
 import { trainModel } from '../activities/train';
 import { TaskQueues, type QueueName } from '../workflows/definitions';
 
@@ -29,11 +32,15 @@ export async function connectWorker(target: TemporalTarget): Promise<NativeConne
 export async function createWorker(queue: QueueName, connection: NativeConnection, namespace: string, identity?: string): Promise<Worker> {
   const common = { connection, namespace, taskQueue: TaskQueues[queue], ...(identity ? { identity } : {}) };
   if (queue === 'cpu') {
-    return Worker.create({ ...common, workflowsPath, activities: dataActivities });
+    return Worker.create({
+      ...common,
+      workflowsPath,
+      activities: { ...dataActivities, prepareEvaluationSet, retrieveAnswers, scoreAnswers, writeRunReport },
+    });
   }
   return Worker.create({
     ...common,
-    activities: { trainModel, exportModel },
+    activities: { trainModel, exportModel, exportBaseModel, generateAnswers, checkForgetting },
     // One training at a time per GPU (or per CPU machine).
     maxConcurrentActivityTaskExecutions: 1,
     // Training heartbeats carry live step and loss for `tuneline run`; send them every few seconds, not every minute.

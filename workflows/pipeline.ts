@@ -12,16 +12,28 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as dataActivities from '../activities/data-stage';
+import type * as evaluateActivities from '../activities/evaluate';
 import type * as exportActivities from '../activities/export';
+import type * as reportActivities from '../activities/report/evaluation-report';
 import type * as trainActivities from '../activities/train';
 import type { PipelineConfig } from '../schemas/config';
-import type { PipelineInput, PipelineProgress, PipelineResult, StageName, StepResult } from '../schemas/manifests';
+import type {
+  ArtifactRef,
+  MetricTable,
+  PipelineInput,
+  PipelineProgress,
+  PipelineResult,
+  StageName,
+  StepResult,
+} from '../schemas/manifests';
 import { SearchAttributes, TaskQueues, progressQuery } from './definitions';
+import { checkGates } from './gates';
 
 const NON_RETRYABLE = ['ConfigError', 'DataError', 'ParityError'];
 
+/** Activities on the cpu task queue: the data stage, the retrieval baseline, scoring and the report. */
 function dataActivitiesFor(heartbeatTimeout: string) {
-  return proxyActivities<typeof dataActivities>({
+  return proxyActivities<typeof dataActivities & typeof evaluateActivities & typeof reportActivities>({
     taskQueue: TaskQueues.cpu,
     startToCloseTimeout: '30m',
     heartbeatTimeout,
@@ -35,9 +47,10 @@ function dataActivitiesFor(heartbeatTimeout: string) {
   });
 }
 
+/** Activities that run the model, on the gpu task queue: training, export, generation, perplexity. */
 function trainActivitiesFor(config: PipelineConfig) {
   const policy = config.training.activity;
-  return proxyActivities<typeof trainActivities & typeof exportActivities>({
+  return proxyActivities<typeof trainActivities & typeof exportActivities & typeof evaluateActivities>({
     taskQueue: TaskQueues.gpu,
     startToCloseTimeout: policy.startToClose,
     heartbeatTimeout: policy.heartbeat,
@@ -68,6 +81,23 @@ function summarize(result: StepResult<object>): string {
     );
   }
   if (counts) parts.push(`train=${counts.train} validation=${counts.validation} test=${counts.test}`);
+  if (typeof s.tokensPerSecond === 'number' && typeof s.newTokens === 'number')
+    parts.push(`${String(s.rows)} answers, ${s.newTokens} tokens at ${s.tokensPerSecond} tokens/s`);
+  if (typeof s.indexRows === 'number') parts.push(`${String(s.rows)} answers from ${s.indexRows} training rows`);
+  if (typeof s.testRows === 'number') parts.push(`${String(s.rows)} of ${s.testRows} test rows`);
+  const table = s.metrics as MetricTable | undefined;
+  if (table?.tuned) {
+    const scores = (metric: string) =>
+      Object.entries(table)
+        .map(([system, m]) => `${system} ${typeof m?.[metric] === 'number' ? m[metric].toFixed(3) : '-'}`)
+        .join(', ');
+    parts.push(`rougeL: ${scores('rougeL')}; factualAccuracy: ${scores('factualAccuracy')}`);
+  }
+  const forgetting = s as { base?: { perplexity?: number | null }; tuned?: { perplexity?: number | null } };
+  if (typeof forgetting.tuned?.perplexity === 'number' && typeof forgetting.base?.perplexity === 'number')
+    parts.push(
+      `general-English perplexity: base ${forgetting.base.perplexity.toFixed(2)} -> tuned ${forgetting.tuned.perplexity.toFixed(2)}`,
+    );
   return parts.join(' ');
 }
 
@@ -80,13 +110,113 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     progress.stage = stage;
     upsertSearchAttributes([{ key: SearchAttributes.stage, value: stage }]);
   };
-  async function step<R extends StepResult<object>>(stage: StageName, run: () => Promise<R>): Promise<R> {
+  /** Runs one step as a progress line named `name` (the stage's name by default). */
+  async function step<R extends StepResult<object>>(stage: StageName, run: () => Promise<R>, name: string = stage): Promise<R> {
     enter(stage);
-    const line = { step: stage, status: 'running' as const };
+    const line = { step: name, status: 'running' as const };
     progress.steps.push(line);
     const result = await run();
     Object.assign(line, { status: result.reused ? 'reused' : 'done', seconds: result.seconds, summary: summarize(result) });
     return result;
+  }
+
+  /**
+   * Every system answers the same evaluation rows; the engine scores them together; the gate
+   * decides; the report shows why. Retrieval runs on the cpu queue while the gpu queue generates.
+   */
+  async function evaluate(run: {
+    config: PipelineConfig;
+    training: NonNullable<PipelineResult['training']>;
+    onnx: ArtifactRef;
+    exportMetrics: Record<string, number | null>;
+    splits: Record<string, ArtifactRef>;
+    dataReport: ArtifactRef;
+    finished: StepResult<object>[];
+  }): Promise<NonNullable<PipelineResult['evaluation']>> {
+    const { config } = run;
+    const base = { config, configDir: input.configDir, noCache: input.noCache };
+    const gpu = trainActivitiesFor(config);
+    const { baselines, forgettingCheck } = config.evaluation;
+    const record = <R extends StepResult<object>>(result: R): R => {
+      run.finished.push(result);
+      return result;
+    };
+    const evalSet = record(await step('evaluate', () => acts.prepareEvaluationSet({ ...base, test: run.splits.test! }), 'eval-set'));
+    const questions = evalSet.outputs.questions!;
+    let baseSkipped: string | null = null;
+    const modelSide = async () => {
+      const answers = [
+        record(await step('evaluate', () => gpu.generateAnswers({ ...base, system: 'tuned', onnx: run.onnx, questions }), 'answers-tuned')),
+      ];
+      if (baselines.includes('base')) {
+        try {
+          const baseOnnx = record(await step('evaluate', () => gpu.exportBaseModel(base), 'export-base'));
+          const onnx = baseOnnx.outputs.onnx!;
+          answers.push(
+            record(await step('evaluate', () => gpu.generateAnswers({ ...base, system: 'base', onnx, questions }), 'answers-base')),
+          );
+        } catch (err) {
+          // A base model that cannot be prompted the same way (no chat template) has no fair baseline: say so, go on.
+          const cause = err instanceof ActivityFailure ? err.cause : undefined;
+          if (!(cause instanceof ApplicationFailure && cause.type === 'ConfigError')) throw err;
+          baseSkipped = cause.message;
+          const line = progress.steps.find((s) => s.step === 'export-base');
+          if (line) Object.assign(line, { status: 'done', summary: `skipped: ${cause.message}` });
+        }
+      }
+      const forgetting = forgettingCheck
+        ? record(await step('evaluate', () => gpu.checkForgetting({ ...base, model: run.training.model }), 'forgetting'))
+        : null;
+      return { answers, forgetting };
+    };
+    const retrievalSide = async () =>
+      baselines.includes('retrieval')
+        ? record(await step('evaluate', () => acts.retrieveAnswers({ ...base, train: run.splits.train!, questions }), 'answers-retrieval'))
+        : null;
+    const [{ answers, forgetting }, retrieval] = await Promise.all([modelSide(), retrievalSide()]);
+    const allAnswers = retrieval ? [...answers, retrieval] : answers;
+    const scored = record(
+      await step('evaluate', () => acts.scoreAnswers({ ...base, answers: allAnswers.map((a) => a.outputs.answers!) }), 'score'),
+    );
+    // A copy with the forgetting check's perplexities added (structuredClone is not in the workflow sandbox).
+    const metrics: MetricTable = Object.fromEntries(Object.entries(scored.stats.metrics).map(([system, m]) => [system, { ...m }]));
+    if (forgetting) {
+      if (metrics.tuned) metrics.tuned.perplexity = forgetting.stats.tuned.perplexity;
+      if (metrics.base) metrics.base.perplexity = forgetting.stats.base.perplexity;
+      else metrics.base = { perplexity: forgetting.stats.base.perplexity };
+    }
+    enter('gate');
+    const gate = checkGates(config.gates, metrics);
+    const written = record(
+      await step(
+        'evaluate',
+        () =>
+          acts.writeRunReport({
+            ...base,
+            runId: workflowInfo().workflowId,
+            verdict: gate,
+            questions: evalSet,
+            answers: allAnswers,
+            generation: answers.map((a) => a.stats),
+            scores: scored.outputs.scores!,
+            forgetting: forgetting?.stats ?? null,
+            baseSkipped,
+            retrievalIndexRows: retrieval?.stats.indexRows ?? null,
+            training: run.training,
+            exportMetrics: run.exportMetrics,
+            dataReport: run.dataReport,
+          }),
+        'report',
+      ),
+    );
+    const files: Record<string, ArtifactRef> = {
+      report: written.outputs.report!,
+      'eval-questions.jsonl': questions,
+      'scores.json': scored.outputs.scores!,
+    };
+    for (const a of allAnswers) files[`${a.step}.jsonl`] = a.outputs.answers!;
+    await acts.publishRunFolder({ ...base, runId: workflowInfo().workflowId, files });
+    return { rows: evalSet.stats.rows, metrics, gate, report: written.outputs.report! };
   }
 
   try {
@@ -122,13 +252,15 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     const finished: StepResult<object>[] = [...steps, report];
     let training: PipelineResult['training'];
     let onnx: PipelineResult['onnx'];
+    let evaluation: PipelineResult['evaluation'];
     if (input.stopAfter !== 'data') {
+      const gpu = trainActivitiesFor(config);
       const trained = await step('train', () =>
-        trainActivitiesFor(config).trainModel({ ...base, train: split.outputs.train!, validation: split.outputs.validation! }),
+        gpu.trainModel({ ...base, train: split.outputs.train!, validation: split.outputs.validation! }),
       );
       finished.push(trained);
       training = { model: trained.outputs.model!, events: trained.outputs.events!, ...trained.stats };
-      const exported = await step('export', () => trainActivitiesFor(config).exportModel({ ...base, model: trained.outputs.model! }));
+      const exported = await step('export', () => gpu.exportModel({ ...base, model: trained.outputs.model! }));
       finished.push(exported);
       onnx = exported.outputs.onnx!;
       await acts.publishRunFolder({
@@ -136,11 +268,23 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
         runId: workflowInfo().workflowId,
         files: { model: trained.outputs.model!, 'training-events.jsonl': trained.outputs.events!, onnx },
       });
+      if (input.stopAfter !== 'train') {
+        evaluation = await evaluate({
+          config,
+          training,
+          onnx,
+          exportMetrics: exported.stats.metrics,
+          splits: split.outputs,
+          dataReport: report.outputs.json!,
+          finished,
+        });
+      }
     }
     enter('done');
     return {
       pipeline: config.name,
-      status: onnx ? 'exported' : 'data-ready',
+      status: evaluation ? (evaluation.gate.passed ? 'candidate' : 'not-promoted') : onnx ? 'exported' : 'data-ready',
+      evaluation,
       training,
       onnx,
       configHash: input.configHash,

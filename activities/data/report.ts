@@ -5,6 +5,7 @@
  */
 import type { PipelineConfig } from '../../schemas/config';
 import type { StepResult } from '../../schemas/manifests';
+import { renderMarkdown, type Block } from '../report/document';
 
 type Stats = Record<string, unknown>;
 
@@ -76,29 +77,49 @@ export function buildDataReport(config: PipelineConfig, steps: StepResult<object
   };
 }
 
-export function renderDataReportMarkdown(report: DataReport): string {
-  const out: string[] = [`# Data report: ${report.pipeline}`, ''];
-  out.push(`Source: ${String(report.source.kind ?? '')} \`${String(report.source.path ?? '')}\``, '');
-  out.push('| stage | rows in | rows out | reused | seconds | details |', '| --- | ---: | ---: | --- | ---: | --- |');
-  for (const s of report.stages) {
-    const details = Object.entries(s.details)
-      .filter(([, v]) => v !== 0)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join(', ');
-    out.push(`| ${s.stage} | ${s.rowsIn} | ${s.rowsOut} | ${s.reused ? 'yes' : 'no'} | ${s.seconds.toFixed(2)} | ${details} |`);
-  }
+/** The data report as document blocks: a stage table, the splits (by category too) and the accounting. */
+export function dataReportBlocks(report: DataReport): Block[] {
   const a = report.accounting;
-  out.push('', '## Splits', '', '| split | rows |', '| --- | ---: |');
-  for (const [name, n] of Object.entries(report.splits)) out.push(`| ${name} | ${n} |`);
+  const blocks: Block[] = [
+    { kind: 'heading', level: 1, text: `Data report: ${report.pipeline}` },
+    { kind: 'paragraph', text: `Source: ${String(report.source.kind ?? '')} \`${String(report.source.path ?? '')}\`` },
+    {
+      kind: 'table',
+      header: ['stage', 'rows in', 'rows out', 'reused', 'seconds', 'details'],
+      numeric: [false, true, true, false, true, false],
+      rows: report.stages.map((s) => [
+        s.stage,
+        s.rowsIn,
+        s.rowsOut,
+        s.reused ? 'yes' : 'no',
+        s.seconds.toFixed(2),
+        Object.entries(s.details)
+          .filter(([, v]) => v !== 0)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join(', '),
+      ]),
+    },
+    { kind: 'heading', level: 2, text: 'Splits' },
+    { kind: 'table', header: ['split', 'rows'], numeric: [false, true], rows: Object.entries(report.splits) },
+  ];
   const categories = Object.entries(report.splitsByCategory);
-  if (categories.length > 0) {
-    out.push('', '| category | train | validation | test |', '| --- | ---: | ---: | ---: |');
-    for (const [cat, c] of categories) out.push(`| ${cat} | ${c.train ?? 0} | ${c.validation ?? 0} | ${c.test ?? 0} |`);
-  }
-  out.push('', '## Accounting', '');
-  out.push(
-    `${a.sourceRows} source rows = ${a.inSplits} in splits + ${a.quarantined} quarantined + ${a.removed} removed: ${a.balanced ? 'balanced' : 'NOT BALANCED'}.`,
-    '',
+  if (categories.length > 0)
+    blocks.push({
+      kind: 'table',
+      header: ['category', 'train', 'validation', 'test'],
+      numeric: [false, true, true, true],
+      rows: categories.map(([category, c]) => [category, c.train ?? 0, c.validation ?? 0, c.test ?? 0]),
+    });
+  blocks.push(
+    { kind: 'heading', level: 2, text: 'Accounting' },
+    {
+      kind: 'paragraph',
+      text: `${a.sourceRows} source rows = ${a.inSplits} in splits + ${a.quarantined} quarantined + ${a.removed} removed: ${a.balanced ? 'balanced' : 'NOT BALANCED'}.`,
+    },
   );
-  return out.join('\n');
+  return blocks;
+}
+
+export function renderDataReportMarkdown(report: DataReport): string {
+  return renderMarkdown(dataReportBlocks(report));
 }

@@ -2,9 +2,10 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
-import type { PipelineProgress, PipelineResult, StepProgress, TrainProgress } from '../../schemas/manifests';
+import type { GenerationProgress } from '../../activities/evaluate';
+import type { MetricTable, PipelineProgress, PipelineResult, StepProgress, TrainProgress } from '../../schemas/manifests';
 import { connectWorker, createWorker, installQuietRuntime } from '../../workers/create';
-import { queryProgress, startPipeline, trainingProgress } from '../client';
+import { activityProgress, queryProgress, startPipeline, trainingProgress } from '../client';
 import { UserError, requireValidConfig } from '../config';
 import { openSession } from '../session';
 
@@ -35,16 +36,44 @@ function trainingLine(t: Partial<TrainProgress> | undefined): string | undefined
   return `  > train    step ${t.step}/${t.totalSteps ?? '?'}  loss ${fixed(t.loss, 3)}  ${fixed(t.tokensPerSecond, 0)} tokens/s${validation}${attempt}`;
 }
 
-function printSummary(result: PipelineResult): void {
+/** One live line from the generation heartbeat. */
+function generationLine(g: GenerationProgress | undefined): string | undefined {
+  if (typeof g?.answered !== 'number') return undefined; // the step's first beat names the step only
+  return `  > answers-${g.system}  ${g.answered}/${g.rows} answered  ${g.newTokens} tokens in ${g.seconds}s`;
+}
+
+/** Rows of the printed metric table: metric name and how many decimals. */
+const TABLE_METRICS: Array<[string, number]> = [
+  ['rougeL', 3],
+  ['factualAccuracy', 3],
+  ['bleu', 2],
+  ['chrf', 2],
+  ['perplexity', 2],
+];
+
+/** The metric table as aligned text: one row per metric, one column per system. */
+export function formatMetricTable(metrics: MetricTable): string {
+  const systems = (['tuned', 'base', 'retrieval'] as const).filter((s) => metrics[s]);
+  const rows = [['metric', ...systems]];
+  for (const [metric, digits] of TABLE_METRICS) {
+    if (systems.every((s) => typeof metrics[s]?.[metric] !== 'number')) continue;
+    rows.push([metric, ...systems.map((s) => fixed(metrics[s]?.[metric], digits))]);
+  }
+  const widths = rows[0]!.map((_, n) => Math.max(...rows.map((r) => r[n]!.length)));
+  return rows.map((r) => '  ' + r.map((cell, n) => (n === 0 ? cell.padEnd(widths[n]!) : cell.padStart(widths[n]!))).join('  ')).join('\n');
+}
+
+/** What a finished run produced: splits, model, metric table, gate verdict, report paths. */
+export function printSummary(result: PipelineResult): void {
   const reused = result.steps.filter((s) => s.reused).map((s) => s.step);
   const file = (name: string) => join(result.runFolder, name);
-  console.log(`\n${result.status === 'exported' ? 'Pipeline' : 'Data stage'} done for "${result.pipeline}".`);
+  console.log(`\n${result.status === 'data-ready' ? 'Data stage' : 'Pipeline'} done for "${result.pipeline}".`);
   console.log(reused.length ? `Reused from cache: ${reused.join(', ')} (--no-cache re-runs them).` : 'No step was reused from cache.');
   for (const [name, ref] of Object.entries(result.splits))
     console.log(`  ${name.padEnd(10)} ${String(ref.rows).padStart(6)} rows    ${file(`${name}.arrow`)}`);
   console.log(`  quarantine ${String(result.quarantine.rows).padStart(6)} rows    ${file('quarantine.jsonl')}`);
   console.log(`  conflicts  ${String(result.conflicts.rows).padStart(6)} groups  ${file('conflicts.jsonl')}`);
-  console.log(`Report: ${file('data-report.md')} (and .json)`);
+  console.log(`Data report: ${file('data-report.md')} (and .json)`);
   if (result.training) {
     const m = result.training.metrics;
     const loss = (v: number | null | undefined) => (typeof v === 'number' ? v.toFixed(4) : '?');
@@ -54,6 +83,17 @@ function printSummary(result: PipelineResult): void {
     console.log(`  validation loss before ${loss(m.initialValidationLoss)} -> after ${loss(m.finalValidationLoss)}`);
     console.log(`  model ${file('model')}`);
     if (result.onnx) console.log(`  ONNX export (greedy tokens match PyTorch) ${file('onnx')}`);
+  }
+  if (result.evaluation) {
+    const { gate, rows, metrics } = result.evaluation;
+    console.log(`\nEvaluated on ${rows} test rows, every system on the same rows:`);
+    console.log(formatMetricTable(metrics));
+    console.log(
+      gate.passed
+        ? `\nPromotion candidate: ${gate.results.length ? 'every gate passed' : 'no gates configured'}.`
+        : `\nNot promoted: ${gate.reasons.join('; ')}.`,
+    );
+    console.log(`Run report: ${file('report/report.html')} (and report.md)`);
   }
 }
 
@@ -96,6 +136,7 @@ export function registerRun(program: Command): void {
           }
         };
         let lastTrainLine = '';
+        let lastGenerationLine = '';
         const showTraining = async () => {
           const line = trainingLine(await trainingProgress(handle));
           if (line && line !== lastTrainLine) say((lastTrainLine = line));
@@ -106,6 +147,10 @@ export function registerRun(program: Command): void {
               async (p) => {
                 show(p);
                 if (p?.stage === 'train') await showTraining();
+                if (p?.stage === 'evaluate') {
+                  const line = generationLine(await activityProgress<GenerationProgress>(handle, 'generateAnswers'));
+                  if (line && line !== lastGenerationLine) say((lastGenerationLine = line));
+                }
               },
               () => {},
             ),

@@ -1,13 +1,15 @@
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { SearchAttributes } from '../../workflows/definitions';
+import type { PipelineResult } from '../../schemas/manifests';
 import { queryProgress } from '../client';
+import { printSummary } from './run';
 import { openSession } from '../session';
 
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('Show a run: status, stage, steps and result or error.')
+    .description('Show a run: status, stage, steps, and its summary (metric table, gate verdict, report) or error.')
     .argument('<run-id>', 'the workflow id printed by `tuneline run`')
     .option('--json', 'print one JSON object')
     .action(async (runId: string, opts: { json?: boolean }) => {
@@ -17,7 +19,7 @@ export function registerStatus(program: Command): void {
         const description = await handle.describe();
         const stage = description.typedSearchAttributes.get(SearchAttributes.stage);
         const status = description.status.name;
-        let result: unknown;
+        let result: PipelineResult | undefined;
         let error: string | undefined;
         if (status === 'COMPLETED') result = await handle.result();
         if (status === 'FAILED') {
@@ -35,7 +37,7 @@ export function registerStatus(program: Command): void {
         console.log(`${runId}: ${status}, stage ${stage ?? 'unknown'}, started ${description.startTime.toISOString()}`);
         for (const s of progress?.steps ?? []) console.log(`  ${s.status.padEnd(7)} ${s.step} ${s.summary ?? ''}`);
         if (error) console.log(`Error: ${error}`);
-        if (result) console.log(JSON.stringify(result, null, 2));
+        if (result) printSummary(result);
       } finally {
         await session.close();
       }

@@ -58,6 +58,7 @@ describe('tuneline on the embedded dev server', () => {
       expect(shown).toMatchObject({ status: 'COMPLETED', stage: 'done', result: { pipeline: 'cli-server' } });
       const text = tuneline(home, 'status', run.workflowId).stdout;
       expect(text).toContain(`${run.workflowId}: COMPLETED, stage done`);
+      expect(text).toContain('Data stage done for "cli-server".');
     } finally {
       expect(tuneline(home, 'server', 'stop').stdout).toContain('Stopped.');
     }

@@ -44,8 +44,8 @@ interface LoggedEvent {
   path?: string;
 }
 
-describe('training and export on a real dev server', () => {
-  it('resumes from the last checkpoint after the gpu worker is killed, training no step before it twice', async () => {
+describe('training, export and evaluation on a real dev server', () => {
+  it('resumes training after the gpu worker is killed, then exports, evaluates against both baselines and gates', async () => {
     const dir = tempDir();
     const loaded = loadConfigFile(
       writePipeline(dir, {
@@ -64,6 +64,12 @@ describe('training and export on a real dev server', () => {
           // Long enough for a loaded 2-core machine; the killed attempt is retried after this long.
           activity: { heartbeat: '30s', maxAttempts: 3 },
         },
+        evaluation: { maxTestRows: 12, maxNewTokens: 12, batchSize: 4 },
+        // One gate the tuned model passes whatever it learned, one no model can pass.
+        gates: [
+          { metric: 'rougeL', min: 0 },
+          { metric: 'bleu', min: 101 },
+        ],
       }),
     );
     const gpu = spawnWorker('gpu', env.server.address);
@@ -78,7 +84,7 @@ describe('training and export on a real dev server', () => {
     workers.push(spawnWorker('gpu', env.server.address));
     const result = await handle.result();
 
-    expect(result.status).toBe('exported');
+    expect(result.status).toBe('not-promoted');
     expect(result.training!.steps).toBe(24);
     expect(await activityAttempts(handle)).toMatchObject({ trainModel: 2 });
     const events = readFileSync(artifactPath(result.training!.events), 'utf8')
@@ -98,5 +104,31 @@ describe('training and export on a real dev server', () => {
     // The export step ran on the trained model and its parity check passed.
     expect(existsSync(join(artifactPath(result.onnx!), 'model.onnx'))).toBe(true);
     expect(JSON.parse(readFileSync(join(artifactPath(result.onnx!), 'export.json'), 'utf8')).parity).toBeTruthy();
+
+    // Evaluation: the same 12 test rows answered by every system, scored together, gated, reported.
+    const evaluation = result.evaluation!;
+    expect(evaluation.rows).toBe(12);
+    expect(Object.keys(evaluation.metrics).sort()).toEqual(['base', 'retrieval', 'tuned']);
+    expect(evaluation.metrics.tuned!.perplexity).toBeGreaterThan(1);
+    expect(evaluation.metrics.base!.perplexity).toBeGreaterThan(1);
+    expect(evaluation.gate.results.map((r) => r.status)).toEqual(['passed', 'failed']);
+    expect(evaluation.gate.reasons).toEqual([expect.stringMatching(/^bleu >= 101: tuned \d/)]);
+    const scores = JSON.parse(readFileSync(join(result.runFolder, 'scores.json'), 'utf8')) as {
+      systems: Record<string, { rows: number }>;
+    };
+    expect(Object.values(scores.systems).map((s) => s.rows)).toEqual([12, 12, 12]);
+    const idsOf = (file: string) =>
+      readFileSync(join(result.runFolder, file), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { id: string }).id)
+        .sort();
+    const questionIds = idsOf('eval-questions.jsonl');
+    for (const system of ['tuned', 'base', 'retrieval']) expect(idsOf(`answers-${system}.jsonl`)).toEqual(questionIds);
+    const markdown = readFileSync(join(result.runFolder, 'report', 'report.md'), 'utf8');
+    expect(markdown).toContain('| metric | tuned | base (untuned) | retrieval |');
+    expect(markdown).toContain('**Not promoted**: bleu >= 101');
+    expect(readFileSync(join(result.runFolder, 'report', 'report.html'), 'utf8')).toContain('<td>ROUGE-L F1</td>');
+    expect(existsSync(join(result.runFolder, 'report', 'training-curve.png'))).toBe(true);
   });
 });

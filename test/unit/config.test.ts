@@ -53,6 +53,34 @@ describe('pipeline config', () => {
     expect(byPath.split).toMatch(/must add up to 1/);
   });
 
+  it('checks gates against what the evaluation measures', () => {
+    const paths = (raw: object) => {
+      const check = checkConfig({ name: 'x', data: { sample: { rows: 10 } }, ...raw });
+      return check.ok ? [] : check.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    expect(
+      paths({
+        gates: [{ metric: 'rougeL' }, { metric: 'bleu', min: 10, relativeTo: 'base' }, { metric: 'perplexity', relativeTo: 'retrieval' }],
+      }),
+    ).toEqual([
+      'gates[0]: a gate needs `min`, `max` or `relativeTo`',
+      'gates[1]: a gate is absolute (`min`/`max`) or relative (`relativeTo` with `margin`), not both; write two gates',
+      'gates[2].relativeTo: the retrieval baseline has no perplexity; use `relativeTo: base` for the forgetting check',
+    ]);
+    expect(
+      paths({
+        evaluation: { baselines: ['base'], forgettingCheck: false },
+        gates: [
+          { metric: 'rougeL', relativeTo: 'retrieval' },
+          { metric: 'perplexity', max: 30 },
+        ],
+      }),
+    ).toEqual([
+      'gates[0].relativeTo: the retrieval baseline is not evaluated; add it to evaluation.baselines or drop this gate',
+      'gates[1].metric: perplexity is measured by the forgetting check; set evaluation.forgettingCheck to true or drop this gate',
+    ]);
+  });
+
   it('needs exactly one data source', () => {
     const check = checkConfig({ name: 'x', data: {} });
     expect(check.ok ? [] : check.problems.map((p) => p.message)).toEqual([expect.stringMatching(/exactly one of `data.path`/)]);

@@ -15,7 +15,7 @@ describe('workflow history replay', () => {
   const files = readdirSync(historiesDir).filter((f) => f.endsWith('.json'));
 
   it('has recorded histories to replay', () => {
-    expect(files).toEqual(expect.arrayContaining(['data-stage.json', 'bad-config.json']));
+    expect(files).toEqual(expect.arrayContaining(['data-stage.json', 'bad-config.json', 'full-run.json']));
   });
 
   it.each(files)('replays %s without a determinism error', { timeout: 60_000 }, async (file) => {
