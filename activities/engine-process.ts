@@ -106,3 +106,17 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
     killGroup(child.pid!, 'SIGKILL');
   }
 }
+
+/** Runs an engine subcommand to its `done` event, heartbeating `{ phase }`; returns that event's metrics. */
+export async function engineMetrics(args: string[], phase: string): Promise<Record<string, number | null>> {
+  let done: Extract<EngineEvent, { event: 'done' }> | undefined;
+  await runEngine({
+    args,
+    heartbeatDetails: () => ({ phase }),
+    onEvent: (event) => {
+      if (event.event === 'done') done = event;
+    },
+  });
+  if (!done) throw new Error(`engine ${args[0]} exited cleanly without a done event`);
+  return done.metrics;
+}

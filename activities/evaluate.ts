@@ -9,17 +9,16 @@
  */
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
 import type { PipelineConfig } from '../schemas/config';
-import type { EngineEvent } from '../schemas/engine';
 import type { ArtifactRef, MetricTable, StepResult, SystemName } from '../schemas/manifests';
 import { loadGenerator } from '../serve/generation';
 import { artifactPath, sha256File, type ArtifactStore } from './artifacts';
 import { readRows } from './data/arrow-io';
 import { hashString } from './data/minhash';
 import { ErrorTypes, baseModelFor, storeFor } from './data-stage';
-import { runEngine } from './engine-process';
+import { engineMetrics } from './engine-process';
 import { beat, engineVersion, runCachedStep } from './steps';
 
 export interface EvaluateInput {
@@ -56,20 +55,6 @@ const fromJsonl = <T>(text: string): T[] =>
 
 export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>): Promise<T[]> {
   return fromJsonl<T>(await readFile(artifactPath(ref), 'utf8'));
-}
-
-/** Runs an engine subcommand to its `done` event, heartbeating `phase`; returns that event's metrics. */
-async function engineMetrics(args: string[], phase: string): Promise<Record<string, number | null>> {
-  let done: Extract<EngineEvent, { event: 'done' }> | undefined;
-  await runEngine({
-    args,
-    heartbeatDetails: () => ({ phase }),
-    onEvent: (event) => {
-      if (event.event === 'done') done = event;
-    },
-  });
-  if (!done) throw new Error(`engine ${args[0]} exited cleanly without a done event`);
-  return done.metrics;
 }
 
 /** The evaluation set: at most `maxTestRows` test rows, drawn by a seeded hash of their ids, kept in file order. */
@@ -263,6 +248,7 @@ async function perplexityStep(store: ArtifactStore, input: EvaluateInput, model:
 }
 
 export interface ForgettingStats {
+  /** The text file: relative to the project when it is the shipped one, else absolute. */
   text: string;
   textSha256: string;
   base: { perplexity: number | null; tokens: number | null };
@@ -292,7 +278,13 @@ export async function checkForgetting(input: EvaluateInput & { model: ArtifactRe
     key: tuned.key,
     reused: base.reused && tuned.reused,
     outputs: {},
-    stats: { text, textSha256, base: pick(base.stats), tuned: pick(tuned.stats), ratio },
+    stats: {
+      text: relative(projectRoot, text).startsWith('..') ? text : relative(projectRoot, text),
+      textSha256,
+      base: pick(base.stats),
+      tuned: pick(tuned.stats),
+      ratio,
+    },
     seconds: Math.round(performance.now() - started) / 1000,
   };
 }

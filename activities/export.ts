@@ -7,11 +7,10 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PipelineConfig } from '../schemas/config';
-import type { EngineEvent } from '../schemas/engine';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
 import { artifactPath, type ArtifactStore } from './artifacts';
 import { baseModelFor, storeFor } from './data-stage';
-import { runEngine } from './engine-process';
+import { engineMetrics } from './engine-process';
 import { engineVersion, runCachedStep } from './steps';
 
 export interface ExportStats {
@@ -34,18 +33,10 @@ function runExport(
     // An export is minutes at most: a retried attempt starts over rather than resuming.
     await rm(workDir, { recursive: true, force: true });
     const output = join(workDir, 'onnx');
-    let done: Extract<EngineEvent, { event: 'done' }> | undefined;
-    await runEngine({
-      args: ['export', ...args, '--output', output],
-      heartbeatDetails: () => ({ phase: options.step }),
-      onEvent: (event) => {
-        if (event.event === 'done') done = event;
-      },
-    });
-    if (!done) throw new Error('the engine exited cleanly without a done event');
+    const metrics = await engineMetrics(['export', ...args, '--output', output], options.step);
     const onnx = await store.putDir(output);
     await rm(workDir, { recursive: true, force: true });
-    return { outputs: { onnx }, stats: { metrics: done.metrics } };
+    return { outputs: { onnx }, stats: { metrics } };
   });
 }
 

@@ -52,7 +52,7 @@ export const SampleSource = z
       .optional()
       .describe(
         'Sell only this many of the 48 catalog products (taken across categories in turn); all when absent. ' +
-          'Fewer products means each fact is asked about more often: what a CPU demo can learn in minutes.',
+          'Fewer products means each fact is asked about more often, so a short training run sees each fact more times.',
       ),
   })
   .describe('Generate the bundled synthetic electronics support dataset instead of reading a file.');
