@@ -54,6 +54,11 @@ export async function sha256Tree(dir: string): Promise<{ sha256: string; bytes: 
   return { sha256: sha256Hex(lines.join('\n')), bytes };
 }
 
+/** JSON lines text: one JSON value per line, each ending in a newline. */
+export function toJsonl(items: readonly unknown[]): string {
+  return items.map((item) => JSON.stringify(item) + '\n').join('');
+}
+
 export function artifactPath(ref: Pick<ArtifactRef, 'uri'>): string {
   return fileURLToPath(ref.uri);
 }

@@ -11,7 +11,7 @@ import type { PipelineConfig } from '../schemas/config';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
 import type { GroupedRow, QaRow } from '../schemas/rows';
 import { checkConfig, formatProblems } from '../schemas/validate';
-import { ArtifactStore, sha256File } from './artifacts';
+import { ArtifactStore, sha256File, toJsonl } from './artifacts';
 import { readRows, writeRows } from './data/arrow-io';
 import { cleanRows } from './data/clean';
 import { deduplicate } from './data/dedup';
@@ -44,8 +44,6 @@ export function baseModelFor(input: Pick<DataStepInput, 'config' | 'configDir'>)
   const { base } = input.config.model;
   return /^[./~]/.test(base) ? resolve(input.configDir, base.replace(/^~(?=\/|$)/, process.env.HOME ?? '~')) : base;
 }
-
-const toJsonl = (items: unknown[]) => items.map((i) => JSON.stringify(i)).join('\n') + (items.length ? '\n' : '');
 
 /** Turns known user errors into non-retryable failures; anything else stays retryable. */
 async function asUserErrors<T>(fn: () => Promise<T>): Promise<T> {

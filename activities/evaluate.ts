@@ -14,7 +14,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { PipelineConfig } from '../schemas/config';
 import type { ArtifactRef, MetricTable, StepResult, SystemName } from '../schemas/manifests';
 import { loadGenerator } from '../serve/generation';
-import { artifactPath, sha256File, type ArtifactStore } from './artifacts';
+import { artifactPath, sha256File, toJsonl, type ArtifactStore } from './artifacts';
 import { readRows } from './data/arrow-io';
 import { hashString } from './data/minhash';
 import { ErrorTypes, baseModelFor, storeFor } from './data-stage';
@@ -46,7 +46,6 @@ const projectRoot = join(import.meta.dirname, '..');
 export const DEFAULT_GENERAL_TEXT = join(projectRoot, 'assets', 'general-english.txt');
 const HEARTBEAT_MS = 5_000;
 
-const toJsonl = (items: unknown[]) => items.map((item) => JSON.stringify(item) + '\n').join('');
 const fromJsonl = <T>(text: string): T[] =>
   text
     .split('\n')
@@ -279,7 +278,7 @@ export async function checkForgetting(input: EvaluateInput & { model: ArtifactRe
     reused: base.reused && tuned.reused,
     outputs: {},
     stats: {
-      text: relative(projectRoot, text).startsWith('..') ? text : relative(projectRoot, text),
+      text: text.startsWith(projectRoot) ? relative(projectRoot, text) : text,
       textSha256,
       base: pick(base.stats),
       tuned: pick(tuned.stats),

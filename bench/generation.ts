@@ -36,8 +36,6 @@ const WARMUP_NEW_TOKENS = 8;
 // then takes the first 8 questions, not all 16: on 2 cores that keeps the whole run near 3 minutes.
 const MIN_ROWS = 8;
 const rowsFor = (batchSize: number, questions: number) => Math.min(questions, Math.max(MIN_ROWS, 2 * batchSize));
-// PyTorch gets as many intra-op threads as serve/generation.ts gives its session.
-const THREADS = INTRA_OP_THREADS;
 
 /** One timed batch: wall and CPU seconds of the generate call, then per question its generated ids, text and prompt ids. */
 interface Batch {
@@ -122,7 +120,7 @@ async function onnxSide(exportDir: string): Promise<Side> {
   return {
     name: 'onnxruntime-node',
     loadedFrom: exportDir,
-    threads: THREADS,
+    threads: INTRA_OP_THREADS,
     loadSeconds: (performance.now() - started) / 1000,
     versions: { 'onnxruntime-node': ort.env.versions.node ?? 'unknown' },
     async generate(questions, maxNewTokens) {
@@ -144,7 +142,7 @@ async function onnxSide(exportDir: string): Promise<Side> {
 
 /** bench/generate_torch.py as a worker: one JSON line per request, one per reply. */
 async function torchSide(exportDir: string): Promise<Side> {
-  const worker = spawn(python, [join(import.meta.dirname, 'generate_torch.py'), exportDir, String(THREADS)], {
+  const worker = spawn(python, [join(import.meta.dirname, 'generate_torch.py'), exportDir, String(INTRA_OP_THREADS)], {
     cwd: root,
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, HF_HUB_OFFLINE: '1' },

@@ -82,6 +82,13 @@ def perplexity_command(args, emit: Emit) -> int:
     return EXIT_OK
 
 
+def add_command(commands, name: str, run, help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose description keeps its line breaks (the events/exit/writes contract)."""
+    parser = commands.add_parser(name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",
@@ -89,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = commands.add_parser(
+    train = add_command(
+        commands,
         "train",
+        train_command,
         help="fine-tune the base model on the train split (LoRA or full)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""Fine-tune the base model named in the spec: LoRA adapters or all weights.
 
 events:   start, eval (step 0, before training), step, eval, checkpoint, ..., done; error on failure
@@ -107,11 +115,11 @@ writes:   <outputDir>/checkpoints/step-N (the last two) and best/ (lowest valida
         metavar="CHECKPOINT",
         help="checkpoint folder (<outputDir>/checkpoints/step-N) to continue from exactly; overrides spec.resumeFrom",
     )
-    train.set_defaults(run=train_command)
-    export = commands.add_parser(
+    export = add_command(
+        commands,
         "export",
+        export_command,
         help="export a trained model to ONNX with a KV cache (transformers.js layout), checked against PyTorch",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""Export a trained artifact (or a base model folder with a chat template) to ONNX for generation.
 
 A base model folder (or `default`) is exported untuned, prompted through its chat template with
@@ -145,11 +153,11 @@ writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_templ
         metavar="N",
         help="prompts greedy-decoded (16 new tokens) by PyTorch and ONNX Runtime, which must agree (default 4)",
     )
-    export.set_defaults(run=export_command)
-    retrieve = commands.add_parser(
+    retrieve = add_command(
+        commands,
         "retrieve",
+        retrieve_command,
         help="retrieval baseline: answer with the training answer of the most similar training question",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""Answer each question with the answer of the most similar training question.
 
 Similarity is the Jaccard index of character 3-gram sets of the lower-cased, whitespace-collapsed
@@ -167,11 +175,11 @@ writes:   OUTPUT.jsonl (atomically): the input rows with system "retrieval", pre
     retrieve.add_argument("--output", required=True, metavar="OUTPUT.jsonl", help="predictions file to write (replaced if present)")
     retrieve.add_argument("--max-train-rows", type=int, metavar="N", help="index only the seeded draw of N training rows that training used")
     retrieve.add_argument("--seed", type=int, default=0, metavar="SEED", help="training seed of that draw (default 0)")
-    retrieve.set_defaults(run=retrieve_command)
-    score = commands.add_parser(
+    score = add_command(
+        commands,
         "score",
+        score_command,
         help="score generated answers of one or more systems against the references (BLEU, chrF, ROUGE, facts)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""Score predictions against references, per system and per category.
 
 input:    JSON lines, one per (system, test row): {"system", "id", "question", "reference", "prediction":
@@ -189,11 +197,11 @@ writes:   REPORT.json (atomically): {systems: {name: {rows, metrics, byCategory:
     )
     score.add_argument("--input", required=True, metavar="PREDICTIONS.jsonl", help="predictions, one JSON object per line")
     score.add_argument("--output", required=True, metavar="REPORT.json", help="report file to write (replaced if present)")
-    score.set_defaults(run=score_command)
-    perplexity = commands.add_parser(
+    perplexity = add_command(
+        commands,
         "perplexity",
+        perplexity_command,
         help="perplexity of a model on a plain-text file (the forgetting check)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="""Token-level perplexity of a causal LM on a plain-text file: exp(mean negative log-likelihood).
 
 The text is tokenized without special tokens and cut into windows of at most --max-tokens tokens, each
@@ -205,7 +213,6 @@ exit:     0 ok; 1 crash; 2 unusable --model, unreadable --text, bad --max-tokens
     perplexity.add_argument("--model", required=True, metavar="MODEL_DIR", help="trained artifact (<outputDir>/final), model folder, or `default`")
     perplexity.add_argument("--text", required=True, metavar="TEXT_FILE", help="UTF-8 plain-text file")
     perplexity.add_argument("--max-tokens", type=int, default=512, metavar="N", help="tokens per window (default 512)")
-    perplexity.set_defaults(run=perplexity_command)
     return parser
 
 

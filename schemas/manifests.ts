@@ -59,6 +59,8 @@ export type StageName =
 
 /** Systems scored on the evaluation rows: the tuned model and its baselines. */
 export type SystemName = 'tuned' | 'base' | 'retrieval';
+/** The systems in the order tables show them. */
+export const SYSTEMS: readonly SystemName[] = ['tuned', 'base', 'retrieval'];
 
 /** Metric values per system, e.g. `table.tuned.rougeL`; null where a metric does not apply. */
 export type MetricTable = Partial<Record<SystemName, Record<string, number | null>>>;

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ArtifactRef, GateVerdict, StepResult, SystemName } from '../../schemas/manifests';
+import { SYSTEMS, type ArtifactRef, type GateVerdict, type StepResult, type SystemName } from '../../schemas/manifests';
 import { artifactPath } from '../artifacts';
 import { dataReportBlocks, type DataReport } from '../data/report';
 import { storeFor } from '../data-stage';
@@ -25,7 +25,6 @@ import { groupedBarChartSvg } from './charts';
 import { nested, renderHtml, renderMarkdown, type Block, type Cell } from './document';
 
 export const SAMPLE_ANSWERS = 20;
-const SYSTEM_ORDER: SystemName[] = ['tuned', 'base', 'retrieval'];
 const SYSTEM_LABEL: Record<SystemName, string> = {
   tuned: 'tuned',
   base: 'base (untuned)',
@@ -252,7 +251,7 @@ function settingsBlocks(data: EvaluationReportData): Block[] {
 }
 
 export function evaluationReportBlocks(data: EvaluationReportData): Block[] {
-  const systems = SYSTEM_ORDER.filter((s) => data.scores.systems[s]);
+  const systems = SYSTEMS.filter((s) => data.scores.systems[s]);
   return [
     { kind: 'heading', level: 1, text: `Run report: ${data.pipeline}` },
     { kind: 'paragraph', text: `Run \`${data.runId}\`.` },

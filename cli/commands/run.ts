@@ -3,7 +3,14 @@ import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import type { GenerationProgress } from '../../activities/evaluate';
-import type { MetricTable, PipelineProgress, PipelineResult, StepProgress, TrainProgress } from '../../schemas/manifests';
+import {
+  SYSTEMS,
+  type MetricTable,
+  type PipelineProgress,
+  type PipelineResult,
+  type StepProgress,
+  type TrainProgress,
+} from '../../schemas/manifests';
 import { connectWorker, createWorker, installQuietRuntime } from '../../workers/create';
 import { activityProgress, queryProgress, startPipeline, trainingProgress } from '../client';
 import { UserError, requireValidConfig } from '../config';
@@ -53,7 +60,7 @@ const TABLE_METRICS: Array<[string, number]> = [
 
 /** The metric table as aligned text: one row per metric, one column per system. */
 export function formatMetricTable(metrics: MetricTable): string {
-  const systems = (['tuned', 'base', 'retrieval'] as const).filter((s) => metrics[s]);
+  const systems = SYSTEMS.filter((s) => metrics[s]);
   const rows = [['metric', ...systems]];
   for (const [metric, digits] of TABLE_METRICS) {
     if (systems.every((s) => typeof metrics[s]?.[metric] !== 'number')) continue;

@@ -154,6 +154,12 @@ def write_spec(path: Path, spec: dict) -> Path:
     return path
 
 
+def write_lines(path: Path, records) -> str:
+    """A JSON-lines file; a string record is written as is (to plant malformed lines)."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return str(path)
+
+
 def engine_command(*args) -> list[str]:
     return [sys.executable, "-m", "engine", *map(str, args)]
 

@@ -6,16 +6,11 @@ import json
 from engine.data import read_splits
 from engine.retrieve import RetrievalIndex, shingles
 
-from .conftest import assert_engine_event, qa_rows, run_engine, write_arrow
+from .conftest import assert_engine_event, qa_rows, run_engine, write_arrow, write_lines
 
 
 def question_lines(rows: list[dict]) -> list[dict]:
     return [{"id": r["id"], "question": r["question"], "reference": r["answer"], "fact": r["fact"], "category": r["category"]} for r in rows]
-
-
-def write_lines(path, records) -> str:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
-    return str(path)
 
 
 def test_nearest_is_the_most_similar_question_and_ties_go_to_the_earlier_row():

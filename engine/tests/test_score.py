@@ -12,7 +12,7 @@ from rouge_score import rouge_scorer
 
 from engine.score import contains_fact, normalised_words, perplexity, read_predictions, score_report
 
-from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine
+from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine, write_lines
 
 TEST_ROWS = [
     ("r1", "How long does the battery last?", "The battery lasts about 40 hours.", "40 hours", "battery"),
@@ -43,11 +43,6 @@ def prediction_lines(predictions=PREDICTIONS) -> list[dict]:
         for system, texts in predictions.items()
         for n, (row_id, question, reference, fact, category) in enumerate(TEST_ROWS)
     ]
-
-
-def write_lines(path, records) -> str:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
-    return str(path)
 
 
 def library_metrics(predictions: list[str], references: list[str]) -> dict:
