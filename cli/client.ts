@@ -56,7 +56,6 @@ export async function queryProgress(handle: WorkflowHandle): Promise<PipelinePro
   }
 }
 
-/** The training activity's last heartbeat (step, loss, tokens/s, checkpoint), while it runs. */
 /** The newest heartbeat details of the workflow's pending activity of this type, if it has sent one. */
 export async function activityProgress<T>(handle: WorkflowHandle, activityType: string): Promise<T | undefined> {
   const description = await handle.describe().catch(() => undefined);
@@ -65,6 +64,7 @@ export async function activityProgress<T>(handle: WorkflowHandle, activityType: 
   return payload ? defaultPayloadConverter.fromPayload<T>(payload) : undefined;
 }
 
+/** The training activity's last heartbeat (step, loss, tokens/s, checkpoint), while it runs. */
 export function trainingProgress(handle: WorkflowHandle): Promise<TrainProgress | undefined> {
   return activityProgress<TrainProgress>(handle, 'trainModel');
 }

@@ -156,7 +156,9 @@ export async function startDevServer(options: { dir?: string; port?: number; det
     ...allSearchAttributes.flatMap((k) => ['--search-attribute', `${k.name}=Keyword`]),
   ];
   const log = openSync(join(dir, 'temporal-server.log'), 'a');
-  const child = spawn(findTemporalBinary(), args, { stdio: ['ignore', log, log], detached: options.detached ?? false });
+  // Its own process group either way: a Ctrl-C in the terminal reaches `tuneline run`, which ends its
+  // run on this server before stopping it; the server must not die first.
+  const child = spawn(findTemporalBinary(), args, { stdio: ['ignore', log, log], detached: true });
   if (options.detached) child.unref();
   const address = `127.0.0.1:${port}`;
   const record: ServerRecord = { pid: child.pid!, address, uiUrl: `http://127.0.0.1:${uiPort}`, dbFile };

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import type { GenerationProgress } from '../../activities/evaluate';
 import {
@@ -104,6 +104,21 @@ export function printSummary(result: PipelineResult): void {
   }
 }
 
+const INTERRUPTED = Symbol('interrupted');
+
+/**
+ * Ends a run whose in-process workers were stopped: terminated with the reason in its history, so no
+ * later worker picks it up half-way. Nothing is lost: finished steps are in the step cache and the
+ * training step's checkpoints stay in its work folder, so the same config run again goes on from there.
+ */
+async function stopInterruptedRun(handle: WorkflowHandle, say: (line: string) => void): Promise<void> {
+  const training = await trainingProgress(handle);
+  await handle.terminate('interrupted: the workers of `tuneline run` were stopped by a signal').catch(() => {});
+  const checkpoint = typeof training?.checkpointStep === 'number' ? `, training from its step-${training.checkpointStep} checkpoint` : '';
+  say(`\nInterrupted: run ${handle.workflowId} stopped (terminated, the reason is in its history).`);
+  say(`Run the same command again to go on: finished steps are reused from cache${checkpoint}.`);
+}
+
 export function registerRun(program: Command): void {
   program
     .command('run')
@@ -148,25 +163,45 @@ export function registerRun(program: Command): void {
           const line = trainingLine(await trainingProgress(handle));
           if (line && line !== lastTrainLine) say((lastTrainLine = line));
         };
-        const poll = setInterval(
-          () =>
-            void queryProgress(handle).then(
-              async (p) => {
-                show(p);
-                if (p?.stage === 'train') await showTraining();
-                if (p?.stage === 'evaluate') {
-                  const line = generationLine(await activityProgress<GenerationProgress>(handle, 'generateAnswers'));
-                  if (line && line !== lastGenerationLine) say((lastGenerationLine = line));
-                }
-              },
-              () => {},
-            ),
-          1000,
-        );
+        // Every wait on the server below runs under this signal: once the run is interrupted, they are
+        // cancelled, so closing the connection cannot make the client retry them.
+        const stopWaiting = new AbortController();
+        const waiting = <T>(fn: () => Promise<T>) => session.client.withAbortSignal(stopWaiting.signal, fn);
+        let polling = false; // one progress poll at a time: a query waits while no worker is free to answer it
+        const poll = setInterval(() => {
+          if (polling) return;
+          polling = true;
+          void waiting(() => queryProgress(handle))
+            .then(async (p) => {
+              show(p);
+              if (p?.stage === 'train') await waiting(showTraining);
+              if (p?.stage === 'evaluate') {
+                const line = generationLine(await waiting(() => activityProgress<GenerationProgress>(handle, 'generateAnswers')));
+                if (line && line !== lastGenerationLine) say((lastGenerationLine = line));
+              }
+            })
+            .catch(() => {})
+            .finally(() => (polling = false));
+        }, 1000);
         let result: PipelineResult | undefined;
         let failure: string | undefined;
+        // In-process workers stop before the run ends only when a signal (Ctrl-C) shut them down;
+        // nothing would finish the run then, so stop waiting for it. Without workers of ours, the
+        // signal just detaches this client.
+        const stopped = workers.length
+          ? Promise.all(running)
+          : new Promise((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
         try {
-          result = await handle.result();
+          const outcome = await Promise.race([waiting(() => handle.result()), stopped.then((): typeof INTERRUPTED => INTERRUPTED)]);
+          if (outcome === INTERRUPTED) {
+            clearInterval(poll);
+            stopWaiting.abort();
+            if (workers.length) await stopInterruptedRun(handle, say);
+            else say(`\nDetached: run ${handle.workflowId} stays open; \`tuneline status ${handle.workflowId}\` shows it.`);
+            process.exitCode = 130;
+            return;
+          }
+          result = outcome;
         } catch (err) {
           failure = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : (err as Error).message;
         } finally {

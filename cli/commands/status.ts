@@ -29,13 +29,16 @@ export function registerStatus(program: Command): void {
             error = err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : String(err);
           }
         }
-        const progress = status === 'RUNNING' ? await queryProgress(handle) : undefined;
+        // Only a worker answers the query: when none is running, show what the server knows instead of waiting.
+        const progress =
+          status === 'RUNNING' ? await session.client.withDeadline(Date.now() + 5_000, () => queryProgress(handle)) : undefined;
         if (opts.json) {
           console.log(JSON.stringify({ workflowId: runId, runId: description.runId, status, stage, progress, result, error }));
           return;
         }
         console.log(`${runId}: ${status}, stage ${stage ?? 'unknown'}, started ${description.startTime.toISOString()}`);
         for (const s of progress?.steps ?? []) console.log(`  ${s.status.padEnd(7)} ${s.step} ${s.summary ?? ''}`);
+        if (status === 'RUNNING' && !progress) console.log('  (no worker answered the progress query: is a worker running?)');
         if (error) console.log(`Error: ${error}`);
         if (result) printSummary(result);
       } finally {
