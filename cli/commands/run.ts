@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
@@ -141,6 +142,12 @@ export function registerRun(program: Command): void {
           workers.push(await createWorker('gpu', connection, session.target.namespace));
         }
         const running = workers.map((w) => w.run());
+        // In-process workers stop before the run ends only when a signal (Ctrl-C) shut them down;
+        // nothing would finish the run then, so stop waiting for it. Without workers of ours, the
+        // signal just detaches this client.
+        const stopped = workers.length
+          ? Promise.all(running)
+          : new Promise((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
         if (opts.until && opts.until !== 'data' && opts.until !== 'train')
           throw new UserError(`--until must be data or train, not "${opts.until}"`);
         const handle = await startPipeline(session.client, loaded, { noCache: !opts.cache, stopAfter: opts.until });
@@ -163,10 +170,21 @@ export function registerRun(program: Command): void {
           const line = trainingLine(await trainingProgress(handle));
           if (line && line !== lastTrainLine) say((lastTrainLine = line));
         };
-        // Every wait on the server below runs under this signal: once the run is interrupted, they are
-        // cancelled, so closing the connection cannot make the client retry them.
-        const stopWaiting = new AbortController();
-        const waiting = <T>(fn: () => Promise<T>) => session.client.withAbortSignal(stopWaiting.signal, fn);
+        // Every wait on the server below runs under an abort signal: once the run is interrupted they are
+        // cancelled, so closing the connection cannot make the client retry them. Each call adds an abort
+        // listener that lives as long as its signal, so each wait gets its own signal (the result wait
+        // keeps one across its long polls, a few per minute).
+        const inFlight = new Set<AbortController>();
+        const waiting = async <T>(fn: () => Promise<T>): Promise<T> => {
+          const controller = new AbortController();
+          setMaxListeners(0, controller.signal);
+          inFlight.add(controller);
+          try {
+            return await session.client.withAbortSignal(controller.signal, fn);
+          } finally {
+            inFlight.delete(controller);
+          }
+        };
         let polling = false; // one progress poll at a time: a query waits while no worker is free to answer it
         const poll = setInterval(() => {
           if (polling) return;
@@ -185,17 +203,11 @@ export function registerRun(program: Command): void {
         }, 1000);
         let result: PipelineResult | undefined;
         let failure: string | undefined;
-        // In-process workers stop before the run ends only when a signal (Ctrl-C) shut them down;
-        // nothing would finish the run then, so stop waiting for it. Without workers of ours, the
-        // signal just detaches this client.
-        const stopped = workers.length
-          ? Promise.all(running)
-          : new Promise((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
         try {
           const outcome = await Promise.race([waiting(() => handle.result()), stopped.then((): typeof INTERRUPTED => INTERRUPTED)]);
           if (outcome === INTERRUPTED) {
             clearInterval(poll);
-            stopWaiting.abort();
+            for (const controller of inFlight) controller.abort();
             if (workers.length) await stopInterruptedRun(handle, say);
             else say(`\nDetached: run ${handle.workflowId} stays open; \`tuneline status ${handle.workflowId}\` shows it.`);
             process.exitCode = 130;
