@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import type { GenerationProgress } from '../../activities/evaluate';
 import {
@@ -108,6 +108,31 @@ export function printSummary(result: PipelineResult): void {
 const INTERRUPTED = Symbol('interrupted');
 
 /**
+ * Runs client calls under abort signals that `abortAll` cancels, so that closing the connection
+ * after an interrupt cannot make the client retry a wait that is still open. A call adds an abort
+ * listener that lives as long as its signal, so each call gets a signal of its own (the result wait
+ * keeps one across its long polls, a few per minute).
+ */
+function abortableCalls(client: Client) {
+  const inFlight = new Set<AbortController>();
+  return {
+    async run<T>(fn: () => Promise<T>): Promise<T> {
+      const controller = new AbortController();
+      setMaxListeners(0, controller.signal);
+      inFlight.add(controller);
+      try {
+        return await client.withAbortSignal(controller.signal, fn);
+      } finally {
+        inFlight.delete(controller);
+      }
+    },
+    abortAll(): void {
+      for (const controller of inFlight) controller.abort();
+    },
+  };
+}
+
+/**
  * Ends a run whose in-process workers were stopped: terminated with the reason in its history, so no
  * later worker picks it up half-way. Nothing is lost: finished steps are in the step cache and the
  * training step's checkpoints stay in its work folder, so the same config run again goes on from there.
@@ -170,31 +195,18 @@ export function registerRun(program: Command): void {
           const line = trainingLine(await trainingProgress(handle));
           if (line && line !== lastTrainLine) say((lastTrainLine = line));
         };
-        // Every wait on the server below runs under an abort signal: once the run is interrupted they are
-        // cancelled, so closing the connection cannot make the client retry them. Each call adds an abort
-        // listener that lives as long as its signal, so each wait gets its own signal (the result wait
-        // keeps one across its long polls, a few per minute).
-        const inFlight = new Set<AbortController>();
-        const waiting = async <T>(fn: () => Promise<T>): Promise<T> => {
-          const controller = new AbortController();
-          setMaxListeners(0, controller.signal);
-          inFlight.add(controller);
-          try {
-            return await session.client.withAbortSignal(controller.signal, fn);
-          } finally {
-            inFlight.delete(controller);
-          }
-        };
+        const calls = abortableCalls(session.client);
         let polling = false; // one progress poll at a time: a query waits while no worker is free to answer it
         const poll = setInterval(() => {
           if (polling) return;
           polling = true;
-          void waiting(() => queryProgress(handle))
+          void calls
+            .run(() => queryProgress(handle))
             .then(async (p) => {
               show(p);
-              if (p?.stage === 'train') await waiting(showTraining);
+              if (p?.stage === 'train') await calls.run(showTraining);
               if (p?.stage === 'evaluate') {
-                const line = generationLine(await waiting(() => activityProgress<GenerationProgress>(handle, 'generateAnswers')));
+                const line = generationLine(await calls.run(() => activityProgress<GenerationProgress>(handle, 'generateAnswers')));
                 if (line && line !== lastGenerationLine) say((lastGenerationLine = line));
               }
             })
@@ -204,10 +216,10 @@ export function registerRun(program: Command): void {
         let result: PipelineResult | undefined;
         let failure: string | undefined;
         try {
-          const outcome = await Promise.race([waiting(() => handle.result()), stopped.then((): typeof INTERRUPTED => INTERRUPTED)]);
+          const outcome = await Promise.race([calls.run(() => handle.result()), stopped.then((): typeof INTERRUPTED => INTERRUPTED)]);
           if (outcome === INTERRUPTED) {
             clearInterval(poll);
-            for (const controller of inFlight) controller.abort();
+            calls.abortAll();
             if (workers.length) await stopInterruptedRun(handle, say);
             else say(`\nDetached: run ${handle.workflowId} stays open; \`tuneline status ${handle.workflowId}\` shows it.`);
             process.exitCode = 130;
