@@ -30,16 +30,18 @@ export async function startTestServer(dir = tempDir()): Promise<TestServer> {
   const server = await startDevServer({ dir });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection, namespace: 'default' });
-  return {
+  const env: TestServer = {
     server,
     client,
     connection,
     dir,
+    // Stops the server the test holds now: a test may have restarted it on the same folder.
     close: async () => {
       await connection.close().catch(() => {});
-      await server.stop();
+      await env.server.stop();
     },
   };
+  return env;
 }
 
 /** A `tuneline worker` process; its stderr is kept for failure messages. */
