@@ -63,6 +63,15 @@ export function artifactPath(ref: Pick<ArtifactRef, 'uri'>): string {
   return fileURLToPath(ref.uri);
 }
 
+/** The records of a JSON-lines artifact (blank lines skipped). */
+export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>): Promise<T[]> {
+  const text = await readFile(artifactPath(ref), 'utf8');
+  return text
+    .split('\n')
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line) as T);
+}
+
 export class ArtifactStore {
   readonly root: string;
 

@@ -14,7 +14,7 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { PipelineConfig } from '../schemas/config';
 import type { ArtifactRef, MetricTable, StepResult, SystemName } from '../schemas/manifests';
 import { loadGenerator } from '../serve/generation';
-import { artifactPath, sha256File, toJsonl, type ArtifactStore } from './artifacts';
+import { artifactPath, readJsonl, sha256File, toJsonl, type ArtifactStore } from './artifacts';
 import { readRows } from './data/arrow-io';
 import { hashString } from './data/minhash';
 import { ErrorTypes, baseModelFor, storeFor } from './data-stage';
@@ -45,16 +45,6 @@ export interface Prediction extends EvaluationRow {
 const projectRoot = join(import.meta.dirname, '..');
 export const DEFAULT_GENERAL_TEXT = join(projectRoot, 'assets', 'general-english.txt');
 const HEARTBEAT_MS = 5_000;
-
-const fromJsonl = <T>(text: string): T[] =>
-  text
-    .split('\n')
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line) as T);
-
-export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>): Promise<T[]> {
-  return fromJsonl<T>(await readFile(artifactPath(ref), 'utf8'));
-}
 
 /** The evaluation set: at most `maxTestRows` test rows, drawn by a seeded hash of their ids, kept in file order. */
 export function drawEvaluationRows<R extends { id: string }>(rows: R[], limit: number | undefined, seed: number): R[] {

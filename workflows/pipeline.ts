@@ -182,8 +182,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     const metrics: MetricTable = Object.fromEntries(Object.entries(scored.stats.metrics).map(([system, m]) => [system, { ...m }]));
     if (forgetting) {
       if (metrics.tuned) metrics.tuned.perplexity = forgetting.stats.tuned.perplexity;
-      if (metrics.base) metrics.base.perplexity = forgetting.stats.base.perplexity;
-      else metrics.base = { perplexity: forgetting.stats.base.perplexity };
+      metrics.base = { ...metrics.base, perplexity: forgetting.stats.base.perplexity };
     }
     enter('gate');
     const gate = checkGates(config.gates, metrics);

@@ -8,12 +8,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SYSTEMS, type ArtifactRef, type GateVerdict, type StepResult, type SystemName } from '../../schemas/manifests';
-import { artifactPath } from '../artifacts';
+import { artifactPath, readJsonl } from '../artifacts';
 import { dataReportBlocks, type DataReport } from '../data/report';
 import { storeFor } from '../data-stage';
 import {
   drawEvaluationRows,
-  readJsonl,
   type EvaluateInput,
   type EvaluationRow,
   type ForgettingStats,
