@@ -5,6 +5,9 @@ fine-tuning), the optimizer and scheduler, the RNG states and the training state
 best validation loss, early-stopping counter, history). It is written to `.tmp-step-N/`, fsynced,
 marked `complete` last and renamed into place, so a folder without the marker is never trusted.
 `best/` holds the weights with the lowest validation loss so far, written the same way.
+
+The newest `training.keepCheckpoints` step checkpoints stay after training (nothing deletes them
+when the run ends), so a paused run can be continued and any of them re-exported.
 """
 
 import json
@@ -25,11 +28,14 @@ WEIGHTS_FILE = "weights.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 STATE_FILE = "state.json"
 BEST_FILE = "best.json"
-KEEP_LAST = 2
 
 
 def checkpoints_dir(output_dir: Path) -> Path:
     return Path(output_dir) / "checkpoints"
+
+
+def step_folder(output_dir: Path, step: int) -> Path:
+    return checkpoints_dir(output_dir) / f"step-{step}"
 
 
 def trainable_weights(model) -> dict[str, torch.Tensor]:
@@ -93,8 +99,9 @@ def is_complete(folder: Path) -> bool:
     return (Path(folder) / COMPLETE_MARKER).is_file()
 
 
-def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, state: dict) -> Path:
-    destination = checkpoints_dir(output_dir) / f"step-{step}"
+def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, state: dict, keep: int) -> Path:
+    """Write `step-N/`, then prune to the newest `keep` step checkpoints."""
+    destination = step_folder(output_dir, step)
 
     def write(folder: Path) -> None:
         save_file(trainable_weights(model), folder / WEIGHTS_FILE)
@@ -104,8 +111,21 @@ def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, st
         (folder / STATE_FILE).write_text(json.dumps(state) + "\n")
 
     write_folder_atomically(destination, write, {"step": step})
-    prune_checkpoints(output_dir)
+    prune_checkpoints(output_dir, keep)
     return destination
+
+
+def rewrite_state(checkpoint: Path, state: dict) -> None:
+    """Replace a complete checkpoint's training state in place (one atomic file rename).
+
+    For what a pause measures after its checkpoint is written (the rung evaluation), so the
+    continuation's history keeps it; weights, optimizer and RNG states are left untouched.
+    """
+    temporary = Path(checkpoint) / f".tmp-{STATE_FILE}"
+    temporary.write_text(json.dumps(state) + "\n")
+    fsync(temporary)
+    os.replace(temporary, Path(checkpoint) / STATE_FILE)
+    fsync(Path(checkpoint))
 
 
 def step_checkpoints(output_dir: Path) -> list[Path]:
@@ -115,9 +135,10 @@ def step_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
-def prune_checkpoints(output_dir: Path) -> None:
-    """Keep the newest KEEP_LAST step checkpoints (the best weights live apart, in `best/`)."""
-    for old in step_checkpoints(output_dir)[:-KEEP_LAST]:
+def prune_checkpoints(output_dir: Path, keep: int) -> None:
+    """Keep the newest `keep` step checkpoints (the best weights live apart, in `best/`)."""
+    assert keep >= 1, "keepCheckpoints must keep at least the newest checkpoint"
+    for old in step_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 

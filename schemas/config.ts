@@ -10,6 +10,14 @@ import { z } from 'zod';
 export const Duration = z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'a duration such as "90s", "15m", "12h" or "2d"');
 
 const ratio = z.number().min(0).max(1);
+/** AdamW learning rates above this diverge on any model this project trains; shared by the training section and the sweep grid. */
+export const LearningRate = z.number().positive().max(0.1, 'at most 0.1; fine-tuning rates are usually 1e-5 to 3e-3');
+export const LoraRank = z.number().int().min(1).max(1024);
+export const LoraAlpha = z.number().positive().max(4096);
+export const LoraDropout = z.number().min(0).max(0.9);
+
+/** Said in the description of every key that validates but that no command reads yet. */
+const PLANNED = 'Planned: nothing reads this yet, so it has no effect.';
 
 function compilesAsRegex(pattern: string): boolean {
   try {
@@ -66,12 +74,19 @@ export const DataSection = z
       .describe('File format; `auto` picks it from the extension.'),
     sample: SampleSource.optional(),
     columns: ColumnMapping.default(ColumnMapping.parse({})),
+    snapshot: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Copy the data file into the artifact store, so the run manifest can prove later which bytes trained the model. ' +
+          'false: record only its hash (for files too large to copy; the file must then stay unchanged).',
+      ),
     maxRows: z.number().int().positive().optional().describe('Read at most this many rows (for quick trials).'),
     maxInvalidFraction: ratio
       .default(0.05)
       .describe('Largest share of rows that may fail validation; above it the run fails without retrying.'),
-    maxQuestionChars: z.number().int().positive().default(1000).describe('Questions longer than this are quarantined.'),
-    maxAnswerChars: z.number().int().positive().default(4000).describe('Answers longer than this are quarantined.'),
+    maxQuestionChars: z.number().int().positive().max(100_000).default(1000).describe('Questions longer than this are quarantined.'),
+    maxAnswerChars: z.number().int().positive().max(100_000).default(4000).describe('Answers longer than this are quarantined.'),
   })
   .refine((d) => (d.path === undefined) !== (d.sample === undefined), {
     message: 'set exactly one of `data.path` (a file) or `data.sample` (the generated sample set)',
@@ -156,14 +171,31 @@ export const ModelSection = z
 
 export const LoraSettings = z
   .strictObject({
-    rank: z.number().int().min(1).max(1024).default(16),
-    alpha: z.number().positive().default(32),
-    dropout: z.number().min(0).max(0.9).default(0.05),
+    rank: LoraRank.default(16),
+    alpha: LoraAlpha.default(32),
+    dropout: LoraDropout.default(0.05),
     targetModules: z
-      .array(z.string())
+      .array(z.string().min(1))
+      .min(1, 'list at least one module name, or `all-linear`')
+      // The check below, for the engine's copy of the schema (zod cannot emit a cross-item rule).
+      .meta({ if: { contains: { const: 'all-linear' } }, then: { maxItems: 1 } })
       .default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])
       .describe('Module names that get adapters (`all-linear` is accepted as a single entry).'),
-    layers: z.array(z.number().int().min(0)).optional().describe('Only these transformer layers get adapters; all when absent.'),
+    layers: z
+      .array(z.number().int().min(0))
+      .min(1, 'an empty list gives no layer an adapter; leave it out for all layers')
+      .optional()
+      .describe('Only these transformer layers get adapters; all when absent.'),
+  })
+  .check((ctx) => {
+    const targets = ctx.value.targetModules;
+    if (targets.includes('all-linear') && targets.length > 1)
+      ctx.issues.push({
+        code: 'custom',
+        input: targets,
+        path: ['targetModules'],
+        message: '`all-linear` must be the only entry (it already covers every linear layer)',
+      });
   })
   .describe('LoRA adapter settings.');
 
@@ -171,7 +203,7 @@ export const ActivityPolicy = z
   .strictObject({
     startToClose: Duration.default('12h').describe('Longest time one attempt may run.'),
     heartbeat: Duration.default('2m').describe('A worker silent for this long is presumed dead and the attempt retried.'),
-    maxAttempts: z.number().int().min(1).default(5).describe('Attempts before the step fails; 1 means no retries.'),
+    maxAttempts: z.number().int().min(1).max(100).default(5).describe('Attempts before the step fails; 1 means no retries.'),
   })
   .describe('Timeouts and retries of the training activity.');
 
@@ -179,24 +211,41 @@ export const TrainingSection = z
   .strictObject({
     strategy: z.enum(['lora', 'full']).default('lora'),
     lora: LoraSettings.default(LoraSettings.parse({})),
-    learningRate: z.number().positive().default(2e-4),
+    learningRate: LearningRate.default(2e-4),
     schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
     warmupRatio: ratio.default(0.05),
-    epochs: z.number().positive().default(1),
-    maxSteps: z.number().int().positive().optional().describe('Stop after this many optimizer steps (overrides epochs).'),
-    batchSize: z.number().int().positive().default(8).describe('Sequences per micro-batch.'),
-    gradientAccumulation: z.number().int().positive().default(1),
-    maxLength: z.number().int().min(16).default(256).describe('Longest prompt plus answer, in tokens.'),
-    weightDecay: z.number().min(0).default(0),
+    epochs: z.number().positive().max(1000).default(1),
+    maxSteps: z
+      .number()
+      .int()
+      .positive()
+      .max(10_000_000)
+      .optional()
+      .describe('The budget in optimizer steps (overrides epochs); the learning-rate schedule spans it.'),
+    batchSize: z.number().int().positive().max(4096).default(8).describe('Sequences per micro-batch.'),
+    gradientAccumulation: z.number().int().positive().max(1024).default(1),
+    maxLength: z.number().int().min(16).max(131_072).default(256).describe('Longest prompt plus answer, in tokens.'),
+    weightDecay: z.number().min(0).max(1).default(0),
     seed: z.number().int().default(42),
     evalEvery: z.number().int().positive().default(50).describe('Validation loss every N optimizer steps.'),
     earlyStoppingPatience: z
       .number()
       .int()
       .min(0)
+      .max(1000)
       .default(0)
       .describe('Stop after this many evaluations without improvement; 0 disables early stopping.'),
     checkpointEvery: z.number().int().positive().default(50).describe('Checkpoint every N optimizer steps.'),
+    keepCheckpoints: z
+      .number()
+      .int()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe(
+        'Newest step checkpoints kept, after training too (each holds the trainable weights and the optimizer state), so a ' +
+          'run can be continued to a later step or re-exported; the best weights are kept apart.',
+      ),
     maxTrainRows: z.number().int().positive().optional().describe('Train on at most this many training rows (demo-sized runs).'),
     maxValidationRows: z
       .number()
@@ -223,14 +272,14 @@ export type Baseline = z.infer<typeof Baseline>;
 
 export const EvaluationSection = z
   .strictObject({
-    maxNewTokens: z.number().int().positive().default(128).describe('Most tokens generated per answer.'),
+    maxNewTokens: z.number().int().positive().max(4096).default(128).describe('Most tokens generated per answer.'),
     maxTestRows: z
       .number()
       .int()
       .positive()
       .optional()
       .describe('Score at most this many test rows (a seeded draw, the same for every system); all when absent.'),
-    batchSize: z.number().int().positive().default(8).describe('Questions generated together.'),
+    batchSize: z.number().int().positive().max(1024).default(8).describe('Questions generated together.'),
     baselines: z
       .array(Baseline)
       .default(['base', 'retrieval'])
@@ -295,22 +344,28 @@ export type Gate = z.infer<typeof Gate>;
 
 export const ReviewSection = z
   .strictObject({
-    enabled: z.boolean().default(true),
-    sampleSize: z.number().int().positive().default(50).describe('Answers sampled for people to rate.'),
-    satisfactionTarget: ratio.default(0.9).describe('Share of rated answers that must be accepted.'),
-    timeout: Duration.default('72h').describe('How long to wait for ratings before the run ends unpromoted.'),
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Whether people review answers before promotion. A run with a satisfaction gate ends "awaiting review", never as a ' +
+          'promotion candidate, until reviewers decide; a satisfaction gate with review disabled is a config error.',
+      ),
+    sampleSize: z.number().int().positive().max(100_000).default(50).describe(`Answers sampled for people to rate. ${PLANNED}`),
+    satisfactionTarget: ratio.default(0.9).describe(`Share of rated answers that must be accepted. ${PLANNED}`),
+    timeout: Duration.default('72h').describe(`How long to wait for ratings before the run ends unpromoted. ${PLANNED}`),
   })
-  .describe('Human review before promotion.');
+  .describe('Human review before promotion (the review page and its ratings are planned).');
 
 export const SweepSection = z
   .strictObject({
-    rank: z.array(z.number().int().positive()).default([8, 16]),
-    alpha: z.array(z.number().positive()).default([16, 32]),
-    learningRate: z.array(z.number().positive()).optional(),
-    maxParallel: z.number().int().positive().default(2),
+    rank: z.array(LoraRank).min(1).default([8, 16]),
+    alpha: z.array(LoraAlpha).min(1).default([16, 32]),
+    learningRate: z.array(LearningRate).min(1).optional(),
+    maxParallel: z.number().int().positive().max(1000).default(2),
     successiveHalving: z.boolean().default(true).describe('Stop the weaker half of trials at each rung, by validation loss.'),
   })
-  .describe('Grid of LoRA settings tried by `tuneline sweep`.');
+  .describe(`Grid of LoRA settings for sweeps (the planned \`tuneline sweep\` command). ${PLANNED}`);
 
 export const Schedule = z
   .strictObject({
@@ -321,7 +376,8 @@ export const Schedule = z
     paused: z.boolean().default(false),
     note: z.string().optional(),
   })
-  .refine((s) => (s.cron === undefined) !== (s.every === undefined), { message: 'set exactly one of `cron` or `every`' });
+  .refine((s) => (s.cron === undefined) !== (s.every === undefined), { message: 'set exactly one of `cron` or `every`' })
+  .describe(`A retraining schedule. ${PLANNED}`);
 
 export const StorageSection = z
   .strictObject({
@@ -338,7 +394,7 @@ export const PipelineConfig = z
     name: z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes')
-      .describe('Pipeline name; used in workflow ids and the model registry.'),
+      .describe('Pipeline name; used in run ids, search attributes and the run manifest (and by the planned model registry).'),
     data: DataSection,
     clean: CleanSection.default(CleanSection.parse({})),
     dedup: DedupSection.default(DedupSection.parse({})),
@@ -349,12 +405,15 @@ export const PipelineConfig = z
     gates: z.array(Gate).default([]).describe('Thresholds a model must pass to become a promotion candidate.'),
     review: ReviewSection.default(ReviewSection.parse({})),
     sweep: SweepSection.default(SweepSection.parse({})),
-    schedules: z.array(Schedule).default([]).describe('Retraining schedules applied by `tuneline schedule apply`.'),
+    schedules: z
+      .array(Schedule)
+      .default([])
+      .describe(`Retraining schedules, for the planned \`tuneline schedule apply\` command. ${PLANNED}`),
     storage: StorageSection.default(StorageSection.parse({})),
   })
   .check((ctx) => {
     // Gates can only compare with what the evaluation measures.
-    const { evaluation, gates } = ctx.value;
+    const { evaluation, gates, review } = ctx.value;
     gates.forEach((gate, n) => {
       if (gate.relativeTo && !evaluation.baselines.includes(gate.relativeTo))
         ctx.issues.push({
@@ -369,6 +428,13 @@ export const PipelineConfig = z
           input: gate.metric,
           path: ['gates', n, 'metric'],
           message: 'perplexity is measured by the forgetting check; set evaluation.forgettingCheck to true or drop this gate',
+        });
+      if (gate.metric === 'satisfaction' && !review.enabled)
+        ctx.issues.push({
+          code: 'custom',
+          input: gate.metric,
+          path: ['gates', n, 'metric'],
+          message: 'satisfaction is decided by human review, which review.enabled turns off; enable review or drop this gate',
         });
     });
   })

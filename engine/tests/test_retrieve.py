@@ -6,7 +6,7 @@ import json
 from engine.data import read_splits
 from engine.retrieve import RetrievalIndex, shingles
 
-from .conftest import assert_engine_event, qa_rows, run_engine, write_arrow, write_lines
+from .conftest import assert_engine_event, assert_matches_schema, qa_rows, run_engine, write_arrow, write_lines
 
 
 def question_lines(rows: list[dict]) -> list[dict]:
@@ -36,6 +36,7 @@ def test_answers_every_question_from_the_rows_training_used(tmp_path):
     for event in events:
         assert_engine_event(event)
     assert events[-1]["metrics"]["rows"] == 12 and events[-1]["metrics"]["indexRows"] == 10
+    assert_matches_schema(events[-1]["metrics"], "retrieval-metrics")
 
     spec = {"data": {"train": str(tmp_path / "train.arrow"), "validation": str(tmp_path / "validation.arrow")},
             "training": {"seed": 3, "maxTrainRows": 10}}
@@ -43,6 +44,7 @@ def test_answers_every_question_from_the_rows_training_used(tmp_path):
     output = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [row["id"] for row in output] == [q["id"] for q in questions]
     for row, question in zip(output, questions):
+        assert_matches_schema(row, "prediction")
         assert row["system"] == "retrieval" and row["reference"] == question["reference"]
         assert row["retrievedQuestion"] in drawn.questions
         assert row["prediction"] == drawn.answers[drawn.questions.index(row["retrievedQuestion"])]

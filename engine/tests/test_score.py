@@ -12,7 +12,7 @@ from rouge_score import rouge_scorer
 
 from engine.score import contains_fact, normalised_words, perplexity, read_predictions, score_report
 
-from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, run_engine, write_lines
+from .conftest import PROJECT_ROOT, assert_engine_event, assert_matches_schema, engine_command, run_engine, write_lines
 
 TEST_ROWS = [
     ("r1", "How long does the battery last?", "The battery lasts about 40 hours.", "40 hours", "battery"),
@@ -60,6 +60,11 @@ def library_metrics(predictions: list[str], references: list[str]) -> dict:
 PINNED = {"tuned.bleu": 68.681986, "tuned.chrf": 84.503308, "tuned.rougeL": 37 / 42}
 
 
+def test_input_rows_have_the_shape_the_answer_steps_write():
+    for line in prediction_lines():
+        assert_matches_schema(line, "prediction")
+
+
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     folder = tmp_path_factory.mktemp("score")
@@ -71,6 +76,7 @@ def scored(tmp_path_factory):
 
 def test_metrics_equal_the_libraries_and_pinned_values(scored):
     events, report, _ = scored
+    assert_matches_schema(report, "score-report")
     references = [row[2] for row in TEST_ROWS]
     for system, predictions in PREDICTIONS.items():
         metrics = report["systems"][system]["metrics"]
@@ -127,6 +133,7 @@ def test_factual_accuracy_is_null_without_facts(tmp_path):
     report = score_report(read_predictions(write_lines(tmp_path / "p.jsonl", lines)))
     assert report["systems"]["tuned"]["metrics"]["factualAccuracy"] is None
     assert report["systems"]["tuned"]["metrics"]["factRows"] == 0
+    assert_matches_schema(report, "score-report")
     code, events, _ = run_engine("score", "--input", tmp_path / "p.jsonl", "--output", tmp_path / "r.json")
     assert code == 0 and events[0]["metrics"]["tuned.factualAccuracy"] is None
     assert_engine_event(events[0])
@@ -221,6 +228,7 @@ def test_perplexity_equals_exp_mean_nll(tmp_path, tiny_llama_dir):
     assert [e["event"] for e in events] == ["done"]
     assert_engine_event(events[0])
     metrics = events[0]["metrics"]
+    assert_matches_schema(metrics, "perplexity-metrics")
     assert metrics["tokens"] == tokens
     assert math.isfinite(metrics["perplexity"]) and metrics["perplexity"] > 0
     assert metrics["perplexity"] == pytest.approx(expected, rel=1e-4)

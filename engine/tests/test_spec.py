@@ -1,4 +1,4 @@
-"""The spec is checked against the JSON Schema emitted from schemas/engine.ts, defaults come from it."""
+"""The spec is checked against the JSON Schema emitted from schemas/train-spec.ts, defaults come from it."""
 
 import json
 
@@ -40,14 +40,33 @@ def test_every_problem_is_reported_with_its_field():
     assert "6 problem(s)" in message
 
 
-def test_all_linear_must_stand_alone():
-    with pytest.raises(ConfigError, match="training.lora.targetModules: `all-linear` must be the only entry"):
+def test_empty_target_modules_or_layers_are_schema_problems():
+    # The zod definition says it (minItems 1); the engine has no check of its own.
+    with pytest.raises(ConfigError) as raised:
+        validate_spec({**MINIMAL, "training": {"lora": {"targetModules": [], "layers": []}}})
+    message = str(raised.value)
+    assert "2 problem(s)" in message
+    assert "training.lora.targetModules: [] should be non-empty" in message
+    assert "training.lora.layers: [] should be non-empty" in message
+
+
+def test_all_linear_beside_other_targets_is_a_schema_problem():
+    # peft would quietly adapt only the named modules; the emitted schema carries the zod rule.
+    with pytest.raises(ConfigError) as raised:
         validate_spec({**MINIMAL, "training": {"lora": {"targetModules": ["all-linear", "q_proj"]}}})
+    assert "training.lora.targetModules" in str(raised.value)
+    assert validate_spec({**MINIMAL, "training": {"lora": {"targetModules": ["all-linear"]}}})
 
 
-def test_resume_mismatches_name_the_fields():
-    spec = validate_spec(json.loads(json.dumps(MINIMAL)))
+def test_resume_mismatches_name_the_budget_and_schedule_not_the_pause():
+    spec = validate_spec(json.loads(json.dumps({**MINIMAL, "training": {"maxSteps": 10}})))
     other = json.loads(json.dumps(spec))
-    other["training"]["batchSize"] = 2
-    other["training"]["maxSteps"] = 99  # may change on resume
-    assert [m.split(":")[0] for m in resume_mismatches(spec, other)] == ["training.batchSize"]
+    for name, value in (("batchSize", 2), ("maxSteps", 99), ("learningRate", 1e-3), ("schedule", "linear"),
+                        ("warmupRatio", 0.5), ("weightDecay", 0.1), ("epochs", 3)):
+        other["training"][name] = value
+    other["training"]["keepCheckpoints"] = 5  # where a run stops and what it keeps may differ
+    other["stopAtStep"] = 4
+    assert sorted(m.split(":")[0] for m in resume_mismatches(spec, other)) == [
+        "training.batchSize", "training.epochs", "training.learningRate", "training.maxSteps",
+        "training.schedule", "training.warmupRatio", "training.weightDecay",
+    ]

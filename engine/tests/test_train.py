@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from engine.models import load_finetuned
 from engine.spec import load_train_schema
 
-from .conftest import assert_engine_event, train_in_process
+from .conftest import assert_engine_event, assert_matches_schema, read_json, train_in_process
 from .conftest import tiny_spec as conftest_tiny_spec
 
 # Loss of the first optimizer step of the seeded tiny LoRA run below. A change means the model
@@ -59,12 +59,15 @@ def test_events_have_the_documented_shapes_and_order(lora_run):
         assert_engine_event(event)
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
+    assert events[0]["stopAtStep"] is None and events[0]["totalSteps"] == 8
     assert [e["step"] for e in events if e["event"] == "step"] == list(range(1, 9))
-    assert [e["step"] for e in events if e["event"] == "eval"] == [0, 4, 8]
+    assert [(e["step"], e["rung"]) for e in events if e["event"] == "eval"] == [(0, False), (4, False), (8, False)]
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [2, 4, 6]
     metrics = events[-1]["metrics"]
+    assert_matches_schema(metrics, "train-metrics")
     assert metrics["initialValidationLoss"] > metrics["finalValidationLoss"] > 0
     assert metrics["steps"] == 8 and metrics["trainTokens"] > 0 and metrics["tokensPerSecond"] > 0
+    assert metrics["pausedAtStep"] is None and metrics["stoppedEarly"] == 0
 
 
 def test_artifact_is_self_contained(lora_run):
@@ -75,8 +78,11 @@ def test_artifact_is_self_contained(lora_run):
         assert (final / name).is_file(), name
     jsonschema.validate(json.loads((final / "train_config.json").read_text()), load_train_schema())
     history = json.loads((final / "history.json").read_text())
+    assert_matches_schema(history, "training-history")
     assert len(history["steps"]) == 8 and [e["step"] for e in history["evals"]] == [0, 4, 8]
     assert json.loads((final / "metrics.json").read_text()) == result.metrics
+    assert_matches_schema(read_json(final / "metrics.json"), "train-metrics")
+    assert_matches_schema(read_json(final / "prompt_format.json"), "prompt-format")
     # Reloading the artifact gives the trained model's outputs.
     model, tokenizer, prompt_format = load_finetuned(final)
     assert prompt_format.kind == "chat_template" and prompt_format.endOfTurn == "<|im_end|>"
@@ -119,6 +125,7 @@ def test_plain_format_lora_trains_the_separator_embedding(tiny_gpt2_dir, splits,
     spec = tiny_spec(tiny_gpt2_dir, tmp_path / "out", splits, maxSteps=3, evalEvery=3, lora={"targetModules": ["all-linear"]})
     result = train_in_process(spec)
     assert json.loads((result.final_dir / "prompt_format.json").read_text())["kind"] == "plain"
+    assert_matches_schema(read_json(result.final_dir / "prompt_format.json"), "prompt-format")
     model, tokenizer, _ = load_finetuned(result.final_dir)
     ids = torch.tensor([tokenizer.encode("Can I return the webcam?<|answer|>")])
     result.model.eval()
@@ -127,13 +134,18 @@ def test_plain_format_lora_trains_the_separator_embedding(tiny_gpt2_dir, splits,
 
 
 def test_early_stopping_keeps_the_best_weights(tiny_gpt2_dir, splits, tmp_path):
-    # A huge learning rate makes the first step worse; patience 1 stops there and the artifact
-    # keeps the best weights, which are the untrained ones of step 0.
-    spec = tiny_spec(tiny_gpt2_dir, tmp_path / "out", splits, strategy="full", learningRate=0.5, maxSteps=6,
+    # At this learning rate (half the schema's largest) the second step makes the validation loss
+    # worse; patience 1 stops there and the artifact keeps the best weights, those of step 1 (from
+    # best/), not the last ones.
+    spec = tiny_spec(tiny_gpt2_dir, tmp_path / "out", splits, strategy="full", learningRate=0.05, maxSteps=6,
                      evalEvery=1, earlyStoppingPatience=1)
     result = train_in_process(spec)
-    assert result.metrics["stoppedEarly"] == 1 and result.metrics["steps"] == 1 and result.metrics["bestStep"] == 0
-    assert result.metrics["lastValidationLoss"] > result.metrics["finalValidationLoss"] == result.metrics["initialValidationLoss"]
-    original = load_file(tiny_gpt2_dir / "model.safetensors")
-    trained = load_file(result.final_dir / "model.safetensors")
-    assert torch.equal(original["transformer.h.0.attn.c_attn.weight"], trained["transformer.h.0.attn.c_attn.weight"])
+    assert_matches_schema(read_json(result.final_dir / "metrics.json"), "train-metrics")
+    assert result.metrics["stoppedEarly"] == 1 and result.metrics["steps"] == 2 and result.metrics["bestStep"] == 1
+    assert result.metrics["pausedAtStep"] is None
+    assert result.metrics["lastValidationLoss"] > result.metrics["initialValidationLoss"] > result.metrics["finalValidationLoss"]
+    name = "transformer.h.0.attn.c_attn.weight"
+    original = load_file(tiny_gpt2_dir / "model.safetensors")[name]
+    best = load_file(tmp_path / "out" / "checkpoints" / "best" / "weights.safetensors")[name]
+    trained = load_file(result.final_dir / "model.safetensors")[name]
+    assert torch.equal(best, trained) and not torch.equal(original, trained)

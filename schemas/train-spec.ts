@@ -1,0 +1,31 @@
+/**
+ * The spec `python -m engine train --spec SPEC.json` reads. The engine checks it against the JSON
+ * Schema emitted from here (`schemas/json/train-spec.schema.json`) and takes its defaults from it.
+ */
+import { z } from 'zod';
+import { ModelSection, TrainingSection } from './config';
+
+export const TrainSpec = z
+  .strictObject({
+    model: ModelSection,
+    training: TrainingSection.omit({ activity: true }),
+    data: z.strictObject({
+      train: z.string().describe('Arrow IPC file with the training split.'),
+      validation: z.string().describe('Arrow IPC file with the validation split.'),
+    }),
+    outputDir: z
+      .string()
+      .describe('Folder the engine writes checkpoints and the final artifact into; kept between runs of the same budget.'),
+    resumeFrom: z.string().optional().describe('Absolute path of a checkpoint folder to continue from exactly.'),
+    stopAtStep: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        'Pause at this optimizer step (a rung) inside the budget: checkpoint, evaluate, write final/ and exit. ' +
+          'The schedule still spans the whole budget, so continuing later ends with the same weights as a straight run.',
+      ),
+  })
+  .describe('Input of `python -m engine train --spec SPEC.json`.');
+export type TrainSpec = z.infer<typeof TrainSpec>;
