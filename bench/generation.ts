@@ -1,5 +1,6 @@
 /**
- * Generation benchmark: our onnxruntime-node loop (serve/generation.ts) against PyTorch transformers'
+ * Generation benchmark: our onnxruntime-node loop (serve/generation.ts `generate`, the batch entry point;
+ * `stream` runs the same decode loop one conversation at a time) against PyTorch transformers'
  * `model.generate()` on the same model, prompts and settings: greedy, the same max new tokens, the same
  * batch sizes, a KV cache on both sides, the same number of intra-op threads.
  *
@@ -23,7 +24,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { generateLabelledSampleRecords } from '../activities/data/sample/generate';
+import { generateLabelledSampleRecords } from '../sample-data/generate';
 import { INTRA_OP_THREADS, loadGenerator } from '../serve/generation';
 
 const root = join(import.meta.dirname, '..');

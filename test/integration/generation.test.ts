@@ -1,11 +1,15 @@
-// Node generation (serve/) against the engine: same prompt ids, same greedy tokens as PyTorch.
+// Node generation (serve/) against the engine: same prompt ids, same greedy tokens as PyTorch; and the
+// streaming generator against the batch one (same tokens, stop strings, cancelling).
 // The fixture is a real export of a tiny random Llama with SmolLM2's tokenizer and chat template.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadGenerator, type Generator } from '../../serve/generation';
+import ort from 'onnxruntime-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AnswerRow } from '../../serve/decode-loop';
+import { loadGenerator, type ChatMessage, type Generation, type Generator, type StreamChunk } from '../../serve/generation';
+import { loadPromptTokenizer } from '../../serve/tokenizer';
 
 const root = join(import.meta.dirname, '..', '..');
 const python = join(root, '.venv', 'bin', 'python');
@@ -117,11 +121,219 @@ describe('serve/generation against the engine', () => {
   it('stops at maxNewTokens', async () => {
     const results = await generator.generate(QUESTIONS, { maxNewTokens: 3 });
     results.forEach((result, n) => expect(result.tokens).toEqual(reference[n]!.greedy.slice(0, 3)));
-    expect(await generator.generate(['Hi'], { maxNewTokens: 0 })).toEqual([{ tokens: [], text: '' }]);
+    expect(await generator.generate(['Hi'], { maxNewTokens: 0 })).toEqual([{ tokens: [], text: '', finishReason: 'length' }]);
+    expect(results.map((result) => result.finishReason)).toEqual(reference.map((row) => (row.greedy.length >= 3 ? 'length' : 'stop')));
   });
 
   it('rejects bad options with a message saying what to fix', async () => {
     await expect(generator.generate(['Hi'], { maxNewTokens: 4, greedy: false, temperature: 0 })).rejects.toThrow(/temperature/);
     await expect(generator.generate(['Hi'], { maxNewTokens: -1 })).rejects.toThrow(/maxNewTokens/);
+    await expect(generator.generate(['Hi'], { maxNewTokens: 4, greedy: false, topP: 1.5 })).rejects.toThrow(/topP/);
+    await expect(generator.generate(['Hi'], { maxNewTokens: 4, stop: ['\n', ''] })).rejects.toThrow(/empty stop string/);
+    await expect(generator.stream('Hi', { maxNewTokens: 4, stop: [''] }).next()).rejects.toThrow(/empty stop string/);
+  });
+});
+
+// transformers' own rendering of conversations (apply_chat_template with the generation prompt), the
+// engine's PromptEncoder for a single question, and token ids of a text that splits UTF-8 characters.
+const CHAT_REFERENCE = `
+import json, sys
+from transformers import AutoTokenizer
+from engine.prompts import PromptEncoder, PromptFormat
+cases = json.loads(sys.argv[1])
+tokenizers = {}
+rows = []
+for case in cases:
+    folder = case["folder"]
+    tokenizer = tokenizers.setdefault(folder, AutoTokenizer.from_pretrained(folder))
+    if "question" in case:
+        rows.append(PromptEncoder(PromptFormat.load(folder), tokenizer).prompt_ids(case["question"]))
+    elif "messages" in case:
+        text = tokenizer.apply_chat_template(case["messages"], add_generation_prompt=True, tokenize=False)
+        rows.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    else:
+        rows.append(tokenizer(case["text"], add_special_tokens=False)["input_ids"])
+print(json.dumps(rows))
+`;
+
+const CONVERSATION: ChatMessage[] = [
+  { role: 'user', content: 'My router keeps dropping Wi-Fi.' },
+  { role: 'assistant', content: 'Have you tried restarting it?' },
+  { role: 'user', content: 'Yes, twice. What next?' },
+];
+const SYSTEM_MESSAGE: ChatMessage = { role: 'system', content: 'You are a support agent for a shop.' };
+const EXPORT_SYSTEM_PROMPT = 'Answer in one sentence.';
+const SPLIT_UTF8 = '日本語 🙂 ok';
+
+/** A stream read to its end by hand, so its return value (the Generation) is kept. */
+async function collect(
+  stream: AsyncGenerator<StreamChunk, Generation>,
+  onChunk: (count: number) => void = () => {},
+): Promise<{ chunks: StreamChunk[]; generation: Generation }> {
+  const chunks: StreamChunk[] = [];
+  for (let next = await stream.next(); ; next = await stream.next()) {
+    if (next.done) return { chunks, generation: next.value };
+    chunks.push(next.value);
+    onChunk(chunks.length);
+  }
+}
+
+/** Counts `session.run` calls (one per decode step); `during(n)` runs inside the n-th, before it computes. */
+function countRuns(during: (n: number) => void = () => {}) {
+  // The sessions' class: ort types only its factory, but `create` returns instances of it.
+  const sessions = (ort.InferenceSession as unknown as { prototype: { run(...args: unknown[]): Promise<unknown> } }).prototype;
+  const run = sessions.run;
+  let calls = 0;
+  vi.spyOn(sessions, 'run').mockImplementation(function (this: unknown, ...args: unknown[]) {
+    during(++calls);
+    return run.apply(this, args);
+  });
+  return () => calls;
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('conversations and the streaming generator', () => {
+  let withSystemPrompt: string; // a copy of the export whose prompt_format.json has a system prompt
+  let expectedIds: number[][]; // CHAT_REFERENCE's answers, in the order of the cases below
+
+  beforeAll(() => {
+    withSystemPrompt = join(dir, 'onnx-system-prompt');
+    cpSync(join(dir, 'onnx'), withSystemPrompt, { recursive: true });
+    const formatFile = join(withSystemPrompt, 'prompt_format.json');
+    writeFileSync(formatFile, JSON.stringify({ ...JSON.parse(readFileSync(formatFile, 'utf8')), systemPrompt: EXPORT_SYSTEM_PROMPT }));
+    const plain = join(dir, 'onnx');
+    const cases = [
+      { folder: plain, messages: CONVERSATION },
+      { folder: plain, messages: [SYSTEM_MESSAGE, ...CONVERSATION] },
+      { folder: withSystemPrompt, messages: [{ role: 'system', content: EXPORT_SYSTEM_PROMPT }, ...CONVERSATION] },
+      { folder: withSystemPrompt, messages: [SYSTEM_MESSAGE, ...CONVERSATION] },
+      { folder: withSystemPrompt, question: QUESTIONS[0]! },
+      { folder: plain, text: SPLIT_UTF8 },
+    ];
+    const lines = runPython(['-c', CHAT_REFERENCE, JSON.stringify(cases)])
+      .trim()
+      .split('\n');
+    expectedIds = JSON.parse(lines[lines.length - 1]!) as number[][];
+  }, 120_000);
+
+  it("a conversation's prompt ids equal transformers' apply_chat_template, with the export's system prompt first", () => {
+    const systemTokenizer = loadPromptTokenizer(withSystemPrompt);
+    expect(generator.tokenizer.encodePrompt(CONVERSATION)).toEqual(expectedIds[0]);
+    expect(generator.tokenizer.encodePrompt([SYSTEM_MESSAGE, ...CONVERSATION])).toEqual(expectedIds[1]);
+    expect(systemTokenizer.encodePrompt(CONVERSATION)).toEqual(expectedIds[2]);
+    expect(systemTokenizer.encodePrompt([SYSTEM_MESSAGE, ...CONVERSATION])).toEqual(expectedIds[3]);
+    expect(systemTokenizer.encodePrompt(QUESTIONS[0]!)).toEqual(expectedIds[4]);
+    // A string is the one-user-turn conversation.
+    expect(generator.tokenizer.encodePrompt([{ role: 'user', content: QUESTIONS[1]! }])).toEqual(reference[1]!.promptIds);
+  });
+
+  it('an export file that does not parse names the file and says to export again', () => {
+    const broken = join(dir, 'onnx-broken');
+    cpSync(join(dir, 'onnx'), broken, { recursive: true });
+    writeFileSync(join(broken, 'prompt_format.json'), JSON.stringify({ kind: 'template' }));
+    expect(() => loadPromptTokenizer(broken)).toThrow(/prompt_format\.json[\s\S]*re-run the export/);
+    writeFileSync(join(broken, 'export.json'), '{"format": "onnx"');
+    expect(() => loadPromptTokenizer(broken)).toThrow(/export\.json[\s\S]*re-run the export/);
+  });
+
+  it('streams the same tokens as the batch, greedy; chunks add up to the text', async () => {
+    const batch = await generator.generate([...QUESTIONS, CONVERSATION], { maxNewTokens: NEW_TOKENS });
+    for (const [n, prompt] of [...QUESTIONS, CONVERSATION].entries()) {
+      const { chunks, generation } = await collect(generator.stream(prompt, { maxNewTokens: NEW_TOKENS }));
+      expect(generation).toEqual(batch[n]);
+      const eos = generation.finishReason === 'stop' ? [chunks[chunks.length - 1]!.token] : [];
+      expect(chunks.map((chunk) => chunk.token)).toEqual([...generation.tokens, ...eos]);
+      expect(chunks.map((chunk) => chunk.text).join('')).toBe(generation.text);
+    }
+  });
+
+  it('streams the same tokens as the batch with seeded sampling', async () => {
+    const options = { maxNewTokens: NEW_TOKENS, greedy: false, temperature: 1, topP: 0.9, seed: 7 };
+    for (const prompt of [QUESTIONS[2]!, CONVERSATION]) {
+      const [batch] = await generator.generate([prompt], options);
+      const { chunks, generation } = await collect(generator.stream(prompt, options));
+      expect(generation).toEqual(batch);
+      expect(chunks.map((chunk) => chunk.text).join('')).toBe(generation.text);
+    }
+  });
+
+  it('holds back an incomplete UTF-8 character: no U+FFFD in any chunk', () => {
+    const ids = expectedIds[5]!;
+    const decoded = ids.map((_, n) => generator.tokenizer.decode(ids.slice(0, n + 1)));
+    expect(decoded.some((text) => text.includes('\uFFFD'))).toBe(true); // the tokens really split characters
+    const settings = { maxNewTokens: ids.length, greedy: true, temperature: 1, topP: 1, seed: 0, stop: [], followText: true };
+    const row = new AnswerRow([], generator.tokenizer, settings);
+    const texts = ids.map((id) => row.accept(id).text);
+    expect(texts.filter((text) => text.includes('\uFFFD'))).toEqual([]);
+    expect(texts.join('')).toBe(SPLIT_UTF8);
+    expect(row.result()).toEqual({ tokens: ids, text: SPLIT_UTF8, finishReason: 'length' });
+  });
+
+  it('a stop string ends generation and is not in the text', async () => {
+    const [full] = await generator.generate([QUESTIONS[0]!], { maxNewTokens: NEW_TOKENS });
+    // A stop string across two tokens: its first part must be held back, never shown.
+    const half = Math.floor(full!.tokens.length / 2);
+    const head = generator.tokenizer.decode(full!.tokens.slice(0, half));
+    const stop = head.slice(-2) + full!.text.slice(head.length, head.length + 2);
+    expect(full!.text.indexOf(stop)).toBe(head.length - 2);
+    const before = full!.text.slice(0, head.length - 2);
+    const options = { maxNewTokens: NEW_TOKENS, stop: ['never appears', stop] };
+    const [batch] = await generator.generate([QUESTIONS[0]!], options);
+    const { chunks, generation } = await collect(generator.stream(QUESTIONS[0]!, options));
+    for (const result of [batch!, generation]) {
+      expect(result.finishReason).toBe('stop-string');
+      expect(result.text).toBe(before);
+      expect(result.tokens).toEqual(full!.tokens.slice(0, half + 1)); // up to the token that completed it
+    }
+    expect(chunks.map((chunk) => chunk.text).join('')).toBe(before);
+  });
+
+  it('aborting the signal mid-stream stops it: no more decode steps, no more tokens', async () => {
+    expect(reference[0]!.greedy.length).toBeGreaterThan(3);
+    const runs = countRuns();
+    const controller = new AbortController();
+    const stream = generator.stream(QUESTIONS[0]!, { maxNewTokens: NEW_TOKENS, signal: controller.signal });
+    const { chunks, generation } = await collect(stream, (count) => count === 3 && controller.abort());
+    expect(runs()).toBe(3);
+    expect(chunks).toHaveLength(3);
+    expect(generation.finishReason).toBe('cancelled');
+    expect(generation.tokens).toEqual(reference[0]!.greedy.slice(0, 3));
+    expect(chunks.map((chunk) => chunk.text).join('')).toBe(generation.text);
+  });
+
+  it('breaking out of for await stops the stream', async () => {
+    const runs = countRuns();
+    const stream = generator.stream(QUESTIONS[0]!, { maxNewTokens: NEW_TOKENS });
+    let count = 0;
+    for await (const _ of stream) if (++count === 2) break;
+    expect(runs()).toBe(2);
+    expect(await stream.next()).toEqual({ done: true, value: undefined });
+    expect(runs()).toBe(2);
+  });
+
+  it('a cancelled batch returns what it has', async () => {
+    const controller = new AbortController();
+    // Aborted while the third step runs: that step's tokens come after the abort and are dropped.
+    const runs = countRuns((n) => n === 3 && controller.abort());
+    const results = await generator.generate(QUESTIONS, { maxNewTokens: NEW_TOKENS, signal: controller.signal });
+    expect(runs()).toBe(3);
+    results.forEach((result, n) => {
+      expect(result.finishReason).toBe('cancelled');
+      expect(result.tokens).toEqual(reference[n]!.greedy.slice(0, 2));
+      expect(generator.tokenizer.decode(result.tokens).startsWith(result.text)).toBe(true);
+    });
+    const aborted = await generator.generate(['Hi'], { maxNewTokens: 4, signal: AbortSignal.abort() });
+    expect(aborted).toEqual([{ tokens: [], text: '', finishReason: 'cancelled' }]);
+    expect(runs()).toBe(3);
+  });
+
+  it('a closed generator refuses to stream or generate, saying so', async () => {
+    const closing = await loadGenerator(join(dir, 'onnx'));
+    await closing.close();
+    await expect(closing.stream('Hi', { maxNewTokens: 2 }).next()).rejects.toThrow(/closed; load it again/);
+    await expect(closing.generate(['Hi'], { maxNewTokens: 2 })).rejects.toThrow(/closed; load it again/);
   });
 });

@@ -1,0 +1,170 @@
+// The generator's text logic without a model: prompt rendering (plain format), conversation checks, and
+// what a stream may show as tokens come (held-back endings, stop strings). The model side is in
+// test/integration/generation.test.ts.
+import { describe, expect, it } from 'vitest';
+import type { PromptFormat } from '../../schemas/engine';
+import { AnswerText, heldBackLength } from '../../serve/answer-text';
+import { AnswerRow, type DecodeSettings, type StreamChunk } from '../../serve/decode-loop';
+import { promptMessages, renderPlainPrompt, type ChatMessage } from '../../serve/prompts';
+import type { PromptTokenizer } from '../../serve/tokenizer';
+
+const PLAIN: PromptFormat = { kind: 'plain', systemPrompt: null, separator: '<|answer|>', endOfTurn: '<|endoftext|>' };
+const CONVERSATION: ChatMessage[] = [
+  { role: 'user', content: 'Hi' },
+  { role: 'assistant', content: 'Hello!' },
+  { role: 'user', content: 'Reset my router?' },
+];
+
+describe('plain prompt format', () => {
+  it('renders a single question exactly as training did', () => {
+    expect(renderPlainPrompt(PLAIN, 'How do I reset it?')).toBe('How do I reset it?<|answer|>');
+    expect(renderPlainPrompt({ ...PLAIN, systemPrompt: 'Be brief.' }, 'Q?')).toBe('Be brief.\n\nQ?<|answer|>');
+  });
+
+  it('renders a conversation as one training example per earlier exchange, then the question', () => {
+    expect(renderPlainPrompt(PLAIN, CONVERSATION)).toBe('Hi<|answer|>Hello!<|endoftext|>Reset my router?<|answer|>');
+    expect(renderPlainPrompt({ ...PLAIN, systemPrompt: 'Be brief.' }, CONVERSATION)).toBe(
+      'Be brief.\n\nHi<|answer|>Hello!<|endoftext|>Reset my router?<|answer|>',
+    );
+    // The conversation's own system message replaces the export's.
+    const withSystem: ChatMessage[] = [{ role: 'system', content: 'Be kind.' }, ...CONVERSATION];
+    expect(renderPlainPrompt({ ...PLAIN, systemPrompt: 'Be brief.' }, withSystem)).toBe(
+      'Be kind.\n\nHi<|answer|>Hello!<|endoftext|>Reset my router?<|answer|>',
+    );
+    expect(renderPlainPrompt(PLAIN, [{ role: 'user', content: 'Q?' }])).toBe(renderPlainPrompt(PLAIN, 'Q?'));
+  });
+
+  it('needs user and assistant taking turns', () => {
+    const twoQuestions: ChatMessage[] = [
+      { role: 'user', content: 'a' },
+      { role: 'user', content: 'b' },
+    ];
+    expect(() => renderPlainPrompt(PLAIN, twoQuestions)).toThrow(/taking turns/);
+    expect(() => promptMessages(twoQuestions, null)).not.toThrow(); // a chat template may take them
+  });
+});
+
+describe('conversation messages', () => {
+  it('puts the export system prompt first unless the conversation has one', () => {
+    expect(promptMessages('Q?', null)).toEqual([{ role: 'user', content: 'Q?' }]);
+    expect(promptMessages('Q?', 'Be brief.')).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Q?' },
+    ]);
+    expect(promptMessages(CONVERSATION, 'Be brief.')).toEqual([{ role: 'system', content: 'Be brief.' }, ...CONVERSATION]);
+    const own: ChatMessage[] = [{ role: 'system', content: 'Be kind.' }, ...CONVERSATION];
+    expect(promptMessages(own, 'Be brief.')).toEqual(own);
+    expect(promptMessages('Q?', '')).toEqual([{ role: 'user', content: 'Q?' }]); // empty means none, as in the engine
+  });
+
+  it('reports every problem of a conversation at once', () => {
+    const bad = [
+      { role: 'user', content: 'a' },
+      { role: 'system', content: 'late' },
+      { role: 'robot', content: 'b' },
+      { role: 'assistant', content: 3 },
+    ] as unknown as ChatMessage[];
+    let message = '';
+    try {
+      promptMessages(bad, null);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/message 2: a system message may only come first/);
+    expect(message).toMatch(/message 3: role "robot"/);
+    expect(message).toMatch(/message 4: content must be a string/);
+    expect(message).toMatch(/must end with a user message/);
+    expect(() => promptMessages([], null)).toThrow(/no messages/);
+  });
+});
+
+/** Shows `texts` one decode at a time; returns the chunks and the tracker. */
+function follow(texts: string[], stops: string[] = [], unsettled: string[] = []) {
+  const answer = new AnswerText(stops, unsettled);
+  const chunks = texts.map((text) => answer.update(text));
+  return { answer, chunks };
+}
+
+describe('streamed answer text', () => {
+  it('holds back an incomplete UTF-8 character until it is complete', () => {
+    const { answer, chunks } = follow(['\uFFFD', '日', '日本\uFFFD', '日本\uFFFD\uFFFD', '日本語']);
+    expect(chunks).toEqual(['', '日', '本', '', '語']);
+    expect(answer.finish('日本語')).toBe('');
+    expect(chunks.join('')).toBe(answer.shown);
+  });
+
+  it('never shows part of a stop string that then completes, and cuts the text before it', () => {
+    const { answer, chunks } = follow(['Hello', 'Hello\nUs', 'Hello\nUser', 'Hello\nUser: hi'], ['\nUser:']);
+    expect(chunks).toEqual(['Hello', '', '', '']);
+    expect(answer.stopAt).toBe(5);
+    expect(answer.shown).toBe('Hello');
+  });
+
+  it('shows held-back text once it can no longer become a stop string', () => {
+    const { answer, chunks } = follow(['a\nU', 'a\nUp'], ['\nUser:']);
+    expect(chunks).toEqual(['a', '\nUp']);
+    expect(answer.stopAt).toBeNull();
+  });
+
+  it('ends at the earliest of several stop strings', () => {
+    const { answer } = follow(['one two three'], ['three', 'two']);
+    expect(answer.shown).toBe('one ');
+  });
+
+  it('holds back an ending the tokenizer cleanup may rewrite', () => {
+    const { answer, chunks } = follow(['Hello', 'Hello ', 'Hello.'], [], [' .']);
+    expect(chunks).toEqual(['Hello', '', '.']);
+    expect(answer.shown).toBe('Hello.');
+    expect(heldBackLength('do n', [" n't"])).toBe(2);
+    expect(heldBackLength("do n't", [" n't"])).toBe(0); // whole: already rewritten, nothing pending
+  });
+});
+
+/** Character tokens: id = char code; 0 is eos. */
+const charTokenizer = {
+  decode: (ids: number[]) => String.fromCharCode(...ids),
+  eosIds: [0],
+  unsettledEndings: [],
+} as unknown as PromptTokenizer;
+const settings = (overrides: Partial<DecodeSettings>): DecodeSettings => ({
+  maxNewTokens: 10,
+  greedy: true,
+  temperature: 1,
+  topP: 1,
+  seed: 0,
+  stop: [],
+  followText: true,
+  ...overrides,
+});
+const feed = (row: AnswerRow, text: string): StreamChunk[] => [...text].map((char) => row.accept(char.charCodeAt(0)));
+
+describe('one answer row', () => {
+  it('eos ends it with a chunk that releases held-back text', () => {
+    const row = new AnswerRow([], charTokenizer, settings({ stop: ['!!'] }));
+    const chunks = [...feed(row, 'hi!'), row.accept(0)];
+    expect(chunks.map((chunk) => chunk.text)).toEqual(['h', 'i', '', '!']);
+    expect(row.result()).toEqual({ tokens: [104, 105, 33], text: 'hi!', finishReason: 'stop' });
+  });
+
+  it('a stop string ends it; its tokens stay, its text goes', () => {
+    const row = new AnswerRow([], charTokenizer, settings({ stop: ['!!'] }));
+    const chunks = feed(row, 'hi!!');
+    expect(chunks.map((chunk) => chunk.text).join('')).toBe('hi');
+    expect(row.result()).toEqual({ tokens: [104, 105, 33, 33], text: 'hi', finishReason: 'stop-string' });
+  });
+
+  it('maxNewTokens ends it with the last chunk carrying all the rest', () => {
+    const row = new AnswerRow([], charTokenizer, settings({ maxNewTokens: 3, stop: ['!!'] }));
+    expect(feed(row, 'hi!').map((chunk) => chunk.text)).toEqual(['h', 'i', '!']);
+    expect(row.result()).toEqual({ tokens: [104, 105, 33], text: 'hi!', finishReason: 'length' });
+  });
+
+  it('cancelled keeps the text shown so far, whether or not it was followed', () => {
+    for (const followText of [true, false]) {
+      const row = new AnswerRow([], charTokenizer, settings({ followText, stop: followText ? ['!!'] : [] }));
+      feed(row, 'ok\uFFFD');
+      row.finish('cancelled');
+      expect(row.result()).toEqual({ tokens: [111, 107, 0xfffd], text: 'ok', finishReason: 'cancelled' });
+    }
+  });
+});
