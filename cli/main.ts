@@ -4,8 +4,8 @@
 import { Command, CommanderError } from 'commander';
 import { registerRun } from './commands/run';
 import { registerSampleData } from './commands/sample-data';
-import { registerServer } from './commands/server';
 import { registerStatus } from './commands/status';
+import { registerTemporal } from './commands/temporal';
 import { registerValidate } from './commands/validate';
 import { registerWorker } from './commands/worker';
 import { UserError } from './config';
@@ -18,7 +18,7 @@ registerValidate(program);
 registerRun(program);
 registerStatus(program);
 registerWorker(program);
-registerServer(program);
+registerTemporal(program);
 registerSampleData(program);
 
 try {

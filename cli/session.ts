@@ -1,17 +1,55 @@
 /**
  * Connects a command to Temporal: the cluster named by the environment, else the long-lived
- * `tuneline server`, else an embedded dev server that this process starts and stops.
+ * `tuneline temporal` server, else an embedded dev server that this process starts (or adopts from
+ * a run that died without stopping it) and stops.
  */
 import { Client, Connection } from '@temporalio/client';
+import { UserError } from './config';
 import { targetFromEnv, type TemporalTarget } from './connection';
-import { runningServer, startDevServer } from './server';
+import { adoptServer, inspectServer, removeServerRecord, startDevServer, stateDir, type ServerRecord } from './server';
 
 export interface TemporalSession {
   target: TemporalTarget;
   client: Client;
   uiUrl?: string;
-  /** Closes the connection and stops the server if this session started it. */
+  /** Closes the connection and stops the server if this session started or adopted it. */
   close: () => Promise<void>;
+}
+
+/** The dev server for the state folder: the shared one, one left by a dead run, or a new one. */
+async function embeddedServer(log: (line: string) => void): Promise<{ record: ServerRecord; stop?: () => Promise<void> }> {
+  const dir = stateDir();
+  const state = inspectServer(dir);
+  switch (state.kind) {
+    case 'long-lived':
+      return { record: state.record };
+    case 'in-use':
+      throw new UserError(
+        `another run (pid ${state.record.ownerPid}) is using the embedded Temporal dev server on ${state.record.dbFile}; ` +
+          'wait for it to end. To run several at once, start a shared server with `tuneline temporal start` while none runs: ' +
+          'every run then uses it.',
+      );
+    case 'orphaned': {
+      const { pid, dbFile } = state.record;
+      const adopted = await adoptServer(dir, state.record, { longLived: false });
+      if (adopted) {
+        log(
+          `Found a Temporal dev server left by an earlier run (pid ${pid}) on ${dbFile}; using it; this process now stops it at the end.`,
+        );
+        return { record: adopted, stop: adopted.stop };
+      }
+      log(`A Temporal dev server left by an earlier run (pid ${pid}) on ${dbFile} did not answer; stopped it.`);
+      break;
+    }
+    case 'stale':
+      removeServerRecord(dir, state.record.pid);
+      break;
+    case 'none':
+      break;
+  }
+  log('Starting the embedded Temporal dev server...');
+  const started = await startDevServer({ dir });
+  return { record: started, stop: started.stop };
 }
 
 export async function openSession(options: { log?: (line: string) => void } = {}): Promise<TemporalSession> {
@@ -20,20 +58,19 @@ export async function openSession(options: { log?: (line: string) => void } = {}
   let uiUrl: string | undefined;
   let stopServer: (() => Promise<void>) | undefined;
   if (!target) {
-    const running = runningServer();
-    if (running) {
-      target = { address: running.address, namespace: 'default' };
-      uiUrl = running.uiUrl;
-    } else {
-      log('Starting the embedded Temporal dev server...');
-      const server = await startDevServer();
-      target = { address: server.address, namespace: 'default' };
-      uiUrl = server.uiUrl;
-      stopServer = server.stop;
-    }
+    const server = await embeddedServer(log);
+    target = { address: server.record.address, namespace: 'default' };
+    uiUrl = server.record.uiUrl;
+    stopServer = server.stop;
     log(`Temporal ${target.address}, Web UI ${uiUrl}`);
   }
-  const connection = await Connection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
+  } catch (err) {
+    await stopServer?.();
+    throw err;
+  }
   const client = new Client({ connection, namespace: target.namespace });
   return {
     target,

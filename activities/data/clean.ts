@@ -8,6 +8,7 @@
  * the literal `<b>` instead of becoming a tag that is then removed. Decoding comes before Unicode
  * normalisation so that `&#xFF35;` is folded like a typed `Ｕ`.
  */
+import { DecodingMode, decodeHTML } from 'entities';
 import type { CleanSection } from '../../schemas/config';
 import type { QaRow } from '../../schemas/rows';
 
@@ -28,35 +29,16 @@ export function stripHtml(text: string): string {
   return text.replace(SCRIPT_OR_STYLE, ' ').replace(HTML_COMMENT, ' ').replace(BLOCK_TAG, ' ').replace(ANY_TAG, '');
 }
 
-// prettier-ignore
-const NAMED_ENTITIES: Record<string, string> = {
-  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00A0', ensp: '\u2002', emsp: '\u2003',
-  thinsp: '\u2009', shy: '\u00AD', zwj: '\u200D', zwnj: '\u200C', lsquo: '\u2018', rsquo: '\u2019',
-  sbquo: '\u201A', ldquo: '\u201C', rdquo: '\u201D', bdquo: '\u201E', laquo: '\u00AB', raquo: '\u00BB',
-  hellip: '\u2026', ndash: '\u2013', mdash: '\u2014', bull: '\u2022', middot: '\u00B7', trade: '\u2122',
-  reg: '\u00AE', copy: '\u00A9', deg: '\u00B0', plusmn: '\u00B1', times: '\u00D7', divide: '\u00F7',
-  frac12: '\u00BD', frac14: '\u00BC', frac34: '\u00BE', micro: '\u00B5', euro: '\u20AC', pound: '\u00A3',
-  yen: '\u00A5', cent: '\u00A2', sect: '\u00A7', para: '\u00B6', iexcl: '\u00A1', iquest: '\u00BF',
-  eacute: '\u00E9', egrave: '\u00E8', aacute: '\u00E1', agrave: '\u00E0', auml: '\u00E4', ouml: '\u00F6',
-  uuml: '\u00FC', szlig: '\u00DF', ntilde: '\u00F1', ccedil: '\u00E7',
-  AMP: '&', LT: '<', GT: '>', QUOT: '"', COPY: '\u00A9', REG: '\u00AE', TRADE: '\u2122',
-};
-// HTML maps numeric references 128-159 through Windows-1252, which is what `&#146;` meant.
-const WINDOWS_1252 = '€\u0081‚ƒ„…†‡ˆ‰Š‹Œ\u008DŽ\u008F\u0090‘’“”•–—˜™š›œ\u009DžŸ';
-const ENTITY = /&(?:#(\d{1,7})|#[xX]([0-9A-Fa-f]{1,6})|([A-Za-z][A-Za-z0-9]{1,31}));/g;
-
 /**
- * Decodes each entity once (`&amp;lt;` becomes the text `&lt;`); names are case-sensitive as in HTML
- * (`&Eacute;` is not `&eacute;`), and unknown or invalid ones stay as written.
+ * Decodes each HTML character reference once (`&amp;lt;` becomes the text `&lt;`) with the full
+ * HTML5 named-entity table (`&rarr;`, `&hearts;`, ...); names are case-sensitive as in HTML
+ * (`&Eacute;` is not `&eacute;`), numeric references 128-159 mean their Windows-1252 characters
+ * (`&#146;` is an apostrophe), and unknown names stay as written. The legacy names that browsers
+ * accept without a semicolon (`&amp`, `&copy`) are decoded too, except before `=` or a letter or
+ * digit, where browsers leave them in attribute values: `?id=5&reg=us` in a pasted URL survives.
  */
 export function decodeEntities(text: string): string {
-  return text.replace(ENTITY, (whole, dec: string | undefined, hex: string | undefined, name: string | undefined) => {
-    if (name !== undefined) return Object.hasOwn(NAMED_ENTITIES, name) ? (NAMED_ENTITIES[name] as string) : whole;
-    const code = dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex ?? '', 16);
-    if (code >= 0x80 && code <= 0x9f) return WINDOWS_1252[code - 0x80] ?? whole;
-    if (code === 0 || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return whole;
-    return String.fromCodePoint(code);
-  });
+  return decodeHTML(text, DecodingMode.Attribute);
 }
 
 // C0/C1 controls other than layout whitespace, zero-width characters, the byte-order mark, word

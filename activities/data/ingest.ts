@@ -95,7 +95,7 @@ export function validateRecords(records: SourceRecord[], data: DataSection): Ing
       quarantine.push({
         sourceRow: source.sourceRow,
         kind: 'unparseable',
-        reason: 'row is not valid JSON',
+        reason: source.reason,
         raw: rawText(source.unparseable),
       });
       continue;

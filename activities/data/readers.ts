@@ -1,17 +1,26 @@
 /**
  * Reads a dataset file into plain records, choosing the reader by extension: CSV, JSONL, Parquet
- * or Arrow IPC. A line that cannot be parsed is returned as such, never silently dropped.
+ * or Arrow IPC. A row that cannot be parsed (a JSONL line that is not a JSON object, a CSV row with
+ * more or fewer fields than the header) is returned as such, to be quarantined, never silently
+ * dropped; a file that cannot be read as its format at all (a CSV quote never closed, bytes that are
+ * not UTF-8, a broken Parquet or Arrow file) is a DatasetError naming the file, the line where there
+ * is one, and the fix: retrying cannot help.
  */
+import { isUtf8 } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
-import { parse as parseCsv } from 'csv-parse/sync';
+import { basename } from 'node:path';
+import { CsvError, parse as parseCsv } from 'csv-parse/sync';
 import { tableFromIPC } from 'apache-arrow';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { extensionOf } from '../artifacts';
+import { DatasetError } from './ingest';
 
 export type DataFormat = 'csv' | 'jsonl' | 'parquet' | 'arrow';
 
 /** One source record, or the text of a line that could not be parsed. */
-export type SourceRecord = { sourceRow: number; record: Record<string, unknown> } | { sourceRow: number; unparseable: string };
+/** A record of the file, or a row that cannot be one: quarantined with its reason and raw text, never dropped. */
+export type SourceRecord =
+  { sourceRow: number; record: Record<string, unknown> } | { sourceRow: number; unparseable: string; reason: string };
 
 const formatByExtension: Record<string, DataFormat> = {
   '.csv': 'csv',
@@ -36,36 +45,129 @@ export function detectFormat(path: string, declared: DataFormat | 'auto'): DataF
   return format;
 }
 
-export async function readRecords(path: string, format: DataFormat, maxRows?: number): Promise<SourceRecord[]> {
-  const records = await readByFormat(path, format);
+/**
+ * The file's records, at most `maxRows`. `shownPath` is the file as the user knows it, for messages,
+ * when `path` is a copy of it (a snapshot named by its hash).
+ */
+export async function readRecords(path: string, format: DataFormat, maxRows?: number, shownPath = path): Promise<SourceRecord[]> {
+  const name = basename(shownPath);
+  const records = await readByFormat(path, name, format);
+  if (records.length === 0) {
+    throw new DatasetError(
+      `${name} has no rows: the file is empty${format === 'csv' ? ' or holds only its header' : ''}. ` +
+        'Check that data.path in temporal.yaml names the data file, or export the data again.',
+    );
+  }
   return maxRows === undefined ? records : records.slice(0, maxRows);
 }
 
-async function readByFormat(path: string, format: DataFormat): Promise<SourceRecord[]> {
+async function readByFormat(path: string, name: string, format: DataFormat): Promise<SourceRecord[]> {
   switch (format) {
     case 'jsonl':
       return readJsonl(await readFile(path, 'utf8'));
-    case 'csv': {
-      const rows = parseCsv(await readFile(path), {
-        columns: true,
-        bom: true,
-        skip_empty_lines: true,
-        relax_column_count: true,
-        relax_quotes: true,
-      }) as Record<string, unknown>[];
-      return rows.map((record, i) => ({ sourceRow: i + 1, record }));
-    }
-    case 'parquet': {
-      const file = await asyncBufferFromFile(path);
-      const rows = (await parquetReadObjects({ file })) as Record<string, unknown>[];
-      return rows.map((record, i) => ({ sourceRow: i + 1, record: plainValues(record) }));
-    }
+    case 'csv':
+      return readCsv(name, await readFile(path));
+    case 'parquet':
+      return asUnreadable(name, 'Parquet', async () => {
+        const file = await asyncBufferFromFile(path);
+        const rows = (await parquetReadObjects({ file })) as Record<string, unknown>[];
+        return rows.map((record, i) => ({ sourceRow: i + 1, record: plainValues(record) }));
+      });
     case 'arrow': {
-      const table = tableFromIPC(await readFile(path));
-      const out: SourceRecord[] = [];
-      for (let i = 0; i < table.numRows; i++) out.push({ sourceRow: i + 1, record: plainValues(table.get(i)!.toJSON()) });
-      return out;
+      const bytes = await readFile(path);
+      return asUnreadable(name, 'Arrow IPC', async () => {
+        const table = tableFromIPC(bytes);
+        const out: SourceRecord[] = [];
+        for (let i = 0; i < table.numRows; i++) out.push({ sourceRow: i + 1, record: plainValues(table.get(i)!.toJSON()) });
+        return out;
+      });
     }
+  }
+}
+
+/**
+ * CSV with a header row. Rows are records keyed by the header; `sourceRow` counts records, not
+ * lines (a quoted field may span lines). Stray quotes inside a field (`5" screen`) are kept as text.
+ * A row with more or fewer fields than the header is returned unparsed, for the quarantine.
+ */
+function readCsv(name: string, bytes: Buffer): SourceRecord[] {
+  checkUtf8(name, bytes);
+  // Where the last complete record (the header included) ended: a record that never ends starts on the next line.
+  let lastRecordEndLine = 0;
+  let header: string[] = [];
+  const endLines: number[] = []; // the line each record ends on, header first
+  try {
+    const [first, ...rows] = parseCsv(bytes, {
+      bom: true,
+      skip_empty_lines: true,
+      relax_quotes: true,
+      relax_column_count: true,
+      on_record: (fields: string[], context) => {
+        lastRecordEndLine = context.lines;
+        endLines.push(context.lines);
+        if (header.length === 0) header = fields;
+        return fields;
+      },
+    }) as string[][];
+    if (!first) return [];
+    return rows.map((fields, i): SourceRecord => {
+      if (fields.length === header.length)
+        return { sourceRow: i + 1, record: Object.fromEntries(header.map((column, n) => [column, fields[n]])) };
+      const reason = `line ${endLines[i + 1]}: ${fields.length} fields where the header has ${header.length} (an unquoted comma in a field?)`;
+      return { sourceRow: i + 1, unparseable: fields.join(','), reason };
+    });
+  } catch (err) {
+    if (!(err instanceof CsvError)) throw err;
+    throw new DatasetError(csvProblem(name, err, lastRecordEndLine));
+  }
+}
+
+function csvProblem(file: string, err: CsvError, lastRecordEndLine: number): string {
+  const lines = typeof err.lines === 'number' ? err.lines : '?';
+  switch (err.code) {
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return (
+        `${file} line ${lastRecordEndLine + 1}: unclosed quote (a field starts with " but never ends). ` +
+        'Fix the quoting in the file, or export it again as CSV with quotes escaped by doubling them.'
+      );
+    default:
+      return `${file} line ${lines}: not valid CSV (${err.message}). Fix that line, or export the file again as CSV with a header row.`;
+  }
+}
+
+/** Decoding would turn bytes that are not UTF-8 into U+FFFD silently; say where they are instead. */
+function checkUtf8(file: string, bytes: Buffer): void {
+  if (isUtf8(bytes)) return;
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw new DatasetError(
+      `${file} is UTF-16 text, not UTF-8. Export it again as "CSV UTF-8", or convert it with iconv -f UTF-16 -t UTF-8.`,
+    );
+  }
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i === bytes.length || bytes[i] === 0x0a) {
+      if (!isUtf8(bytes.subarray(start, i))) break;
+      line++;
+      start = i + 1;
+    }
+  }
+  throw new DatasetError(
+    `${file} line ${line}: not valid UTF-8 text (the file is in another encoding, such as Windows-1252 or Latin-1). ` +
+      'Export it again as "CSV UTF-8", or convert it with iconv -f WINDOWS-1252 -t UTF-8.',
+  );
+}
+
+/** A Parquet or Arrow reader failing on the file's contents; errors from the file system stay crashes. */
+async function asUnreadable(name: string, what: string, read: () => Promise<SourceRecord[]>): Promise<SourceRecord[]> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err && typeof err === 'object' && 'syscall' in err) throw err;
+    throw new DatasetError(
+      `${name}: not a readable ${what} file (${(err as Error).message}). ` +
+        `Check that data.path names the right file, or write it again as ${what} (or as CSV or JSONL).`,
+    );
   }
 }
 
@@ -79,9 +181,9 @@ function readJsonl(text: string): SourceRecord[] {
       const value: unknown = JSON.parse(line);
       if (value && typeof value === 'object' && !Array.isArray(value))
         out.push({ sourceRow: i + 1, record: value as Record<string, unknown> });
-      else out.push({ sourceRow: i + 1, unparseable: `line is JSON but not an object: ${line}` });
+      else out.push({ sourceRow: i + 1, unparseable: line, reason: 'line is JSON but not an object' });
     } catch {
-      out.push({ sourceRow: i + 1, unparseable: line });
+      out.push({ sourceRow: i + 1, unparseable: line, reason: 'row is not valid JSON' });
     }
   }
   return out;

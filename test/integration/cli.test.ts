@@ -1,8 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { cliPath, projectRoot, tempDir, writePipeline } from './harness';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { readServerRecord } from '../../cli/server';
+import { openSession } from '../../cli/session';
+import { activityAttempts, cliPath, killAndWait, projectRoot, tempDir, writePipeline } from './harness';
 
 /** Its own state folder and no configured cluster: the embedded server path. */
 const inHome = (home: string) => ({ cwd: projectRoot, env: { ...process.env, TEMPORAL_ADDRESS: '', TUNELINE_HOME: home } });
@@ -49,22 +52,24 @@ describe('tuneline on the embedded dev server', () => {
     const lines = stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const out = JSON.parse(lines[0]!);
-    expect(out).toMatchObject({ status: 'completed', result: { status: 'data-ready', pipeline: 'cli-run' } });
+    expect(out).toMatchObject({ status: 'completed', result: { outcome: 'data-ready', pipeline: 'cli-run' } });
     expect(out.workflowId).toMatch(/^cli-run-/);
     expect(existsSync(join(out.result.runFolder, 'train.arrow'))).toBe(true);
     expect(stderr).toMatch(/Web UI http:\/\/127\.0\.0\.1:\d+/);
     // The server it started is gone: no process holds its database any more.
     expect(spawnSync('pgrep', ['-f', join(home, 'temporal.db')]).status).toBe(1);
-    expect(tuneline(home, 'server', 'status').code).toBe(1);
+    expect(existsSync(join(home, 'server.json'))).toBe(false); // its record went with it
+    expect(tuneline(home, 'temporal', 'status').code).toBe(1);
   });
 
-  it('server start, status and stop manage a long-lived server that status RUN_ID can read runs from', () => {
+  it('temporal start, status and stop manage a long-lived server that status RUN_ID can read runs from', () => {
     const home = tempDir();
     const config = writePipeline(tempDir(), { name: 'cli-server', data: { sample: { rows: 300, seed: 4 } } });
-    expect(tuneline(home, 'server', 'start').stdout).toMatch(/^Temporal 127\.0\.0\.1:\d+, Web UI/);
+    expect(tuneline(home, 'temporal', 'start').stdout).toMatch(/^Temporal 127\.0\.0\.1:\d+, Web UI/);
     try {
-      const status = tuneline(home, 'server', 'status');
+      const status = tuneline(home, 'temporal', 'status');
       expect(status.code).toBe(0);
+      expect(status.stdout).toContain('long-lived');
       const pid = Number(/pid (\d+)/.exec(status.stdout)![1]);
       expect(pidAlive(pid)).toBe(true);
       const run = JSON.parse(tuneline(home, 'run', '--config', config, '--until', 'data', '--json').stdout);
@@ -76,9 +81,9 @@ describe('tuneline on the embedded dev server', () => {
       expect(text).toContain(`${run.workflowId}: COMPLETED, stage done`);
       expect(text).toContain('Data stage done for "cli-server".');
     } finally {
-      expect(tuneline(home, 'server', 'stop').stdout).toContain('Stopped.');
+      expect(tuneline(home, 'temporal', 'stop').stdout).toMatch(/^Stopped \(pid \d+\)\./);
     }
-    expect(tuneline(home, 'server', 'status').code).toBe(1);
+    expect(tuneline(home, 'temporal', 'status').code).toBe(1);
   });
 
   it('Ctrl-C ends the run (terminated, exit 130) and the same command goes on from the cache', async () => {
@@ -116,5 +121,175 @@ describe('tuneline on the embedded dev server', () => {
     const { code, stderr } = tuneline(home, 'run', '--config', config);
     expect(code).toBe(1);
     expect(stderr).toMatch(/Run failed: data file not found: .*missing\.jsonl\. Check data\.path/);
+  });
+});
+
+/** Lines of a run's output other than the step lines (`  + source ...`, `  x ingest ...`). */
+const messageLines = (out: string) =>
+  out
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .filter((line) => !/^ {2}[ >+=x] \S/.test(line));
+
+describe('a user error ends tuneline run with its one message, attempted once', () => {
+  const home = tempDir();
+  let connection: Connection;
+  let client: Client;
+  beforeAll(async () => {
+    // One shared server for both runs, so their histories can be read after the runs end.
+    expect(tuneline(home, 'temporal', 'start').code).toBe(0);
+    connection = await Connection.connect({ address: readServerRecord(home)!.address });
+    client = new Client({ connection, namespace: 'default' });
+  });
+  afterAll(async () => {
+    await connection?.close();
+    tuneline(home, 'temporal', 'stop');
+  });
+
+  /** Runs the pipeline on a data file with these contents; the output and the attempts of each activity. */
+  async function runOn(name: string, file: string, contents: string) {
+    const dir = tempDir();
+    writeFileSync(join(dir, file), contents);
+    const config = writePipeline(dir, { name, data: { path: file, columns: { question: 'question', answer: 'answer' } } });
+    const { code, stdout, stderr } = tuneline(home, 'run', '--config', config);
+    const runId = /^Run (\S+)/m.exec(stdout)?.[1];
+    expect(runId, stdout + stderr).toBeDefined();
+    const logFile = /^Worker logs: (\S+)$/m.exec(stdout)?.[1];
+    return { code, stdout, stderr, logFile, attempts: await activityAttempts(client.workflow.getHandle(runId!)) };
+  }
+
+  function expectOneClearMessage(out: { code: number | null; stdout: string; stderr: string; logFile?: string }, message: string) {
+    expect(out.code, out.stderr).toBe(1);
+    expect(out.stderr).toContain(`Run failed: ${message}`);
+    const lines = messageLines(out.stdout + out.stderr);
+    expect(lines.length, lines.join('\n')).toBeLessThan(8); // Temporal, Worker logs, Run, Run failed
+    expect(out.stdout + out.stderr).not.toMatch(/^\s+at |WARN|Activity task failed/m);
+    // The worker's own account, stack and all, is in its log file under the state folder.
+    expect(out.logFile).toMatch(new RegExp(`^${home}/logs/worker-\\d{8}-\\d{6}-\\d+\\.log$`));
+    expect(readFileSync(out.logFile!, 'utf8')).toContain(message.slice(0, 30));
+  }
+
+  it('a CSV with an unclosed quote: the file, the line and the fix', async () => {
+    const rows = Array.from({ length: 15 }, (_, i) => `How do I reset model ${i}?,Hold the button for ${i} seconds.`);
+    const out = await runOn(
+      'cli-bad-csv',
+      'data.csv',
+      ['question,answer', ...rows, '"How do I pair it?,Open the app.', 'q,a', ''].join('\n'),
+    );
+    expectOneClearMessage(
+      out,
+      'data.csv line 17: unclosed quote (a field starts with " but never ends). ' +
+        'Fix the quoting in the file, or export it again as CSV with quotes escaped by doubling them.',
+    );
+    const ingest = Object.keys(out.attempts).find((type) => /ingest/i.test(type));
+    expect(ingest, JSON.stringify(out.attempts)).toBeDefined();
+    expect(out.attempts).toMatchObject({ [ingest!]: 1 });
+    expect(Math.max(...Object.values(out.attempts))).toBe(1); // nothing was retried
+  });
+
+  it('an empty data file', async () => {
+    const out = await runOn('cli-empty', 'empty.jsonl', '');
+    expectOneClearMessage(out, 'empty.jsonl has no rows: the file is empty.');
+    expect(Object.entries(out.attempts).filter(([type]) => /ingest/i.test(type))).toEqual([[expect.any(String), 1]]);
+    expect(Math.max(...Object.values(out.attempts))).toBe(1);
+  });
+});
+
+describe('an embedded server left by a run that was killed hard', () => {
+  const holder = join(projectRoot, 'test', 'integration', 'session-holder.ts');
+  const home = tempDir();
+  const dbFile = join(home, 'temporal.db');
+  const serversOnDb = () =>
+    spawnSync('pgrep', ['-f', `server start-dev .*${dbFile}`], { encoding: 'utf8' })
+      .stdout.trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  let leftPid: number | undefined;
+  afterAll(() => {
+    if (leftPid) spawnSync('kill', ['-9', String(leftPid)]);
+  });
+
+  /** Starts a session holder on `home`; resolves once it says `ready ADDRESS`, or with its exit. */
+  function holdSession() {
+    const child = spawn(process.execPath, ['--import', 'tsx', holder], { ...inHome(home), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    const ready = new Promise<{ address?: string; code?: number | null; stderr: string }>((resolve) => {
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk;
+        const address = /^ready (\S+)$/m.exec(stdout)?.[1];
+        if (address) resolve({ address, stderr });
+      });
+      child.on('exit', (code) => resolve({ code, stderr }));
+    });
+    return { child, ready };
+  }
+
+  it('is adopted by the next session (same server, never a second one) and stopped by it', async () => {
+    const first = holdSession();
+    const { address } = await first.ready;
+    expect(address, (await first.ready).stderr).toBeDefined();
+    const record = readServerRecord(home)!;
+    leftPid = record.pid;
+    expect(record).toMatchObject({ address, dbFile, longLived: false, ownerPid: first.child.pid });
+    await killAndWait(first.child, 'SIGKILL');
+    expect(serversOnDb()).toEqual([record.pid]); // the server outlived its owner
+    expect(tuneline(home, 'temporal', 'status').stdout).toMatch(
+      /embedded, left by a tuneline process \(pid \d+\) that ended without stopping it/,
+    );
+
+    const lines: string[] = [];
+    const previousHome = process.env.TUNELINE_HOME;
+    const previousAddress = process.env.TEMPORAL_ADDRESS;
+    process.env.TUNELINE_HOME = home;
+    process.env.TEMPORAL_ADDRESS = '';
+    const session = await openSession({ log: (line) => lines.push(line) }).finally(() => {
+      process.env.TUNELINE_HOME = previousHome;
+      process.env.TEMPORAL_ADDRESS = previousAddress;
+    });
+    try {
+      expect(lines[0]).toBe(
+        `Found a Temporal dev server left by an earlier run (pid ${record.pid}) on ${dbFile}; using it; this process now stops it at the end.`,
+      );
+      expect(session.target.address).toBe(address);
+      expect(readServerRecord(home)).toMatchObject({ pid: record.pid, ownerPid: process.pid });
+      expect(serversOnDb()).toEqual([record.pid]);
+      await session.client.workflowService.getSystemInfo({}); // it answers
+      expect(tuneline(home, 'temporal', 'status').stdout).toContain(
+        `(pid ${record.pid}, embedded, owned by the tuneline process with pid ${process.pid}`,
+      );
+
+      // A second run on the same folder while this one holds the server: refused, no second server.
+      const second = holdSession();
+      const refused = await second.ready;
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(`another run (pid ${process.pid}) is using the embedded Temporal dev server on ${dbFile}`);
+      expect(refused.stderr).toContain('`tuneline temporal start`');
+      expect(serversOnDb()).toEqual([record.pid]);
+    } finally {
+      await session.close();
+    }
+    expect(serversOnDb()).toEqual([]);
+    expect(existsSync(join(home, 'server.json'))).toBe(false);
+    leftPid = undefined;
+  });
+
+  it('a record whose server is gone is removed and a fresh server started', async () => {
+    writeFileSync(
+      join(home, 'server.json'),
+      JSON.stringify({ pid: 999_999, address: '127.0.0.1:1', uiUrl: '', dbFile, longLived: false, ownerPid: 999_998 }),
+    );
+    const fresh = holdSession();
+    const { address, stderr } = await fresh.ready;
+    expect(address, stderr).toBeDefined();
+    expect(address).not.toBe('127.0.0.1:1');
+    expect(readServerRecord(home)).toMatchObject({ address, ownerPid: fresh.child.pid });
+    leftPid = readServerRecord(home)!.pid;
+    await killAndWait(fresh.child, 'SIGTERM'); // no handler: as hard as SIGKILL for the server's sake
+    expect(tuneline(home, 'temporal', 'stop').stdout).toMatch(/^Stopped \(pid \d+\)\./);
+    expect(serversOnDb()).toEqual([]);
+    leftPid = undefined;
   });
 });

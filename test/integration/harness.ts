@@ -82,11 +82,15 @@ export async function waitFor<T>(probe: () => Promise<T>, predicate: (v: T) => b
   }
 }
 
-/** Attempts of each activity type in a run's history, to prove what was or was not retried. */
+/**
+ * Attempts of each activity type in a run's history and its child workflows' histories (the stages
+ * run as children), to prove what was or was not retried.
+ */
 export async function activityAttempts(handle: WorkflowHandle): Promise<Record<string, number>> {
   const history = await handle.fetchHistory();
   const typeById = new Map<string, string>();
   const attempts: Record<string, number> = {};
+  const children: Array<{ workflowId: string; runId: string }> = [];
   for (const e of history.events ?? []) {
     const scheduled = e.activityTaskScheduledEventAttributes;
     if (scheduled) typeById.set(String(e.eventId), scheduled.activityType?.name ?? '?');
@@ -95,6 +99,12 @@ export async function activityAttempts(handle: WorkflowHandle): Promise<Record<s
       const type = typeById.get(String(started.scheduledEventId)) ?? '?';
       attempts[type] = Math.max(attempts[type] ?? 0, started.attempt ?? 1);
     }
+    const child = e.childWorkflowExecutionStartedEventAttributes?.workflowExecution;
+    if (child?.workflowId && child.runId) children.push({ workflowId: child.workflowId, runId: child.runId });
+  }
+  for (const child of children) {
+    const inChild = await activityAttempts(handle.client.getHandle(child.workflowId, child.runId));
+    for (const [type, n] of Object.entries(inChild)) attempts[type] = Math.max(attempts[type] ?? 0, n);
   }
   return attempts;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliPath, projectRoot, tempDir } from '../integration/harness';
@@ -13,19 +13,74 @@ function tuneline(...args: string[]) {
   return { code: out.status, stdout: out.stdout, stderr: out.stderr };
 }
 
+/** The names listed under a help text's "Commands:" heading. */
+function listedCommands(help: string): string[] {
+  const section = help.split(/^Commands:$/m)[1] ?? '';
+  return [...section.matchAll(/^ {2}([a-z][a-z-]*)\b/gm)].map((m) => m[1]!);
+}
+
 describe('tuneline CLI', () => {
-  const commands = ['', 'validate', 'run', 'status', 'worker', 'server', 'server start', 'server stop', 'server status', 'sample-data'];
-  it.each(commands)('`tuneline %s --help` documents the command', (command) => {
-    const { code, stdout } = tuneline(...command.split(' ').filter(Boolean), '--help');
+  it('the top-level help lists every command, one file per command in cli/commands/', () => {
+    const { code, stdout } = tuneline('--help');
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^Usage: tuneline/);
-    expect(stdout.length).toBeGreaterThan(80);
+    const files = readdirSync(join(projectRoot, 'cli', 'commands')).map((f) => f.replace(/\.ts$/, ''));
+    expect(listedCommands(stdout).sort()).toEqual([...files, 'help'].sort());
+    expect(files).toEqual(expect.arrayContaining(['validate', 'run', 'status', 'worker', 'temporal', 'sample-data']));
+    expect(files).not.toContain('server'); // `serve` is kept for the chat server; the dev server is `temporal`
+  });
+
+  it.each([
+    ['validate', ['--config', '--json']],
+    ['run', ['--config', '--no-cache', '--json', '--no-workers', '--until']],
+    ['status', ['run-id', '--json']],
+    ['worker', ['--queue', '--log-file']],
+    ['temporal start', ['--port']],
+    ['temporal stop', []],
+    ['temporal status', []],
+    ['sample-data', ['--output', '--rows', '--seed', '--products']],
+  ])('`tuneline %s --help` says what it does and names its options', (command, options) => {
+    const { code, stdout } = tuneline(...command.split(' '), '--help');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(new RegExp(`^Usage: tuneline ${command} `));
+    const described = stdout.split('\n')[2]!; // the line after the usage line and a blank one
+    expect(described.length).toBeGreaterThan(20);
+    for (const option of options) expect(stdout).toMatch(new RegExp(`^ +(-\\w, )?${option}\\b.* [a-z]`, 'm'));
+  });
+
+  it('`tuneline temporal --help` lists start, stop and status', () => {
+    const { code, stdout } = tuneline('temporal', '--help');
+    expect(code).toBe(0);
+    expect(listedCommands(stdout)).toEqual(['start', 'stop', 'status', 'help']);
+  });
+
+  it('the old `tuneline server` command is gone, without an alias', () => {
+    const { code, stderr } = tuneline('server', 'status');
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/unknown command 'server'/);
   });
 
   it('validate accepts the shipped pipeline', () => {
     const { code, stdout } = tuneline('validate');
     expect(code).toBe(0);
     expect(stdout).toMatch(/is valid \(pipeline "electronics-support"\)/);
+  });
+
+  it('validate notes each planned key the file sets, after "is valid", and in --json', () => {
+    const path = join(tempDir(), 'temporal.yaml');
+    writeFileSync(path, 'name: planned\ndata:\n  sample: {rows: 50}\nreview:\n  timeout: 24h\nsweep:\n  rank: [4]\n');
+    const { code, stdout } = tuneline('validate', '--config', path);
+    expect(code).toBe(0);
+    expect(stdout.trim().split('\n')).toEqual([
+      `${path} is valid (pipeline "planned").`,
+      'note: review.timeout is planned; nothing reads it yet, so it has no effect',
+      'note: sweep is planned; nothing reads it yet, so it has no effect',
+    ]);
+    const json = JSON.parse(tuneline('validate', '--config', path, '--json').stdout);
+    expect(json).toMatchObject({ valid: true, problems: [] });
+    expect(json.notes).toEqual([
+      'review.timeout is planned; nothing reads it yet, so it has no effect',
+      'sweep is planned; nothing reads it yet, so it has no effect',
+    ]);
   });
 
   it('validate lists every problem and exits 2', () => {

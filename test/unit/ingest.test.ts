@@ -1,3 +1,5 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DataSection } from '../../schemas/config';
@@ -33,6 +35,114 @@ describe('readers', () => {
   });
 });
 
+describe('malformed files are data errors naming the file, the line and the fix', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tuneline-readers-'));
+  const file = (name: string, contents: string | Buffer) => {
+    const path = join(dir, name);
+    writeFileSync(path, contents);
+    return path;
+  };
+  const failure = async (path: string) => {
+    const error = await readRecords(path, detectFormat(path, 'auto')).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(DatasetError);
+    return (error as Error).message;
+  };
+  const lines = (n: number) => Array.from({ length: n }, (_, i) => `q${i},a${i}`).join('\n');
+
+  it('a CSV quote that never closes names the line where its field starts', async () => {
+    const path = file('data.csv', `q,a\n${lines(15)}\n"How do I reset it?,Hold the button\nq17,a17\n`);
+    expect(await failure(path)).toBe(
+      'data.csv line 17: unclosed quote (a field starts with " but never ends). ' +
+        'Fix the quoting in the file, or export it again as CSV with quotes escaped by doubling them.',
+    );
+  });
+
+  it('a CSV quote left open in the last field of a row', async () => {
+    const path = file('open-answer.csv', 'q,a\nq1,a1\nq2,"a2 with a line break\nq3,a3\n');
+    expect(await failure(path)).toMatch(/^open-answer\.csv line 3: unclosed quote/);
+  });
+
+  it('quarantines CSV rows with more or fewer fields than the header, naming the line, and keeps the rest', async () => {
+    const path = file('ragged.csv', 'question,answer\nq1,a1\nHow do I reset?,Hold the button, then release it\nq3\nq4,a4\n');
+    const records = await readRecords(path, 'csv');
+    expect(records).toEqual([
+      { sourceRow: 1, record: { question: 'q1', answer: 'a1' } },
+      {
+        sourceRow: 2,
+        unparseable: 'How do I reset?,Hold the button, then release it',
+        reason: 'line 3: 3 fields where the header has 2 (an unquoted comma in a field?)',
+      },
+      { sourceRow: 3, unparseable: 'q3', reason: 'line 4: 1 fields where the header has 2 (an unquoted comma in a field?)' },
+      { sourceRow: 4, record: { question: 'q4', answer: 'a4' } },
+    ]);
+    const result = validateRecords(records, DataSection.parse({ path: 'ragged.csv' }));
+    expect(result.rows.map((r) => r.question)).toEqual(['q1', 'q4']);
+    expect(result.quarantine.map((q) => [q.sourceRow, q.kind, q.reason])).toEqual([
+      [2, 'unparseable', 'line 3: 3 fields where the header has 2 (an unquoted comma in a field?)'],
+      [3, 'unparseable', 'line 4: 1 fields where the header has 2 (an unquoted comma in a field?)'],
+    ]);
+  });
+
+  it('a CSV in Windows-1252 names the first line that is not UTF-8', async () => {
+    const path = file('latin.csv', Buffer.concat([Buffer.from('q,a\nq1,a1\nq2,caf'), Buffer.from([0xe9]), Buffer.from('\n')]));
+    expect(await failure(path)).toMatch(/^latin\.csv line 3: not valid UTF-8 text .*iconv -f WINDOWS-1252 -t UTF-8\.$/);
+  });
+
+  it('a CSV in UTF-16 says so', async () => {
+    const path = file('utf16.csv', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('q,a\nq1,a1\n', 'utf16le')]));
+    expect(await failure(path)).toMatch(/^utf16\.csv is UTF-16 text, not UTF-8\./);
+  });
+
+  it('stray quotes inside a CSV field are text, and a UTF-8 BOM is skipped', async () => {
+    const path = file('stray.csv', '\uFEFFq,a\nIs the 55" TV wall-mountable?,Yes\n');
+    expect(await readRecords(path, 'csv')).toEqual([{ sourceRow: 1, record: { q: 'Is the 55" TV wall-mountable?', a: 'Yes' } }]);
+  });
+
+  it('a Parquet file that is not Parquet', async () => {
+    expect(await failure(file('data.parquet', 'q,a\nq1,a1\n'))).toMatch(
+      /^data\.parquet: not a readable Parquet file \(.+\)\. Check that data\.path names the right file, or write it again as Parquet/,
+    );
+  });
+
+  it('a truncated Parquet file', async () => {
+    const whole = readFileSync(join(fixtures, 'qa-small.parquet'));
+    expect(await failure(file('cut.parquet', whole.subarray(0, whole.length - 30)))).toMatch(/^cut\.parquet: not a readable Parquet file/);
+  });
+
+  it('an Arrow file that is not Arrow, or is cut short', async () => {
+    expect(await failure(file('data.arrow', 'this is text, not Arrow IPC\n'))).toMatch(
+      /^data\.arrow: not a readable Arrow IPC file \(.+\)\./,
+    );
+    const whole = readFileSync(join(fixtures, 'qa-small.arrow'));
+    expect(await failure(file('cut.arrow', whole.subarray(0, 200)))).toMatch(/^cut\.arrow: not a readable Arrow IPC file/);
+  });
+
+  it.each([
+    ['empty.csv', '', 'empty.csv has no rows: the file is empty or holds only its header.'],
+    ['header-only.csv', 'q,a\n', 'header-only.csv has no rows: the file is empty or holds only its header.'],
+    ['empty.jsonl', '\n\n', 'empty.jsonl has no rows: the file is empty.'],
+  ])('%s with no rows says so, naming the file', async (name, contents, message) => {
+    expect(await failure(file(name, contents))).toBe(
+      `${message} Check that data.path in temporal.yaml names the data file, or export the data again.`,
+    );
+  });
+
+  it('names the file as the user knows it when reading a copy of it', async () => {
+    const copy = file('3f9a0c.csv', 'q,a\n"never closed\n');
+    const error = await readRecords(copy, 'csv', undefined, '/home/me/data/questions.csv').catch((err: Error) => err);
+    expect((error as Error).message).toMatch(/^questions\.csv line 2: unclosed quote/);
+  });
+
+  it('a missing file stays an error of the file system, not a data error', async () => {
+    const error = await readRecords(join(dir, 'absent.parquet'), 'parquet').catch((err: unknown) => err);
+    expect(error).not.toBeInstanceOf(DatasetError);
+    expect(error).toMatchObject({ code: 'ENOENT' });
+  });
+});
+
 describe('row validation', () => {
   const bad = records(
     { q: 'ok?', a: 'fine', qid: 1 },
@@ -49,7 +159,7 @@ describe('row validation', () => {
   );
 
   it('quarantines every bad row kind with a reason naming the field, and loses none', () => {
-    const unparseable: SourceRecord = { sourceRow: 12, unparseable: '{"q": "broken' };
+    const unparseable: SourceRecord = { sourceRow: 12, unparseable: '{"q": "broken', reason: 'row is not valid JSON' };
     const result = validateRecords([...bad, unparseable], data());
     const reasons = Object.fromEntries(result.quarantine.map((q) => [q.sourceRow, q.reason]));
     expect(result.rows.map((r) => r.sourceRow)).toEqual([1]);
