@@ -11,6 +11,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { z } from 'zod';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
 
 export function sha256Hex(data: string | Uint8Array): string {
@@ -63,13 +64,28 @@ export function artifactPath(ref: Pick<ArtifactRef, 'uri'>): string {
   return fileURLToPath(ref.uri);
 }
 
-/** The records of a JSON-lines artifact (blank lines skipped). */
-export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>): Promise<T[]> {
-  const text = await readFile(artifactPath(ref), 'utf8');
-  return text
-    .split('\n')
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line) as T);
+/** The records of a JSON-lines artifact (blank lines skipped), each checked against its schema. */
+export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>, schema: z.ZodType<T>): Promise<T[]> {
+  const path = artifactPath(ref);
+  const lines = (await readFile(path, 'utf8')).split('\n');
+  return lines.flatMap((line, n) => {
+    if (!line.trim()) return [];
+    const parsed = schema.safeParse(JSON.parse(line));
+    if (!parsed.success) throw new Error(`${path} line ${n + 1}: ${z.prettifyError(parsed.error)}`);
+    return [parsed.data];
+  });
+}
+
+/** A JSON artifact checked against its schema. */
+export async function readJsonArtifact<T>(ref: Pick<ArtifactRef, 'uri'>, schema: z.ZodType<T>): Promise<T> {
+  return parseJsonFile(artifactPath(ref), schema);
+}
+
+/** A JSON file checked against its schema; the error names the file and every problem. */
+export async function parseJsonFile<T>(path: string, schema: z.ZodType<T>): Promise<T> {
+  const parsed = schema.safeParse(JSON.parse(await readFile(path, 'utf8')));
+  if (!parsed.success) throw new Error(`${path}: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
 }
 
 export class ArtifactStore {
@@ -133,21 +149,21 @@ export class ArtifactStore {
   }
 
   /** The cached result for a step key, or undefined when absent or when any output no longer hashes right. */
-  async cachedStep<S>(key: string): Promise<StepResult<S> | undefined> {
+  async cachedStep<S, O extends string>(key: string): Promise<StepResult<S, O> | undefined> {
     let text: string;
     try {
       text = await readFile(this.stepPath(key), 'utf8');
     } catch {
       return undefined;
     }
-    const result = JSON.parse(text) as StepResult<S>;
-    for (const ref of Object.values(result.outputs)) {
+    const result = JSON.parse(text) as StepResult<S, O>;
+    for (const ref of Object.values<ArtifactRef>(result.outputs)) {
       if (!(await this.verify(ref))) return undefined;
     }
     return result;
   }
 
-  async recordStep<S>(result: StepResult<S>): Promise<void> {
+  async recordStep<S, O extends string>(result: StepResult<S, O>): Promise<void> {
     const tmp = await this.tempPath();
     await writeFile(tmp, JSON.stringify(result, null, 2));
     await mkdir(join(this.root, 'steps'), { recursive: true });

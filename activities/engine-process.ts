@@ -9,7 +9,9 @@ import { once } from 'node:events';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { EngineEvent, EngineExit } from '../schemas/engine';
+import { z } from 'zod';
+import { EngineEvent, type EngineEventOf } from '../schemas/engine';
+import { EngineExit, ErrorTypes, errorTypeForExit, isNonRetryable } from '../schemas/errors';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 
@@ -60,15 +62,19 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
   let engineError: Extract<EngineEvent, { event: 'error' }> | undefined;
   const beat = () => ctx?.heartbeat(options.heartbeatDetails());
 
+  // The first event that breaks the contract: the engine and this code disagree, which no retry fixes by itself.
+  let contractBreach: string | undefined;
   createInterface({ input: child.stdout! }).on('line', (line) => {
-    let parsed: ReturnType<typeof EngineEvent.safeParse> | undefined;
+    let value: unknown;
     try {
-      parsed = EngineEvent.safeParse(JSON.parse(line));
+      value = JSON.parse(line);
     } catch {
-      parsed = undefined;
+      stderrTail.push(line); // a stray print, not an event
+      return;
     }
-    if (!parsed?.success) {
-      stderrTail.push(line);
+    const parsed = EngineEvent.safeParse(value);
+    if (!parsed.success) {
+      contractBreach ??= `the engine printed an event that breaks its contract (schemas/engine.ts): ${line.slice(0, 300)}\n${z.prettifyError(parsed.error)}`;
       return;
     }
     if (parsed.data.event === 'error') engineError = parsed.data;
@@ -93,12 +99,12 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
   try {
     const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
     if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+    if (contractBreach) throw ApplicationFailure.retryable(contractBreach, ErrorTypes.engineCrash);
     if (code === EngineExit.ok) return;
     const message = engineError?.message ?? `engine exited with ${code ?? signal}: ${stderrTail.slice(-10).join('\n')}`;
-    if (code === EngineExit.config) throw ApplicationFailure.nonRetryable(message, 'ConfigError');
-    if (code === EngineExit.data) throw ApplicationFailure.nonRetryable(message, 'DataError');
-    if (code === EngineExit.parity) throw ApplicationFailure.nonRetryable(message, 'ParityError');
-    throw ApplicationFailure.retryable(`${message}\n${stderrTail.join('\n')}`.slice(0, 4000), 'EngineCrash');
+    const type = (code !== null && errorTypeForExit[code]) || ErrorTypes.engineCrash;
+    if (isNonRetryable(type)) throw ApplicationFailure.nonRetryable(message, type);
+    throw ApplicationFailure.retryable(`${message}\n${stderrTail.join('\n')}`.slice(0, 4000), type);
   } finally {
     clearInterval(keepAlive);
     if (killTimer) clearTimeout(killTimer);
@@ -107,16 +113,25 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
   }
 }
 
-/** Runs an engine subcommand to its `done` event, heartbeating `{ phase }`; returns that event's metrics. */
-export async function engineMetrics(args: string[], phase: string): Promise<Record<string, number | null>> {
-  let done: Extract<EngineEvent, { event: 'done' }> | undefined;
+/** Runs an engine subcommand to its `done` event, heartbeating `{ phase }`; returns that event's metrics, checked against `schema`. */
+export async function engineMetrics<T>(args: string[], phase: string, schema: z.ZodType<T>): Promise<T> {
+  const done = await engineEvent(args, phase, 'done');
+  const parsed = schema.safeParse(done.metrics);
+  if (!parsed.success) throw new Error(`engine ${args[0]}: its done metrics break the contract: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Runs an engine subcommand to completion and returns the last event of one kind (an error when it printed none). */
+export async function engineEvent<K extends EngineEvent['event']>(args: string[], phase: string, kind: K): Promise<EngineEventOf<K>> {
+  let found: EngineEventOf<K> | undefined;
+  const isWanted = (event: EngineEvent): event is EngineEventOf<K> => event.event === kind;
   await runEngine({
     args,
     heartbeatDetails: () => ({ phase }),
     onEvent: (event) => {
-      if (event.event === 'done') done = event;
+      if (isWanted(event)) found = event;
     },
   });
-  if (!done) throw new Error(`engine ${args[0]} exited cleanly without a done event`);
-  return done.metrics;
+  if (!found) throw new Error(`engine ${args[0]} exited cleanly without a ${kind} event`);
+  return found;
 }

@@ -6,34 +6,30 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PipelineConfig } from '../schemas/config';
-import type { ArtifactRef, StepResult } from '../schemas/manifests';
+import { ExportMetrics } from '../schemas/engine';
+import type { ArtifactRef, StepContext, StepResult } from '../schemas/manifests';
+import type { ExportStats } from '../schemas/steps';
 import { artifactPath, type ArtifactStore } from './artifacts';
-import { baseModelFor, storeFor } from './data-stage';
+import { describeBaseModel } from './base-model';
+import { codeVersion } from './code-version';
+import { baseModelFor, storeFor } from './context';
 import { engineMetrics } from './engine-process';
-import { engineVersion, runCachedStep } from './steps';
+import { runCachedStep } from './steps';
 
-export interface ExportStats {
-  metrics: Record<string, number | null>;
-}
-
-interface ExportInput {
-  config: PipelineConfig;
-  configDir: string;
-  noCache?: boolean;
-}
+const summarize = ({ metrics: m }: ExportStats) =>
+  `parity: ${m.parityTokens} greedy tokens over ${m.parityPrompts} prompts identical, ${(m.onnxBytes / 1e6).toFixed(0)} MB`;
 
 function runExport(
   store: ArtifactStore,
   options: { step: string; config: object; inputs: ArtifactRef[]; noCache?: boolean },
   args: string[],
-): Promise<StepResult<ExportStats>> {
-  return runCachedStep(store, { ...options, config: { ...options.config, engine: engineVersion() } }, async (key) => {
+): Promise<StepResult<ExportStats, 'onnx'>> {
+  return runCachedStep(store, { ...options, code: codeVersion(import.meta.url, 'export'), summarize }, async (key) => {
     const workDir = store.workDir(key);
     // An export is minutes at most: a retried attempt starts over rather than resuming.
     await rm(workDir, { recursive: true, force: true });
     const output = join(workDir, 'onnx');
-    const metrics = await engineMetrics(['export', ...args, '--output', output], options.step);
+    const metrics = await engineMetrics(['export', ...args, '--output', output], options.step, ExportMetrics);
     const onnx = await store.putDir(output);
     await rm(workDir, { recursive: true, force: true });
     return { outputs: { onnx }, stats: { metrics } };
@@ -41,7 +37,7 @@ function runExport(
 }
 
 /** The trained model, exported and parity-checked. */
-export async function exportModel(input: ExportInput & { model: ArtifactRef }): Promise<StepResult<ExportStats>> {
+export async function exportModel(input: StepContext & { model: ArtifactRef }): Promise<StepResult<ExportStats, 'onnx'>> {
   return runExport(storeFor(input), { step: 'export', config: {}, inputs: [input.model], noCache: input.noCache }, [
     '--model',
     artifactPath(input.model),
@@ -50,14 +46,15 @@ export async function exportModel(input: ExportInput & { model: ArtifactRef }): 
 
 /**
  * The untuned base model, exported the same way and prompted with the same system prompt: the
- * base-model baseline. Keyed on the base model and prompt alone, so runs of one base share it.
+ * base-model baseline. Keyed on the base model's bytes and the prompt alone, so runs of one base share it.
  */
-export async function exportBaseModel(input: ExportInput): Promise<StepResult<ExportStats>> {
+export async function exportBaseModel(input: StepContext): Promise<StepResult<ExportStats, 'onnx'>> {
   const { systemPrompt } = input.config.model;
   const base = baseModelFor(input);
+  const { sha256, revision } = await describeBaseModel(input);
   return runExport(
     storeFor(input),
-    { step: 'export-base', config: { base, systemPrompt: systemPrompt ?? null }, inputs: [], noCache: input.noCache },
+    { step: 'export-base', config: { base, sha256, revision, systemPrompt: systemPrompt ?? null }, inputs: [], noCache: input.noCache },
     ['--model', base, ...(systemPrompt !== undefined ? ['--system-prompt', systemPrompt] : [])],
   );
 }

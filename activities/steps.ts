@@ -1,56 +1,39 @@
 /**
  * Runs one pipeline step through the step cache: the step's key hashes its name, config, input
- * hashes and the code version; a step whose key already has intact outputs is not run again.
+ * hashes and the version of the code it runs (`code-version.ts`); a step whose key already has
+ * intact outputs is not run again. Every step says its own one-line summary.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { heartbeat } from '@temporalio/activity';
-import { canonicalJson, sha256Hex, type ArtifactStore } from './artifacts';
+import { Context, heartbeat } from '@temporalio/activity';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
+import { canonicalJson, sha256Hex, type ArtifactStore } from './artifacts';
 
-const projectRoot = join(import.meta.dirname, '..');
-const versions = new Map<string, string>();
-
-/** Hash of the source files under `dirs` (relative to the project) with the given extension, tests excluded. */
-function hashSources(dirs: string[], extension: string): string {
-  const cacheKey = `${dirs.join(',')}${extension}`;
-  const known = versions.get(cacheKey);
-  if (known) return known;
-  const files: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) {
-        if (name !== 'tests' && name !== '__pycache__') walk(path);
-      } else if (name.endsWith(extension)) files.push(path);
-    }
-  };
-  for (const dir of dirs) walk(join(projectRoot, dir));
-  const version = sha256Hex(files.map((f) => `${relative(projectRoot, f)}\n${readFileSync(f, 'utf8')}`).join('\n')).slice(0, 16);
-  versions.set(cacheKey, version);
-  return version;
+export interface StepSpec<S> {
+  step: string;
+  /** Every setting that changes the step's outputs. */
+  config: unknown;
+  inputs: ArtifactRef[];
+  /** `codeVersion(import.meta.url, engineCommand?)` of the module defining the step. */
+  code: string;
+  noCache?: boolean;
+  /** The step's line in progress displays, from its stats. */
+  summarize: (stats: S) => string;
 }
 
-/**
- * Version of the TypeScript that shapes step outputs (activities/ and schemas/). Any edit there
- * invalidates cached steps: stale results are worse than a re-run.
- */
-export function codeVersion(): string {
-  return hashSources(['activities', 'schemas'], '.ts');
-}
-
-/** Version of the Python engine, part of the key of every step the engine computes. */
-export function engineVersion(): string {
-  return hashSources(['engine'], '.py');
-}
-
-export function stepKey(step: string, config: unknown, inputs: ArtifactRef[]): string {
-  return sha256Hex(canonicalJson({ step, config, inputs: inputs.map((i) => i.sha256), code: codeVersion() }));
-}
-
-export interface StepOutput<S> {
-  outputs: Record<string, ArtifactRef>;
+export interface StepOutput<S, O extends string> {
+  outputs: Record<O, ArtifactRef>;
   stats: S;
+}
+
+export function stepKey(spec: Pick<StepSpec<unknown>, 'step' | 'config' | 'inputs' | 'code'>): string {
+  return sha256Hex(canonicalJson({ step: spec.step, config: spec.config, inputs: spec.inputs.map((i) => i.sha256), code: spec.code }));
+}
+
+function currentAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1; // called directly (benchmarks, tests), not as an activity
+  }
 }
 
 /** Heartbeats only when running inside an activity, so the same functions run directly in benchmarks. */
@@ -62,27 +45,55 @@ export function beat(details?: unknown): void {
   }
 }
 
-export async function runCachedStep<S>(
+const elapsedSeconds = (started: number) => Math.round(performance.now() - started) / 1000;
+
+/** Runs `compute` unless the cache holds intact outputs for the step's key. */
+export async function runCachedStep<S, O extends string>(
   store: ArtifactStore,
-  options: { step: string; config: unknown; inputs: ArtifactRef[]; noCache?: boolean },
-  compute: (key: string) => Promise<StepOutput<S>>,
-): Promise<StepResult<S>> {
-  const key = stepKey(options.step, options.config, options.inputs);
-  if (!options.noCache) {
-    const cached = await store.cachedStep<S>(key);
-    if (cached) return { ...cached, reused: true };
+  spec: StepSpec<S>,
+  compute: (key: string) => Promise<StepOutput<S, O>>,
+): Promise<StepResult<S, O>> {
+  const key = stepKey(spec);
+  if (!spec.noCache) {
+    const cached = await store.cachedStep<S, O>(key);
+    if (cached) return { ...cached, reused: true, attempt: currentAttempt(), summary: spec.summarize(cached.stats) };
   }
   const started = performance.now();
-  beat({ step: options.step });
+  beat({ step: spec.step });
   const { outputs, stats } = await compute(key);
-  const result: StepResult<S> = {
-    step: options.step,
+  const result: StepResult<S, O> = {
+    step: spec.step,
     key,
+    codeVersion: spec.code,
     reused: false,
+    attempt: currentAttempt(),
+    inputs: spec.inputs,
     outputs,
     stats,
-    seconds: Math.round(performance.now() - started) / 1000,
+    summary: spec.summarize(stats),
+    seconds: elapsedSeconds(started),
   };
   await store.recordStep(result);
   return result;
+}
+
+/** A step that is always computed (its work is a hash or a lookup), reported like a cached one. */
+export async function runUncachedStep<S, O extends string>(
+  spec: Omit<StepSpec<S>, 'noCache'>,
+  compute: () => Promise<StepOutput<S, O>>,
+): Promise<StepResult<S, O>> {
+  const started = performance.now();
+  const { outputs, stats } = await compute();
+  return {
+    step: spec.step,
+    key: stepKey(spec),
+    codeVersion: spec.code,
+    reused: false,
+    attempt: currentAttempt(),
+    inputs: spec.inputs,
+    outputs,
+    stats,
+    summary: spec.summarize(stats),
+    seconds: elapsedSeconds(started),
+  };
 }

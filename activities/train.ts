@@ -1,81 +1,100 @@
 /**
  * The training activity (gpu task queue). Spawns the engine, heartbeats {step, checkpoint, loss},
- * and on a retried attempt resumes from the newest valid checkpoint: the heartbeat's checkpoint is
- * the hint, the checkpoint folder is the truth (a heartbeat sent just before a crash can be lost).
+ * and resumes from the newest valid checkpoint: the heartbeat's checkpoint is the hint, the
+ * checkpoint folder is the truth (a heartbeat sent just before a crash can be lost).
+ *
+ * The work folder (checkpoints, engine events) is keyed by the training budget, not by where a call
+ * pauses (`stopAtStep`), and it outlives the step: a trial paused at a rung and continued later
+ * trains only the remaining steps, and ends with the weights of a straight run.
  */
 import { appendFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { PipelineConfig } from '../schemas/config';
-import type { EngineEvent, TrainSpec } from '../schemas/engine';
-import type { ArtifactRef, StepResult, TrainProgress } from '../schemas/manifests';
+import { TrainMetrics, type EngineEventOf } from '../schemas/engine';
+import type { ArtifactRef, StepContext, StepResult, TrainProgress } from '../schemas/manifests';
+import type { TrainStats } from '../schemas/steps';
+import type { TrainSpec } from '../schemas/train-spec';
 import { artifactPath } from './artifacts';
-import { baseModelFor, storeFor } from './data-stage';
+import { describeBaseModel } from './base-model';
+import { codeVersion } from './code-version';
+import { baseModelFor, storeFor } from './context';
 import { runEngine } from './engine-process';
-import { engineVersion, runCachedStep } from './steps';
+import { runCachedStep, stepKey } from './steps';
 
-export interface TrainInput {
-  config: PipelineConfig;
-  configDir: string;
-  noCache?: boolean;
+export interface TrainInput extends StepContext {
   train: ArtifactRef;
   validation: ArtifactRef;
+  /** Pause at this optimizer step of the budget (a rung); a later call with a later stop continues from it. */
+  stopAtStep?: number;
 }
 
-export interface TrainStats {
-  steps: number;
-  resumedFromStep: number | null;
-  metrics: Record<string, number | null>;
-  device: string;
-  trainableParameters: number;
+interface Checkpoint {
+  path: string;
+  step: number;
 }
 
-/** A checkpoint folder is valid only when the engine wrote its `complete` marker (written last). */
-export function newestCheckpoint(workDir: string): { path: string; step: number } | undefined {
+/** Complete checkpoints of a work folder, newest first. A folder is valid only with the engine's `complete` marker (written last). */
+function completeCheckpoints(workDir: string): Checkpoint[] {
   const dir = join(workDir, 'checkpoints');
-  if (!existsSync(dir)) return undefined;
-  const valid = readdirSync(dir)
-    .map((name) => ({ name, step: Number(/^step-(\d+)$/.exec(name)?.[1]) }))
-    .filter((c) => Number.isFinite(c.step) && existsSync(join(dir, c.name, 'complete')))
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((name) => ({ path: join(dir, name), step: Number(/^step-(\d+)$/.exec(name)?.[1]) }))
+    .filter((c) => Number.isFinite(c.step) && existsSync(join(c.path, 'complete')))
     .sort((a, b) => b.step - a.step);
-  return valid[0] && { path: join(dir, valid[0].name), step: valid[0].step };
 }
 
-/** Where to resume: the heartbeat's checkpoint when it is still valid and not older than the folder's newest. */
-export function chooseResumePoint(workDir: string, hint: Partial<TrainProgress> | undefined): { path: string; step: number } | undefined {
-  const newest = newestCheckpoint(workDir);
+/**
+ * Where to resume: the newest complete checkpoint at or before the stop point, or the heartbeat's
+ * checkpoint when it is complete, inside that bound and not older than the folder's newest.
+ */
+export function chooseResumePoint(workDir: string, hint: Partial<TrainProgress> | undefined, stopAtStep?: number): Checkpoint | undefined {
+  const limit = stopAtStep ?? Infinity;
+  const newest = completeCheckpoints(workDir).find((c) => c.step <= limit);
   const hinted =
-    hint?.checkpoint && typeof hint.checkpointStep === 'number' && existsSync(join(hint.checkpoint, 'complete'))
+    hint?.checkpoint &&
+    typeof hint.checkpointStep === 'number' &&
+    hint.checkpointStep <= limit &&
+    existsSync(join(hint.checkpoint, 'complete'))
       ? { path: hint.checkpoint, step: hint.checkpointStep }
       : undefined;
   if (hinted && (!newest || hinted.step >= newest.step)) return hinted;
   return newest;
 }
 
-export async function trainModel(input: TrainInput): Promise<StepResult<TrainStats>> {
+function summarize(stats: TrainStats): string {
+  const m = stats.metrics;
+  const where = m.pausedAtStep !== null ? `paused at step ${m.pausedAtStep} of ${m.totalSteps}` : `steps=${stats.steps}`;
+  return `${where} validationLoss ${m.initialValidationLoss.toFixed(3)} -> ${m.finalValidationLoss.toFixed(3)}`;
+}
+
+export async function trainModel(input: TrainInput): Promise<StepResult<TrainStats, 'model' | 'events'>> {
   const store = storeFor(input);
-  const model = { ...input.config.model, base: baseModelFor(input) };
   const { activity: _policy, ...training } = input.config.training;
-  const keyConfig = { model, training, engine: engineVersion() };
+  const baseModel = await describeBaseModel(input);
+  const model = { ...input.config.model, base: baseModelFor(input) };
+  const budget = { model, weights: { sha256: baseModel.sha256, revision: baseModel.revision }, training };
+  const inputs = [input.train, input.validation];
+  const code = codeVersion(import.meta.url, 'train');
+  // The work folder belongs to the budget: every stop point of it shares the checkpoints.
+  const workDir = store.workDir(stepKey({ step: 'train', config: budget, inputs, code }));
   return runCachedStep(
     store,
-    { step: 'train', config: keyConfig, inputs: [input.train, input.validation], noCache: input.noCache },
-    async (key) => {
+    { step: 'train', config: { ...budget, stopAtStep: input.stopAtStep ?? null }, inputs, code, noCache: input.noCache, summarize },
+    async () => {
       const ctx = Context.current();
-      // Keyed like the step, so a retried attempt (or a later run of the same config) finds the checkpoints.
-      const workDir = store.workDir(key);
       if (input.noCache && ctx.info.attempt === 1) await rm(workDir, { recursive: true, force: true });
       await mkdir(workDir, { recursive: true });
-      const resume = chooseResumePoint(workDir, ctx.info.heartbeatDetails as Partial<TrainProgress> | undefined);
+      const resume = chooseResumePoint(workDir, ctx.info.heartbeatDetails as Partial<TrainProgress> | undefined, input.stopAtStep);
       const spec: TrainSpec = {
         model,
         training,
         data: { train: artifactPath(input.train), validation: artifactPath(input.validation) },
         outputDir: workDir,
         ...(resume ? { resumeFrom: resume.path } : {}),
+        ...(input.stopAtStep !== undefined ? { stopAtStep: input.stopAtStep } : {}),
       };
-      const specPath = join(workDir, `spec-attempt-${ctx.info.attempt}.json`);
+      const specPath = join(workDir, `spec-${Date.now()}-attempt-${ctx.info.attempt}.json`);
       // Every attempt's engine events, kept with the model: the record of what was trained when.
       const eventsLog = join(workDir, 'events.jsonl');
       await writeFile(specPath, JSON.stringify(spec, null, 2));
@@ -83,6 +102,7 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       const progress: TrainProgress = {
         step: resume?.step ?? 0,
         totalSteps: null,
+        stopAtStep: input.stopAtStep ?? null,
         checkpoint: resume?.path ?? null,
         checkpointStep: resume?.step ?? null,
         loss: null,
@@ -90,8 +110,8 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         validationLoss: null,
         attempt: ctx.info.attempt,
       };
-      let start: Extract<EngineEvent, { event: 'start' }> | undefined;
-      let done: Extract<EngineEvent, { event: 'done' }> | undefined;
+      let start: EngineEventOf<'start'> | undefined;
+      let done: EngineEventOf<'done'> | undefined;
       await runEngine({
         args: ['train', '--spec', specPath],
         heartbeatDetails: () => progress,
@@ -108,19 +128,20 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         },
       });
       if (!done) throw new Error('the engine exited cleanly without a done event');
+      const metrics = TrainMetrics.parse(done.metrics);
+      // final/ moves into the store; the checkpoints stay (bounded by training.keepCheckpoints) for a later continuation.
       const modelRef = await store.putDir(join(workDir, 'final'));
       const eventsText = readFileSync(eventsLog, 'utf8');
       const eventsRef = await store.put(eventsText, '.jsonl', eventsText.split('\n').length - 1);
-      // Checkpoints exist to resume this step; once its artifact is stored they are only disk use.
-      await rm(workDir, { recursive: true, force: true });
       return {
         outputs: { model: modelRef, events: eventsRef },
         stats: {
           steps: done.step,
           resumedFromStep: resume?.step ?? null,
-          metrics: done.metrics,
+          metrics,
           device: start?.device ?? 'unknown',
           trainableParameters: start?.trainableParameters ?? 0,
+          baseModel,
         },
       };
     },

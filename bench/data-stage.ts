@@ -1,8 +1,8 @@
 /**
  * Data-stage benchmark: rows per second and peak memory at 10,000 and 100,000 rows, how the
  * near-duplicate step scales (time at 100k / time at 10k; linear is 10, quadratic 100), and the
- * orchestration overhead of running the stage on Temporal against calling the same activity
- * functions directly in one process.
+ * orchestration overhead of running the stage on Temporal (a pipeline workflow, its data-stage child
+ * workflow and the run manifest) against calling the same activity functions directly in one process.
  *
  *   npm run bench:data            # prints the table and writes bench/results/data-stage.json
  *
@@ -18,7 +18,7 @@ import type { StepResult } from '../schemas/manifests';
 import * as acts from '../activities/data-stage';
 import { startPipeline } from '../cli/client';
 import { startDevServer } from '../cli/server';
-import { connectWorker, createWorker, installQuietRuntime } from '../workers/create';
+import { connectWorker, createWorker, installWorkerLogging } from '../workers/create';
 import { Client, Connection } from '@temporalio/client';
 
 const DATA_ONLY = { stopAfter: 'data' } as const;
@@ -48,11 +48,11 @@ async function runDirect(rows: number): Promise<Measurement> {
   const started = performance.now();
   const source = await acts.prepareSource(base);
   const ingest = await acts.ingestData({ ...base, source });
-  const clean = await acts.cleanData({ ...base, rows: ingest.outputs.rows! });
-  const dedup = await acts.dedupData({ ...base, rows: clean.outputs.rows! });
-  const split = await acts.splitData({ ...base, rows: dedup.outputs.rows! });
-  const steps: StepResult<object>[] = [source, ingest, clean, dedup, split];
-  steps.push(await acts.writeDataReport({ ...base, steps }));
+  const clean = await acts.cleanData({ ...base, rows: ingest.outputs.rows });
+  const dedup = await acts.dedupData({ ...base, rows: clean.outputs.rows });
+  const split = await acts.splitData({ ...base, rows: dedup.outputs.rows });
+  const report = await acts.writeDataReport({ ...base, steps: { source, ingest, clean, dedup, split } });
+  const steps: StepResult[] = [source, ingest, clean, dedup, split, report];
   const seconds = (performance.now() - started) / 1000;
   return {
     mode: 'direct',
@@ -66,7 +66,7 @@ async function runDirect(rows: number): Promise<Measurement> {
 /** The same stage as a Temporal run: dev server, in-process worker, workflow. Server start is not timed. */
 async function runOnTemporal(rows: number): Promise<Measurement> {
   const dir = tempDir('tuneline-bench-');
-  installQuietRuntime();
+  installWorkerLogging(); // warnings and errors to stderr
   const server = await startDevServer({ dir });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });

@@ -1,13 +1,25 @@
 /**
- * The typed client library for scripts: start a pipeline run, follow it, read its result.
+ * The typed client library for scripts: start a pipeline run, follow it (into the stage workflows it
+ * starts), read its result and its run manifest.
  *
  *   const session = await openSession();
  *   const handle = await startPipeline(session.client, requireValidConfig('temporal.yaml'));
  *   const result = await handle.result();
  */
+import { readFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import type { PipelineInput, PipelineProgress, PipelineResult, TrainProgress } from '../schemas/manifests';
+import { artifactPath } from '../activities/artifacts';
+import {
+  RunManifest,
+  type GenerationProgress,
+  type PipelineInput,
+  type PipelineResult,
+  type StartedBy,
+  type TrainProgress,
+  type WorkflowProgress,
+} from '../schemas/manifests';
 import { SearchAttributes, TaskQueues, progressQuery } from '../workflows/definitions';
 import type { finetunePipeline } from '../workflows/pipeline';
 import type { LoadedConfig } from './config';
@@ -19,6 +31,8 @@ export interface StartOptions {
   workflowId?: string;
   dataHeartbeatTimeout?: string;
   stopAfter?: PipelineInput['stopAfter'];
+  /** What started the run, for its manifest: `tuneline run`, or this script by default. */
+  command?: string;
 }
 
 /** Readable, sortable and unique: `<pipeline>-<UTC time>-<random>`. */
@@ -27,15 +41,28 @@ export function newRunId(pipeline: string): string {
   return `${pipeline}-${stamp}-${Math.random().toString(36).slice(2, 6)}`;
 }
 
+/** Who is starting a run, from where: the manifest records it. */
+export function startedBy(command = `script ${process.argv[1] ?? 'node'}`): StartedBy {
+  let user = process.env.USER ?? 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // No passwd entry (some containers): keep $USER.
+  }
+  return { user, host: hostname(), cwd: process.cwd(), command };
+}
+
 export async function startPipeline(client: Client, loaded: LoadedConfig, options: StartOptions = {}): Promise<PipelineHandle> {
   const name = loaded.config?.name ?? 'invalid-config';
   const input: PipelineInput = {
     config: loaded.raw,
     configDir: loaded.configDir,
+    configFile: loaded.path,
     configHash: loaded.configHash,
     noCache: options.noCache,
     dataHeartbeatTimeout: options.dataHeartbeatTimeout,
     stopAfter: options.stopAfter,
+    startedBy: startedBy(options.command),
   };
   return client.workflow.start('finetunePipeline', {
     taskQueue: TaskQueues.cpu,
@@ -48,7 +75,7 @@ export async function startPipeline(client: Client, loaded: LoadedConfig, option
   }) as Promise<PipelineHandle>;
 }
 
-export async function queryProgress(handle: WorkflowHandle): Promise<PipelineProgress | undefined> {
+async function ownProgress(handle: WorkflowHandle): Promise<WorkflowProgress | undefined> {
   try {
     return await handle.query(progressQuery);
   } catch {
@@ -56,17 +83,47 @@ export async function queryProgress(handle: WorkflowHandle): Promise<PipelinePro
   }
 }
 
-/** The newest heartbeat details of the workflow's pending activity of this type, if it has sent one. */
+/**
+ * A run's progress with its stage workflows followed: the steps of finished stages (which the run
+ * keeps), then those of the stage running or failed now, whose stage is then the run's.
+ */
+export async function queryProgress(handle: WorkflowHandle): Promise<WorkflowProgress | undefined> {
+  const own = await ownProgress(handle);
+  if (!own) return undefined;
+  const progress: WorkflowProgress = { ...own, steps: [...own.steps] };
+  for (const child of own.children.filter((c) => c.status !== 'completed')) {
+    const inner = await queryProgress(handle.client.getHandle(child.workflowId));
+    if (!inner) continue;
+    progress.steps.push(...inner.steps);
+    if (child.status === 'running') progress.stage = inner.stage;
+    progress.error ??= inner.error;
+  }
+  return progress;
+}
+
+/** The newest heartbeat details of a pending activity of this type, in the run or the stage workflow running now. */
 export async function activityProgress<T>(handle: WorkflowHandle, activityType: string): Promise<T | undefined> {
   const description = await handle.describe().catch(() => undefined);
   const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === activityType);
   const payload = pending?.heartbeatDetails?.payloads?.[0];
-  return payload ? defaultPayloadConverter.fromPayload<T>(payload) : undefined;
+  if (payload) return defaultPayloadConverter.fromPayload<T>(payload);
+  const running = (await ownProgress(handle))?.children.find((c) => c.status === 'running');
+  return running ? activityProgress<T>(handle.client.getHandle(running.workflowId), activityType) : undefined;
 }
 
 /** The training activity's last heartbeat (step, loss, tokens/s, checkpoint), while it runs. */
 export function trainingProgress(handle: WorkflowHandle): Promise<TrainProgress | undefined> {
   return activityProgress<TrainProgress>(handle, 'trainModel');
+}
+
+/** The generation activity's last heartbeat (rows answered, tokens), while it runs. */
+export function generationProgress(handle: WorkflowHandle): Promise<GenerationProgress | undefined> {
+  return activityProgress<GenerationProgress>(handle, 'generateAnswers');
+}
+
+/** A finished run's manifest (`run.json`), read from the artifact store and checked against its schema. */
+export function readRunManifest(result: Pick<PipelineResult, 'manifest'>): RunManifest {
+  return RunManifest.parse(JSON.parse(readFileSync(artifactPath(result.manifest), 'utf8')));
 }
 
 export type { PipelineResult };

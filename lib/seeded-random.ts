@@ -1,6 +1,7 @@
 /**
- * A small seeded random source (mulberry32) so the sample dataset is the same for the same seed on
- * every machine and Node version. Never use Math.random in the generator.
+ * The one seeded random source (mulberry32) of the TypeScript side: the sample dataset
+ * (sample-data/) is the same for the same seed on every machine and Node version, and so is sampled
+ * text (serve/decode-loop.ts draws tokens with `mulberry32(seed).next`). Never use Math.random in either.
  */
 
 export interface Random {

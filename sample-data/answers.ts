@@ -5,7 +5,7 @@
  * casing and appears verbatim in every clean answer.
  */
 import type { ProductFact, QuestionType, Symptom, Topic } from './catalog';
-import type { Random } from './random';
+import type { Random } from '../lib/seeded-random';
 
 const bodies: Record<Exclude<Topic, Symptom>, readonly string[]> = {
   batteryLife: [

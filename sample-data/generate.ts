@@ -12,7 +12,7 @@ import { composeAnswer, joinAnswer } from './answers';
 import { catalog, factsByType, questionTypes, type Product, type ProductFact, type QuestionType } from './catalog';
 import { addHtml, addOddUnicode, breakRow, contradictFact, nearDuplicateQuestion, pastedManual } from './noise';
 import { composeQuestion, contextSlotCount, contextTier, questionTemplates } from './questions';
-import { mulberry32, type Random } from './random';
+import { mulberry32, type Random } from '../lib/seeded-random';
 
 /** One generated row. Loose on purpose: invalid rows break types, and missing-field rows lack a key. */
 export interface SampleRecord {

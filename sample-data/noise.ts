@@ -6,7 +6,7 @@
  */
 import type { AnswerParts } from './answers';
 import { factsByType, type Product } from './catalog';
-import type { Random } from './random';
+import type { Random } from '../lib/seeded-random';
 
 type Edit = (random: Random, text: string) => string | undefined;
 

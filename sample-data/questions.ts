@@ -9,7 +9,7 @@
  * template, context) slot to at most one clean row, so near duplicates exist only where planted.
  */
 import type { Topic } from './catalog';
-import type { Random } from './random';
+import type { Random } from '../lib/seeded-random';
 
 export const questionTemplates: Record<Topic, readonly string[]> = {
   batteryLife: [

@@ -49,12 +49,17 @@ export function checkGate(gate: Gate, metrics: MetricTable): GateResult {
   return { gate, rule, value, threshold, status: passed ? 'passed' : 'failed', ...(reason ? { reason } : {}) };
 }
 
-/** Every gate checked; the model is a promotion candidate only when none fails. */
+/**
+ * Every gate checked. The model is a promotion candidate only when every gate passed: a failed gate
+ * means not promoted, and a gate that human review has not decided yet (satisfaction) means
+ * awaiting review, never a candidate.
+ */
 export function checkGates(gates: Gate[], metrics: MetricTable): GateVerdict {
   const results = gates.map((gate) => checkGate(gate, metrics));
-  return {
-    passed: results.every((r) => r.status !== 'failed'),
-    results,
-    reasons: results.flatMap((r) => (r.reason ? [r.reason] : [])),
-  };
+  const verdict = results.some((r) => r.status === 'failed')
+    ? 'not-promoted'
+    : results.some((r) => r.status === 'pending')
+      ? 'awaiting-review'
+      : 'candidate';
+  return { verdict, results, reasons: results.flatMap((r) => (r.reason ? [r.reason] : [])) };
 }

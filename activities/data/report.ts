@@ -3,77 +3,112 @@
  * reports) and Markdown (for people). It also checks the books: every source row is either in a
  * split, in quarantine, or removed by a named rule.
  */
+import { z } from 'zod';
 import type { PipelineConfig } from '../../schemas/config';
 import type { StepResult } from '../../schemas/manifests';
 import { renderMarkdown, type Block } from '../report/document';
+import type { CleanStats } from './clean';
+import type { DedupStats } from './dedup';
+import type { IngestStats } from './ingest';
+import type { DataFormat } from './readers';
+import type { SplitStats } from './split';
 
-type Stats = Record<string, unknown>;
-
-export interface StageLine {
-  stage: string;
-  rowsIn: number;
-  rowsOut: number;
-  reused: boolean;
-  seconds: number;
-  details: Record<string, number>;
+/** What the source step says about where the rows came from. */
+export interface SourceStats {
+  kind: 'sample' | 'file';
+  /** The file as configured, or the generated sample's store path. */
+  path: string;
+  format: DataFormat;
+  /** True when the rows were read from a copy in the artifact store. */
+  snapshot: boolean;
 }
 
-export interface DataReport {
-  pipeline: string;
-  source: Stats;
-  stages: StageLine[];
-  splits: Record<string, number>;
-  splitsByCategory: Record<string, Record<string, number>>;
-  accounting: { sourceRows: number; inSplits: number; quarantined: number; removed: number; balanced: boolean };
+/** The data stage's step results, by name: what the report is built from. */
+export interface DataStageSteps {
+  source: StepResult<SourceStats>;
+  ingest: StepResult<IngestStats>;
+  clean: StepResult<CleanStats>;
+  dedup: StepResult<DedupStats>;
+  split: StepResult<SplitStats>;
 }
 
-const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+const StageLine = z.strictObject({
+  stage: z.string(),
+  rowsIn: z.number(),
+  rowsOut: z.number(),
+  reused: z.boolean(),
+  seconds: z.number(),
+  details: z.record(z.string(), z.number()),
+});
+export type StageLine = z.infer<typeof StageLine>;
+
+/** `data-report.json`. The run report reads it back, so it has a schema. */
+export const DataReport = z.strictObject({
+  pipeline: z.string(),
+  source: z.strictObject({
+    kind: z.enum(['sample', 'file']),
+    path: z.string(),
+    format: z.enum(['csv', 'jsonl', 'parquet', 'arrow']),
+    snapshot: z.boolean(),
+  }),
+  stages: z.array(StageLine),
+  splits: z.record(z.string(), z.number()),
+  splitsByCategory: z.record(z.string(), z.record(z.string(), z.number())),
+  accounting: z.strictObject({
+    sourceRows: z.number(),
+    inSplits: z.number(),
+    quarantined: z.number(),
+    removed: z.number(),
+    balanced: z.boolean(),
+  }),
+});
+export type DataReport = z.infer<typeof DataReport>;
 
 /** Flattens nested count maps into `name.key` numbers for the details column. */
-function flattenCounts(stats: Stats, skip: string[]): Record<string, number> {
+function flattenCounts(stats: object, skip: string[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(stats)) {
     if (skip.includes(k)) continue;
     if (typeof v === 'number') out[k] = v;
     else if (v && typeof v === 'object' && !Array.isArray(v)) {
-      for (const [k2, v2] of Object.entries(v)) if (typeof v2 === 'number') out[`${k}.${k2}`] = v2;
+      for (const [k2, v2] of Object.entries(v as object)) if (typeof v2 === 'number') out[`${k}.${k2}`] = v2;
     }
   }
   return out;
 }
 
-export function buildDataReport(config: PipelineConfig, steps: StepResult<object>[]): DataReport {
-  const byName = new Map(steps.map((s) => [s.step, s]));
-  const stats = (name: string): Stats => (byName.get(name)?.stats ?? {}) as Stats;
-  const line = (stage: string, rowsIn: number, rowsOut: number, skip: string[]): StageLine => ({
-    stage,
+export function buildDataReport(config: PipelineConfig, steps: DataStageSteps): DataReport {
+  const line = (step: StepResult<object>, rowsIn: number, rowsOut: number, skip: string[]): StageLine => ({
+    stage: step.step,
     rowsIn,
     rowsOut,
-    reused: byName.get(stage)?.reused ?? false,
-    seconds: byName.get(stage)?.seconds ?? 0,
-    details: flattenCounts(stats(stage), ['rowsIn', 'rowsOut', ...skip]),
+    reused: step.reused,
+    seconds: step.seconds,
+    details: flattenCounts(step.stats, ['rowsIn', 'rowsOut', ...skip]),
   });
-  const ingest = stats('ingest');
-  const clean = stats('clean');
-  const dedup = stats('dedup');
-  const split = stats('split') as { counts?: Record<string, number>; byCategory?: Record<string, Record<string, number>> };
-  const counts = split.counts ?? {};
-  const inSplits = num(counts.train) + num(counts.validation) + num(counts.test);
-  const sourceRows = num(ingest.rowsIn);
-  const quarantined = num(ingest.quarantined);
-  const removed = num(clean.rowsIn) - num(clean.rowsOut) + (num(dedup.rowsIn) - num(dedup.rowsOut));
+  const { source, ingest, clean, dedup, split } = steps;
+  const counts = split.stats.counts;
+  const inSplits = counts.train + counts.validation + counts.test;
+  const sourceRows = ingest.stats.rowsIn;
+  const removed = clean.stats.rowsIn - clean.stats.rowsOut + (dedup.stats.rowsIn - dedup.stats.rowsOut);
   return {
     pipeline: config.name,
-    source: stats('source'),
+    source: source.stats,
     stages: [
-      line('ingest', sourceRows, num(ingest.valid), ['valid']),
-      line('clean', num(clean.rowsIn), num(clean.rowsOut), []),
-      line('dedup', num(dedup.rowsIn), num(dedup.rowsOut), []),
-      line('split', num(dedup.rowsOut), inSplits, ['byCategory', 'stratified']),
+      line(ingest, sourceRows, ingest.stats.valid, ['valid']),
+      line(clean, clean.stats.rowsIn, clean.stats.rowsOut, []),
+      line(dedup, dedup.stats.rowsIn, dedup.stats.rowsOut, []),
+      line(split, dedup.stats.rowsOut, inSplits, ['byCategory', 'stratified']),
     ],
     splits: counts,
-    splitsByCategory: split.byCategory ?? {},
-    accounting: { sourceRows, inSplits, quarantined, removed, balanced: sourceRows === inSplits + quarantined + removed },
+    splitsByCategory: split.stats.byCategory,
+    accounting: {
+      sourceRows,
+      inSplits,
+      quarantined: ingest.stats.quarantined,
+      removed,
+      balanced: sourceRows === inSplits + ingest.stats.quarantined + removed,
+    },
   };
 }
 
@@ -82,7 +117,10 @@ export function dataReportBlocks(report: DataReport): Block[] {
   const a = report.accounting;
   const blocks: Block[] = [
     { kind: 'heading', level: 1, text: `Data report: ${report.pipeline}` },
-    { kind: 'paragraph', text: `Source: ${String(report.source.kind ?? '')} \`${String(report.source.path ?? '')}\`` },
+    {
+      kind: 'paragraph',
+      text: `Source: ${report.source.kind} \`${report.source.path}\`${report.source.snapshot ? ' (read from its snapshot in the artifact store)' : ''}`,
+    },
     {
       kind: 'table',
       header: ['stage', 'rows in', 'rows out', 'reused', 'seconds', 'details'],

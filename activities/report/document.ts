@@ -27,6 +27,22 @@ export function nested(blocks: Block[], by: 1 | 2): Block[] {
   return blocks.map((b) => (b.kind === 'heading' ? { ...b, level: Math.min(3, b.level + by) as 1 | 2 | 3 } : b));
 }
 
+/** A table as aligned plain text for a terminal: the first column left-aligned, numeric columns right-aligned. */
+export function renderTextTable(table: Extract<Block, { kind: 'table' }>, indent = '  '): string {
+  const lines = [table.header, ...table.rows.map((row) => row.map((c) => formatCell(c)))];
+  const widths = table.header.map((_, n) => Math.max(...lines.map((line) => line[n]!.length)));
+  return lines
+    .map(
+      (line) =>
+        indent +
+        line
+          .map((cell, n) => (table.numeric?.[n] ? cell.padStart(widths[n]!) : cell.padEnd(widths[n]!)))
+          .join('  ')
+          .trimEnd(),
+    )
+    .join('\n');
+}
+
 const markdownCell = (text: string) => text.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
 
 export function renderMarkdown(blocks: Block[]): string {

@@ -2,94 +2,71 @@
  * The run report: one folder per run with `report.md` (images beside it) and a self-contained
  * `report.html`. It holds the gate's verdict, the metric table (tuned model against its baselines,
  * on the same test rows), a per-category breakdown, the forgetting check, the training curve, the
- * data report and sample answers side by side with the references.
+ * data report and sample answers side by side with the references. Everything in it is read from
+ * the run manifest (`run.json`) and the artifacts it names.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SYSTEMS, type ArtifactRef, type GateVerdict, type StepResult, type SystemName } from '../../schemas/manifests';
-import { artifactPath, readJsonl } from '../artifacts';
-import { dataReportBlocks, type DataReport } from '../data/report';
-import { storeFor } from '../data-stage';
+import { EvaluationRow, Prediction, SYSTEMS, ScoreReport, type SystemName } from '../../schemas/engine';
 import {
-  drawEvaluationRows,
-  type EvaluateInput,
-  type EvaluationRow,
-  type ForgettingStats,
-  type GenerationStats,
-  type Prediction,
-} from '../evaluate';
+  RunManifest,
+  type ArtifactRef,
+  type GateVerdict,
+  type MetricTable,
+  type StepContext,
+  type StepResult,
+} from '../../schemas/manifests';
+import { EvalSetStats, ExportStats, ForgettingStats, GenerationStats, RetrievalStats, TrainStats } from '../../schemas/steps';
+import { artifactPath, readJsonArtifact, readJsonl } from '../artifacts';
+import { codeVersion } from '../code-version';
+import { storeFor } from '../context';
+import { DataReport, dataReportBlocks } from '../data/report';
+import { drawEvaluationRows } from '../evaluation/eval-set';
 import { runCachedStep } from '../steps';
 import { groupedBarChartSvg } from './charts';
-import { nested, renderHtml, renderMarkdown, type Block, type Cell } from './document';
+import { nested, renderHtml, renderMarkdown, type Block } from './document';
+import { SYSTEM_LABEL, fixedCell as round, metricTableBlock } from './metric-table';
 
 export const SAMPLE_ANSWERS = 20;
-const SYSTEM_LABEL: Record<SystemName, string> = {
-  tuned: 'tuned',
-  base: 'base (untuned)',
-  retrieval: 'retrieval',
-};
-/** Rows of the metric table: name in the score report, label, digits. */
-const METRIC_ROWS: Array<[string, string, number]> = [
-  ['rougeL', 'ROUGE-L F1', 3],
-  ['rouge1', 'ROUGE-1 F1', 3],
-  ['rouge2', 'ROUGE-2 F1', 3],
-  ['bleu', 'BLEU (0-100)', 2],
-  ['chrf', 'chrF (0-100)', 2],
-  ['factualAccuracy', 'factual accuracy', 3],
-  ['predictionWordsMean', 'answer words, mean', 1],
-  ['predictionWordsP90', 'answer words, p90', 1],
-];
 
-interface SystemScores {
-  rows: number;
-  metrics: Record<string, number | null>;
-  byCategory: Record<string, { rows: number; metrics: Record<string, number | null> }>;
-}
-
-export interface ScoreReport {
-  systems: Partial<Record<SystemName, SystemScores>>;
-  normalisation: string;
-  libraries: Record<string, string>;
-}
-
-/** Everything the report shows, already read from the artifacts. */
-export interface EvaluationReportData {
+/** Everything the report shows, already read from the manifest and its artifacts. */
+export interface RunReportData {
   pipeline: string;
   runId: string;
   verdict: GateVerdict;
+  /** Every system's metrics, the forgetting check's perplexities included. */
+  metrics: MetricTable;
   scores: ScoreReport;
   /** Every system's answers, keyed by system then row id. */
   answers: Partial<Record<SystemName, Map<string, Prediction>>>;
   rows: EvaluationRow[];
   testRows: number;
   seed: number;
-  settings: { maxNewTokens: number; retrievalIndexRows: number | null; baseSkipped: string | null };
+  maxNewTokens: number;
+  retrievalIndexRows: number | null;
+  notes: string[];
   generation: GenerationStats[];
   forgetting: ForgettingStats | null;
-  training: { steps: number; resumedFromStep: number | null; trainableParameters: number; metrics: Record<string, number | null> };
-  exportMetrics: Record<string, number | null>;
+  training: TrainStats;
+  exportMetrics: ExportStats['metrics'];
   trainingCurve: Uint8Array | null;
   dataReport: DataReport;
 }
 
-/** A measured value as a table cell with a fixed number of decimals (so 0 reads 0.000 beside 0.412). */
-const round = (value: number | null | undefined, digits: number): Cell =>
-  value === null || value === undefined ? null : value.toFixed(digits);
+/** The verdict in one sentence, as the report and the command line say it. */
+export function verdictSentence(verdict: GateVerdict): string {
+  const pending = verdict.results.filter((r) => r.status === 'pending').map((r) => `\`${r.rule}\``);
+  if (verdict.verdict === 'candidate')
+    return `**Promotion candidate**: the tuned model passed ${verdict.results.length === 0 ? 'every gate (none are configured)' : 'every gate'}.`;
+  if (verdict.verdict === 'awaiting-review')
+    return `**Awaiting review**: every measured gate passed; ${pending.join(', ')} is decided by human review, so the model is not a promotion candidate yet.`;
+  return `**Not promoted**: ${verdict.reasons.join('; ')}.`;
+}
 
-function verdictBlocks(data: EvaluationReportData): Block[] {
+function verdictBlocks(data: RunReportData): Block[] {
   const { verdict } = data;
-  const pending = verdict.results.filter((r) => r.status === 'pending');
-  const blocks: Block[] = [
-    {
-      kind: 'paragraph',
-      text: verdict.passed
-        ? `**Promotion candidate**: the tuned model passed ${verdict.results.length === 0 ? 'every gate (none are configured)' : 'every gate'}.`
-        : `**Not promoted**: ${verdict.reasons.join('; ')}.`,
-    },
-  ];
-  if (pending.length > 0)
-    blocks.push({ kind: 'paragraph', text: `Decided after human review: ${pending.map((r) => `\`${r.rule}\``).join(', ')}.` });
+  const blocks: Block[] = [{ kind: 'paragraph', text: verdictSentence(verdict) }];
   if (verdict.results.length > 0)
     blocks.push({
       kind: 'table',
@@ -100,27 +77,18 @@ function verdictBlocks(data: EvaluationReportData): Block[] {
   return blocks;
 }
 
-function metricBlocks(data: EvaluationReportData, systems: SystemName[]): Block[] {
-  const value = (system: SystemName, metric: string, digits: number) => round(data.scores.systems[system]?.metrics[metric], digits);
-  const rows: Cell[][] = METRIC_ROWS.map(([metric, label, digits]) => [label, ...systems.map((s) => value(s, metric, digits))]);
-  if (data.forgetting) {
-    const { base, tuned } = data.forgetting;
-    rows.push([
-      'perplexity, general English',
-      ...systems.map((s) => (s === 'tuned' ? round(tuned.perplexity, 2) : s === 'base' ? round(base.perplexity, 2) : null)),
-    ]);
-  }
+function metricBlocks(data: RunReportData, systems: SystemName[]): Block[] {
   const factRows = data.scores.systems.tuned?.metrics.factRows ?? null;
   const chart = groupedBarChartSvg({
     title: 'Tuned model against its baselines (same test rows)',
     groups: ['ROUGE-L', 'factual accuracy', 'chrF / 100', 'BLEU / 100'],
     max: 1,
     series: systems.map((s) => {
-      const m = data.scores.systems[s]?.metrics ?? {};
+      const m = data.scores.systems[s]?.metrics;
       const scaled = (v: number | null | undefined, by = 1) => (v === null || v === undefined ? null : v / by);
       return {
         name: SYSTEM_LABEL[s],
-        values: [scaled(m.rougeL), scaled(m.factualAccuracy), scaled(m.chrf, 100), scaled(m.bleu, 100)],
+        values: [scaled(m?.rougeL), scaled(m?.factualAccuracy), scaled(m?.chrf, 100), scaled(m?.bleu, 100)],
       };
     }),
   });
@@ -132,20 +100,16 @@ function metricBlocks(data: EvaluationReportData, systems: SystemName[]): Block[
         `${data.rows.length} test rows (${data.rows.length < data.testRows ? `a seeded draw from ${data.testRows}` : 'all of them'}), ` +
         `answered by every system; ${factRows ?? 0} of them carry a fact. Higher is better, except perplexity.`,
     },
-    {
-      kind: 'table',
-      header: ['metric', ...systems.map((s) => SYSTEM_LABEL[s])],
-      numeric: [false, ...systems.map(() => true)],
-      rows,
-    },
+    metricTableBlock(data.metrics),
     { kind: 'image', alt: 'Metric comparison', file: 'metrics.svg', mime: 'image/svg+xml', data: Buffer.from(chart) },
   ];
 }
 
-function categoryBlocks(data: EvaluationReportData, systems: SystemName[]): Block[] {
+function categoryBlocks(data: RunReportData, systems: SystemName[]): Block[] {
   const categories = Object.keys(data.scores.systems.tuned?.byCategory ?? {}).sort();
   if (categories.length <= 1) return [];
-  const cell = (s: SystemName, category: string, metric: string) => round(data.scores.systems[s]?.byCategory[category]?.metrics[metric], 3);
+  const cell = (s: SystemName, category: string, metric: 'rougeL' | 'factualAccuracy') =>
+    round(data.scores.systems[s]?.byCategory[category]?.metrics[metric], 3);
   return [
     { kind: 'heading', level: 2, text: 'By category' },
     {
@@ -162,22 +126,22 @@ function categoryBlocks(data: EvaluationReportData, systems: SystemName[]): Bloc
   ];
 }
 
-function forgettingBlocks(data: EvaluationReportData): Block[] {
+function forgettingBlocks(data: RunReportData): Block[] {
   const f = data.forgetting;
   if (!f) return [];
-  const change = f.ratio === null ? 'unknown' : `${((f.ratio - 1) * 100).toFixed(1)}%`;
+  const change = `${((f.ratio - 1) * 100).toFixed(1)}%`;
   return [
     { kind: 'heading', level: 2, text: 'Forgetting check' },
     {
       kind: 'paragraph',
       text:
-        `Perplexity on general English (\`${f.text}\`, sha256 \`${f.textSha256.slice(0, 12)}\`, ${f.tuned.tokens ?? '?'} tokens): ` +
+        `Perplexity on general English (\`${f.text}\`, sha256 \`${f.textSha256.slice(0, 12)}\`, ${f.tuned.tokens} tokens): ` +
         `base ${round(f.base.perplexity, 2)}, tuned ${round(f.tuned.perplexity, 2)} (${change}). A large rise means the tuned model lost general language.`,
     },
   ];
 }
 
-function trainingBlocks(data: EvaluationReportData): Block[] {
+function trainingBlocks(data: RunReportData): Block[] {
   const m = data.training.metrics;
   const e = data.exportMetrics;
   const blocks: Block[] = [
@@ -199,6 +163,11 @@ function trainingBlocks(data: EvaluationReportData): Block[] {
       ],
     },
   ];
+  if (m.pausedAtStep !== null)
+    blocks.push({
+      kind: 'paragraph',
+      text: `Paused at step ${m.pausedAtStep} of a ${m.totalSteps}-step budget; its checkpoints are kept to continue.`,
+    });
   if (data.training.resumedFromStep !== null)
     blocks.push({ kind: 'paragraph', text: `Resumed from the checkpoint of step ${data.training.resumedFromStep}.` });
   if (data.trainingCurve)
@@ -206,13 +175,13 @@ function trainingBlocks(data: EvaluationReportData): Block[] {
   blocks.push({
     kind: 'paragraph',
     text:
-      `Export: ONNX with a KV cache, ${round((e.onnxBytes ?? 0) / 1e6, 0)} MB; ${e.parityTokens ?? '?'} greedy tokens over ` +
-      `${e.parityPrompts ?? '?'} prompts identical in PyTorch and ONNX Runtime. The answers above come from this export, generated in Node.`,
+      `Export: ONNX with a KV cache, ${round(e.onnxBytes / 1e6, 0)} MB; ${e.parityTokens} greedy tokens over ` +
+      `${e.parityPrompts} prompts identical in PyTorch and ONNX Runtime. The answers above come from this export, generated in Node.`,
   });
   return blocks;
 }
 
-function sampleBlocks(data: EvaluationReportData, systems: SystemName[]): Block[] {
+function sampleBlocks(data: RunReportData, systems: SystemName[]): Block[] {
   const samples = drawEvaluationRows(data.rows, SAMPLE_ANSWERS, data.seed + 1);
   const answer = (s: SystemName, id: string) => data.answers[s]?.get(id)?.prediction ?? null;
   return [
@@ -225,19 +194,17 @@ function sampleBlocks(data: EvaluationReportData, systems: SystemName[]): Block[
   ];
 }
 
-function settingsBlocks(data: EvaluationReportData): Block[] {
+function settingsBlocks(data: RunReportData): Block[] {
   const items = [
-    `Decoding: greedy, at most ${data.settings.maxNewTokens} new tokens, stopping at the end of the turn.`,
+    `Decoding: greedy, at most ${data.maxNewTokens} new tokens, stopping at the end of the turn.`,
     ...data.generation.map(
       (g) =>
         `${SYSTEM_LABEL[g.system]}: ${g.newTokens} tokens generated at ${g.tokensPerSecond} tokens/s; ${g.truncated} answers hit the token limit.`,
     ),
   ];
-  if (data.settings.retrievalIndexRows !== null)
-    items.push(
-      `Retrieval: the answer of the most similar of the ${data.settings.retrievalIndexRows} training rows the model was trained on.`,
-    );
-  if (data.settings.baseSkipped) items.push(`Base model baseline skipped: ${data.settings.baseSkipped}`);
+  if (data.retrievalIndexRows !== null)
+    items.push(`Retrieval: the answer of the most similar of the ${data.retrievalIndexRows} training rows the model was trained on.`);
+  items.push(...data.notes);
   items.push(
     `Scoring: ${Object.entries(data.scores.libraries)
       .map(([name, version]) => `${name} ${version}`)
@@ -249,7 +216,7 @@ function settingsBlocks(data: EvaluationReportData): Block[] {
   ];
 }
 
-export function evaluationReportBlocks(data: EvaluationReportData): Block[] {
+export function runReportBlocks(data: RunReportData): Block[] {
   const systems = SYSTEMS.filter((s) => data.scores.systems[s]);
   return [
     { kind: 'heading', level: 1, text: `Run report: ${data.pipeline}` },
@@ -273,69 +240,77 @@ export async function writeReportFolder(folder: string, title: string, blocks: B
   await writeFile(join(folder, 'report.html'), renderHtml(title, blocks));
 }
 
-export interface ReportInput extends EvaluateInput {
-  runId: string;
-  verdict: GateVerdict;
-  questions: StepResult<{ rows: number; testRows: number }>;
-  answers: StepResult<object>[];
-  generation: GenerationStats[];
-  scores: ArtifactRef;
-  forgetting: ForgettingStats | null;
-  baseSkipped: string | null;
-  retrievalIndexRows: number | null;
-  training: {
-    model: ArtifactRef;
-    steps: number;
-    resumedFromStep: number | null;
-    trainableParameters: number;
-    metrics: Record<string, number | null>;
+/** Reads a run manifest's step results back, each checked against the schema of its stats. */
+function stepsOf(manifest: RunManifest) {
+  const find = (step: string) => manifest.steps.find((s) => s.step === step);
+  const need = (step: string) => {
+    const found = find(step);
+    if (!found) throw new Error(`run ${manifest.runId}: the manifest has no ${step} step, so there is nothing to report`);
+    return found;
   };
-  exportMetrics: Record<string, number | null>;
-  dataReport: ArtifactRef;
+  return { find, need };
 }
 
-/** The report activity (cpu task queue): reads the artifacts, writes the folder, stores it. */
-export async function writeRunReport(input: ReportInput): Promise<StepResult<object>> {
+/** Everything the report shows, read from the manifest and the artifacts it names. */
+export async function readRunReportData(manifest: RunManifest, config: StepContext['config']): Promise<RunReportData> {
+  const { find, need } = stepsOf(manifest);
+  const answers: RunReportData['answers'] = {};
+  const answerSteps = manifest.steps.filter((s) => s.step.startsWith('answers-'));
+  for (const step of answerSteps) {
+    for (const p of await readJsonl(step.outputs.answers!, Prediction)) (answers[p.system] ??= new Map()).set(p.id, p);
+  }
+  const train = need('train');
+  const curve = join(artifactPath(train.outputs.model!), 'training_curve.png');
+  const forgetting = find('forgetting');
+  const retrieval = find('answers-retrieval');
+  const evalSet = need('eval-set');
+  if (!manifest.gate || !manifest.metrics) throw new Error(`run ${manifest.runId}: the manifest has no metrics or gate verdict yet`);
+  return {
+    pipeline: manifest.pipeline,
+    runId: manifest.runId,
+    verdict: manifest.gate,
+    metrics: manifest.metrics,
+    scores: await readJsonArtifact(need('score').outputs.scores!, ScoreReport),
+    answers,
+    rows: await readJsonl(evalSet.outputs.questions!, EvaluationRow),
+    testRows: EvalSetStats.parse(evalSet.stats).testRows,
+    seed: config.split.seed,
+    maxNewTokens: config.evaluation.maxNewTokens,
+    retrievalIndexRows: retrieval ? RetrievalStats.parse(retrieval.stats).indexRows : null,
+    notes: manifest.notes,
+    generation: SYSTEMS.flatMap((s) => {
+      const step = find(`answers-${s}`);
+      return step && s !== 'retrieval' ? [GenerationStats.parse(step.stats)] : [];
+    }),
+    forgetting: forgetting ? ForgettingStats.parse(forgetting.stats) : null,
+    training: TrainStats.parse(train.stats),
+    exportMetrics: ExportStats.parse(need('export').stats).metrics,
+    trainingCurve: existsSync(curve) ? await readFile(curve) : null,
+    dataReport: await readJsonArtifact(need('report').outputs.json!, DataReport),
+  };
+}
+
+/** The report activity (cpu task queue): reads the run manifest and its artifacts, writes the folder, stores it. */
+export async function writeRunReport(input: StepContext & { manifest: ArtifactRef }): Promise<StepResult<{ verdict: string }, 'report'>> {
   const store = storeFor(input);
-  const inputs = [
-    input.questions.outputs.questions!,
-    input.scores,
-    input.dataReport,
-    input.training.model,
-    ...input.answers.map((a) => a.outputs.answers!),
-  ];
-  const { config, configDir: _configDir, noCache, ...shown } = input;
-  return runCachedStep(store, { step: 'run-report', config: shown, inputs, noCache }, async (key) => {
-    const answers: EvaluationReportData['answers'] = {};
-    for (const step of input.answers) {
-      for (const p of await readJsonl<Prediction>(step.outputs.answers!)) (answers[p.system] ??= new Map()).set(p.id, p);
-    }
-    const curve = join(artifactPath(input.training.model), 'training_curve.png');
-    const data: EvaluationReportData = {
-      pipeline: config.name,
-      runId: input.runId,
-      verdict: input.verdict,
-      scores: JSON.parse(await readFile(artifactPath(input.scores), 'utf8')) as ScoreReport,
-      answers,
-      rows: await readJsonl<EvaluationRow>(input.questions.outputs.questions!),
-      testRows: input.questions.stats.testRows,
-      seed: config.split.seed,
-      settings: {
-        maxNewTokens: config.evaluation.maxNewTokens,
-        retrievalIndexRows: input.retrievalIndexRows,
-        baseSkipped: input.baseSkipped,
-      },
-      generation: input.generation,
-      forgetting: input.forgetting,
-      training: input.training,
-      exportMetrics: input.exportMetrics,
-      trainingCurve: existsSync(curve) ? await readFile(curve) : null,
-      dataReport: JSON.parse(await readFile(artifactPath(input.dataReport), 'utf8')) as DataReport,
-    };
-    const folder = join(store.workDir(key), 'report');
-    await writeReportFolder(folder, `Run report: ${config.name}`, evaluationReportBlocks(data));
-    const report = await store.putDir(folder);
-    await rm(store.workDir(key), { recursive: true, force: true });
-    return { outputs: { report }, stats: { passed: input.verdict.passed } };
-  });
+  return runCachedStep(
+    store,
+    {
+      step: 'run-report',
+      config: {},
+      inputs: [input.manifest],
+      code: codeVersion(import.meta.url),
+      noCache: input.noCache,
+      summarize: () => 'report.md and report.html',
+    },
+    async (key) => {
+      const manifest = await readJsonArtifact(input.manifest, RunManifest);
+      const data = await readRunReportData(manifest, input.config);
+      const folder = join(store.workDir(key), 'report');
+      await writeReportFolder(folder, `Run report: ${manifest.pipeline}`, runReportBlocks(data));
+      const report = await store.putDir(folder);
+      await rm(store.workDir(key), { recursive: true, force: true });
+      return { outputs: { report }, stats: { verdict: data.verdict.verdict } };
+    },
+  );
 }

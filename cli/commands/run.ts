@@ -2,19 +2,16 @@ import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
-import type { GenerationProgress } from '../../activities/evaluate';
-import {
-  SYSTEMS,
-  type MetricTable,
-  type PipelineProgress,
-  type PipelineResult,
-  type StepProgress,
-  type TrainProgress,
-} from '../../schemas/manifests';
-import { connectWorker, createWorker, installQuietRuntime } from '../../workers/create';
-import { activityProgress, queryProgress, startPipeline, trainingProgress } from '../client';
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import { renderTextTable } from '../../activities/report/document';
+import { metricTableBlock } from '../../activities/report/metric-table';
+import { verdictSentence } from '../../activities/report/run-report';
+import type { GenerationProgress, PipelineResult, StepProgress, TrainProgress, WorkflowProgress } from '../../schemas/manifests';
+import { closeWorkerConnection, connectWorker, createWorker, installWorkerLogging } from '../../workers/create';
+import { generationProgress, queryProgress, startPipeline, trainingProgress } from '../client';
 import { UserError, requireValidConfig } from '../config';
+import { workerLogPath } from '../logs';
+import { plannedNotes } from '../planned';
 import { openSession } from '../session';
 
 interface RunOptions {
@@ -50,59 +47,37 @@ function generationLine(g: GenerationProgress | undefined): string | undefined {
   return `  > answers-${g.system}  ${g.answered}/${g.rows} answered  ${g.newTokens} tokens in ${g.seconds}s`;
 }
 
-/** Rows of the printed metric table: metric name and how many decimals. */
-const TABLE_METRICS: Array<[string, number]> = [
-  ['rougeL', 3],
-  ['factualAccuracy', 3],
-  ['bleu', 2],
-  ['chrf', 2],
-  ['perplexity', 2],
-];
+/** Report prose (`**bold**`, `code`) as terminal text. */
+const plain = (text: string) => text.replace(/\*\*|`/g, '');
 
-/** The metric table as aligned text: one row per metric, one column per system. */
-export function formatMetricTable(metrics: MetricTable): string {
-  const systems = SYSTEMS.filter((s) => metrics[s]);
-  const rows = [['metric', ...systems]];
-  for (const [metric, digits] of TABLE_METRICS) {
-    if (systems.every((s) => typeof metrics[s]?.[metric] !== 'number')) continue;
-    rows.push([metric, ...systems.map((s) => fixed(metrics[s]?.[metric], digits))]);
-  }
-  const widths = rows[0]!.map((_, n) => Math.max(...rows.map((r) => r[n]!.length)));
-  return rows.map((r) => '  ' + r.map((cell, n) => (n === 0 ? cell.padEnd(widths[n]!) : cell.padStart(widths[n]!))).join('  ')).join('\n');
-}
-
-/** What a finished run produced: splits, model, metric table, gate verdict, report paths. */
+/** What a finished run produced: splits, model, metric table, gate verdict, report and manifest paths. */
 export function printSummary(result: PipelineResult): void {
   const reused = result.steps.filter((s) => s.reused).map((s) => s.step);
   const file = (name: string) => join(result.runFolder, name);
-  console.log(`\n${result.status === 'data-ready' ? 'Data stage' : 'Pipeline'} done for "${result.pipeline}".`);
+  console.log(`\n${result.outcome === 'data-ready' ? 'Data stage' : 'Pipeline'} done for "${result.pipeline}".`);
   console.log(reused.length ? `Reused from cache: ${reused.join(', ')} (--no-cache re-runs them).` : 'No step was reused from cache.');
-  for (const [name, ref] of Object.entries(result.splits))
+  for (const [name, ref] of Object.entries(result.data.splits))
     console.log(`  ${name.padEnd(10)} ${String(ref.rows).padStart(6)} rows    ${file(`${name}.arrow`)}`);
-  console.log(`  quarantine ${String(result.quarantine.rows).padStart(6)} rows    ${file('quarantine.jsonl')}`);
-  console.log(`  conflicts  ${String(result.conflicts.rows).padStart(6)} groups  ${file('conflicts.jsonl')}`);
+  console.log(`  quarantine ${String(result.data.quarantine.rows).padStart(6)} rows    ${file('quarantine.jsonl')}`);
+  console.log(`  conflicts  ${String(result.data.conflicts.rows).padStart(6)} groups  ${file('conflicts.jsonl')}`);
   console.log(`Data report: ${file('data-report.md')} (and .json)`);
   if (result.training) {
     const m = result.training.metrics;
-    const loss = (v: number | null | undefined) => (typeof v === 'number' ? v.toFixed(4) : '?');
-    console.log(
-      `\nTrained ${result.training.steps} steps${result.training.resumedFromStep ? ` (resumed from step ${result.training.resumedFromStep})` : ''}.`,
-    );
-    console.log(`  validation loss before ${loss(m.initialValidationLoss)} -> after ${loss(m.finalValidationLoss)}`);
+    const resumed = result.training.resumedFromStep ? ` (resumed from step ${result.training.resumedFromStep})` : '';
+    const paused = m.pausedAtStep !== null ? `, paused at step ${m.pausedAtStep} of ${m.totalSteps}` : '';
+    console.log(`\nTrained ${result.training.steps} steps${paused}${resumed}.`);
+    console.log(`  validation loss before ${m.initialValidationLoss.toFixed(4)} -> after ${m.finalValidationLoss.toFixed(4)}`);
     console.log(`  model ${file('model')}`);
     if (result.onnx) console.log(`  ONNX export (greedy tokens match PyTorch) ${file('onnx')}`);
   }
   if (result.evaluation) {
     const { gate, rows, metrics } = result.evaluation;
     console.log(`\nEvaluated on ${rows} test rows, every system on the same rows:`);
-    console.log(formatMetricTable(metrics));
-    console.log(
-      gate.passed
-        ? `\nPromotion candidate: ${gate.results.length ? 'every gate passed' : 'no gates configured'}.`
-        : `\nNot promoted: ${gate.reasons.join('; ')}.`,
-    );
+    console.log(renderTextTable(metricTableBlock(metrics, { headline: true })));
+    console.log(`\n${plain(verdictSentence(gate))}`);
     console.log(`Run report: ${file('report/report.html')} (and report.md)`);
   }
+  console.log(`Run manifest: ${file('run.json')}`);
 }
 
 const INTERRUPTED = Symbol('interrupted');
@@ -157,12 +132,16 @@ export function registerRun(program: Command): void {
     .action(async (opts: RunOptions) => {
       const loaded = requireValidConfig(opts.config);
       const say = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
+      for (const note of plannedNotes(loaded.raw)) say(`note: ${note}`);
       const session = await openSession({ log: say });
       const workers: Worker[] = [];
+      let workerConnection: NativeConnection | undefined;
       try {
         if (opts.workers) {
-          installQuietRuntime();
-          const connection = await connectWorker(session.target);
+          const logFile = workerLogPath();
+          installWorkerLogging(logFile);
+          say(`Worker logs: ${logFile}`);
+          const connection = (workerConnection = await connectWorker(session.target));
           workers.push(await createWorker('cpu', connection, session.target.namespace));
           workers.push(await createWorker('gpu', connection, session.target.namespace));
         }
@@ -175,12 +154,16 @@ export function registerRun(program: Command): void {
           : new Promise((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
         if (opts.until && opts.until !== 'data' && opts.until !== 'train')
           throw new UserError(`--until must be data or train, not "${opts.until}"`);
-        const handle = await startPipeline(session.client, loaded, { noCache: !opts.cache, stopAfter: opts.until });
+        const handle = await startPipeline(session.client, loaded, {
+          noCache: !opts.cache,
+          stopAfter: opts.until,
+          command: 'tuneline run',
+        });
         say(
           `Run ${handle.workflowId}${session.uiUrl ? `  ${session.uiUrl}/namespaces/${session.target.namespace}/workflows/${handle.workflowId}` : ''}`,
         );
         const printed = new Map<string, string>();
-        const show = (progress: PipelineProgress | undefined) => {
+        const show = (progress: WorkflowProgress | undefined) => {
           for (const s of progress?.steps ?? []) {
             const line = stepLine(s);
             if (printed.get(s.step) !== line && s.status !== 'running') {
@@ -206,7 +189,7 @@ export function registerRun(program: Command): void {
               show(p);
               if (p?.stage === 'train') await calls.run(showTraining);
               if (p?.stage === 'evaluate') {
-                const line = generationLine(await calls.run(() => activityProgress<GenerationProgress>(handle, 'generateAnswers')));
+                const line = generationLine(await calls.run(() => generationProgress(handle)));
                 if (line && line !== lastGenerationLine) say((lastGenerationLine = line));
               }
             })
@@ -249,6 +232,7 @@ export function registerRun(program: Command): void {
         if (failure) process.exitCode = 1;
       } finally {
         for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+        await closeWorkerConnection(workers, workerConnection);
         await session.close();
       }
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { catalogSize, writeSampleJsonl } from '../../activities/data/sample/generate';
+import { catalogSize, writeSampleJsonl } from '../../sample-data/generate';
 
 export function registerSampleData(program: Command): void {
   program

@@ -1,17 +1,36 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { StorageSection } from '../../schemas/config';
+import { RunManifest, type PipelineInput, type PipelineResult } from '../../schemas/manifests';
 import { SearchAttributes } from '../../workflows/definitions';
-import type { PipelineResult } from '../../schemas/manifests';
 import { queryProgress } from '../client';
 import { printSummary } from './run';
 import { openSession } from '../session';
+
+/**
+ * The run's `run.json`, found through the run's own input (its config's `storage.runs`), so a failed
+ * run's manifest is found too. Undefined when the run has written none yet.
+ */
+async function readManifest(handle: WorkflowHandle): Promise<{ path: string; manifest: RunManifest } | undefined> {
+  const history = await handle.fetchHistory();
+  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  if (!payload) return undefined;
+  const input = defaultPayloadConverter.fromPayload<PipelineInput>(payload);
+  const storage = StorageSection.safeParse((input.config as { storage?: unknown } | null)?.storage ?? {});
+  const runs = storage.success ? storage.data.runs : StorageSection.parse({}).runs;
+  const path = resolve(input.configDir, runs, handle.workflowId, 'run.json');
+  return existsSync(path) ? { path, manifest: RunManifest.parse(JSON.parse(readFileSync(path, 'utf8'))) } : undefined;
+}
 
 export function registerStatus(program: Command): void {
   program
     .command('status')
     .description('Show a run: status, stage, steps, and its summary (metric table, gate verdict, report) or error.')
     .argument('<run-id>', 'the workflow id printed by `tuneline run`')
-    .option('--json', 'print one JSON object')
+    .option('--json', 'print one JSON object: status, progress, result and the run manifest (run.json)')
     .action(async (runId: string, opts: { json?: boolean }) => {
       const session = await openSession();
       try {
@@ -32,8 +51,10 @@ export function registerStatus(program: Command): void {
         // Only a worker answers the query: when none is running, show what the server knows instead of waiting.
         const progress =
           status === 'RUNNING' ? await session.client.withDeadline(Date.now() + 5_000, () => queryProgress(handle)) : undefined;
+        const recorded = await readManifest(handle);
         if (opts.json) {
-          console.log(JSON.stringify({ workflowId: runId, runId: description.runId, status, stage, progress, result, error }));
+          const manifest = recorded?.manifest;
+          console.log(JSON.stringify({ workflowId: runId, runId: description.runId, status, stage, progress, result, error, manifest }));
           return;
         }
         console.log(`${runId}: ${status}, stage ${stage ?? 'unknown'}, started ${description.startTime.toISOString()}`);
@@ -41,6 +62,7 @@ export function registerStatus(program: Command): void {
         if (status === 'RUNNING' && !progress) console.log('  (no worker answered the progress query: is a worker running?)');
         if (error) console.log(`Error: ${error}`);
         if (result) printSummary(result);
+        else if (recorded) console.log(`Run manifest: ${recorded.path}`);
       } finally {
         await session.close();
       }

@@ -1,12 +1,13 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { artifactPath } from '../../activities/artifacts';
+import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
 import { readRows } from '../../activities/data/arrow-io';
-import { queryProgress, startPipeline } from '../../cli/client';
+import { queryProgress, readRunManifest, startPipeline } from '../../cli/client';
 import { loadConfigFile } from '../../cli/config';
-import { SearchAttributes } from '../../workflows/definitions';
+import { RunManifest } from '../../schemas/manifests';
+import { SearchAttributes, childWorkflowId } from '../../workflows/definitions';
 import {
   activityAttempts,
   killAndWait,
@@ -47,19 +48,19 @@ describe('finetunePipeline on a real dev server', () => {
   it('runs the data stage on the sample data and accounts for every row', async () => {
     const handle = await startPipeline(env.client, loadConfigFile(path), DATA_ONLY);
     const result = await handle.result();
-    expect(result.status).toBe('data-ready');
+    expect(result.outcome).toBe('data-ready');
     expect(result.steps.map((s) => s.step)).toEqual(['source', 'ingest', 'clean', 'dedup', 'split', 'report']);
     expect(result.steps.every((s) => !s.reused)).toBe(true);
 
-    const report = JSON.parse(readFileSync(artifactPath(result.report.json), 'utf8'));
+    const report = JSON.parse(readFileSync(artifactPath(result.data.dataReport.json), 'utf8'));
     expect(report.accounting).toMatchObject({ sourceRows: 10_000, balanced: true });
     expect(report.accounting.quarantined).toBeGreaterThan(0);
     expect(report.accounting.removed).toBeGreaterThan(0);
-    expect(readFileSync(artifactPath(result.report.markdown), 'utf8')).toContain('| stage | rows in | rows out |');
+    expect(readFileSync(artifactPath(result.data.dataReport.markdown), 'utf8')).toContain('| stage | rows in | rows out |');
 
-    const train = await readRows(result.splits.train);
-    const test = await readRows(result.splits.test);
-    expect(train.length).toBe(result.splits.train.rows);
+    const train = await readRows(result.data.splits.train);
+    const test = await readRows(result.data.splits.test);
+    expect(train.length).toBe(result.data.splits.train.rows);
     const trainGroups = new Set(train.map((r) => r.groupId));
     expect(test.some((r) => trainGroups.has(r.groupId))).toBe(false);
 
@@ -76,7 +77,7 @@ describe('finetunePipeline on a real dev server', () => {
     expect(first.steps.filter((s) => !s.reused)).toEqual([]);
     const forced = await (await startPipeline(env.client, loadConfigFile(path), { ...DATA_ONLY, noCache: true })).result();
     expect(forced.steps.filter((s) => s.reused)).toEqual([]);
-    expect(forced.splits).toEqual(first.splits);
+    expect(forced.data.splits).toEqual(first.data.splits);
   });
 
   it('re-runs only the steps downstream of a changed setting', async () => {
@@ -84,6 +85,65 @@ describe('finetunePipeline on a real dev server', () => {
     (changed.raw as { split: unknown }).split = { seed: 7 };
     const result = await (await startPipeline(env.client, changed, DATA_ONLY)).result();
     expect(result.steps.filter((s) => !s.reused).map((s) => s.step)).toEqual(['split', 'report']);
+  });
+});
+
+/** Every file a manifest names, with the hash on disk beside the hash it records. */
+async function hashesOnDisk(manifest: RunManifest): Promise<Array<{ uri: string; recorded: string; onDisk: string }>> {
+  const refs = [
+    ...Object.values(manifest.artifacts),
+    ...manifest.steps.flatMap((s) => [...s.inputs, ...Object.values(s.outputs)]),
+    ...(manifest.data ? [manifest.data.source] : []),
+  ];
+  return Promise.all(
+    refs.map(async (ref) => {
+      const path = artifactPath(ref);
+      const onDisk = statSync(path).isDirectory() ? (await sha256Tree(path)).sha256 : await sha256File(path);
+      return { uri: ref.uri, recorded: ref.sha256, onDisk };
+    }),
+  );
+}
+
+describe('the run manifest', () => {
+  it('records what a run read, made and decided, with hashes that match the files on disk', async () => {
+    const dir = tempDir();
+    copyFileSync(join(projectRoot, 'test', 'fixtures', 'qa-small.csv'), join(dir, 'qa.csv'));
+    const columns = { id: 'qid', question: 'q', answer: 'a', category: 'type' };
+    const path = writePipeline(dir, { name: 'it-manifest', data: { path: 'qa.csv', columns, maxInvalidFraction: 0.5 } });
+    const handle = await startPipeline(env.client, loadConfigFile(path), { ...DATA_ONLY, command: 'pipeline.test.ts' });
+    const result = await handle.result();
+    const manifest = readRunManifest(result);
+    expect(readFileSync(join(result.runFolder, 'run.json'), 'utf8')).toBe(readFileSync(artifactPath(result.manifest), 'utf8'));
+    expect(manifest).toMatchObject({
+      runId: handle.workflowId,
+      pipeline: 'it-manifest',
+      status: 'completed',
+      outcome: 'data-ready',
+      config: { file: path, hash: loadConfigFile(path).configHash },
+      startedBy: { command: 'pipeline.test.ts', cwd: process.cwd() },
+      data: { path: join(dir, 'qa.csv'), snapshot: true },
+    });
+    expect(manifest.code.sources).toMatch(/^[0-9a-f]{16}$/);
+    expect(manifest.steps.map((s) => `${s.stage}/${s.step}`)).toEqual([
+      'data/source',
+      'data/ingest',
+      'data/clean',
+      'data/dedup',
+      'data/split',
+      'data/report',
+    ]);
+    for (const step of manifest.steps)
+      expect(step).toMatchObject({ reused: false, attempt: 1, codeVersion: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    const hashes = await hashesOnDisk(manifest);
+    expect(hashes.length).toBeGreaterThan(15);
+    expect(hashes.filter((h) => h.recorded !== h.onDisk)).toEqual([]);
+
+    // The data is proven by its snapshot: changing the user's file later does not change what the manifest points at.
+    const original = readFileSync(join(dir, 'qa.csv'));
+    expect(manifest.data!.source.uri).not.toContain('qa.csv');
+    expect(readFileSync(artifactPath(manifest.data!.source))).toEqual(original);
+    writeFileSync(join(dir, 'qa.csv'), 'question,answer\nchanged?,yes\n');
+    expect(readFileSync(artifactPath(manifest.data!.source))).toEqual(original);
   });
 });
 
@@ -98,7 +158,11 @@ describe('user errors fail fast and are not retried', () => {
     const message = (error as WorkflowFailedError).cause?.message ?? '';
     expect(message).toContain('split.train');
     expect(message).toContain('training.strategy: expected one of "lora", "full", found string "qlora"');
-    expect(await activityAttempts(handle)).toEqual({ validatePipelineConfig: 1 });
+    expect(await activityAttempts(handle)).toEqual({ validatePipelineConfig: 1, recordRun: 1 });
+    // The failed run is recorded too: what it was given, and why it stopped.
+    const manifest = RunManifest.parse(JSON.parse(readFileSync(join(dir, '.tuneline', 'runs', handle.workflowId, 'run.json'), 'utf8')));
+    expect(manifest).toMatchObject({ status: 'failed', outcome: null, config: { resolved: null }, steps: [] });
+    expect(manifest.error).toContain('training.strategy');
   });
 
   it('a dataset with too many bad rows fails with how many and why, after one attempt', async () => {
@@ -111,8 +175,10 @@ describe('user errors fail fast and are not retried', () => {
     const handle = await startPipeline(env.client, loaded, DATA_ONLY);
     const error = (await handle.result().catch((e: unknown) => e)) as WorkflowFailedError;
     expect(error.cause?.message).toMatch(/20 of 40 rows \(50\.0%\) are invalid.*20 wrong-type.*answer: expected text, found a number/);
-    expect(await activityAttempts(handle)).toMatchObject({ ingestData: 1 });
-    expect((await queryProgress(handle))?.stage).toBe('failed');
+    expect(await activityAttempts(env.client.workflow.getHandle(childWorkflowId.data(handle.workflowId)))).toMatchObject({ ingestData: 1 });
+    const progress = await queryProgress(handle);
+    expect(progress?.stage).toBe('failed');
+    expect(progress?.steps.find((s) => s.step === 'ingest')?.status).toBe('failed');
   });
 });
 
@@ -127,13 +193,13 @@ describe('the shipped Amazon appliances recipe', () => {
       const dir = tempDir();
       Object.assign(loaded.raw as object, { storage: { artifacts: join(dir, 'artifacts'), runs: join(dir, 'runs') } });
       const result = await (await startPipeline(env.client, loaded, DATA_ONLY)).result();
-      const report = JSON.parse(readFileSync(artifactPath(result.report.json), 'utf8'));
+      const report = JSON.parse(readFileSync(artifactPath(result.data.dataReport.json), 'utf8'));
       expect(report.accounting).toMatchObject({ sourceRows: 8866, balanced: true });
       expect(report.accounting.quarantined / 8866).toBeLessThan(0.05);
       const cleaned = report.stages.find((s: { stage: string }) => s.stage === 'clean');
       expect(cleaned.details['changedByRule.removeUrls']).toBeGreaterThan(0);
       expect(Object.keys(cleaned.details).some((k) => k.startsWith('removed.'))).toBe(true);
-      const rows = [...(await readRows(result.splits.train)), ...(await readRows(result.splits.test))];
+      const rows = [...(await readRows(result.data.splits.train)), ...(await readRows(result.data.splits.test))];
       expect(rows.some((r) => /https?:\/\//.test(r.answer))).toBe(false);
       // Stratified by question type: both types in every split.
       for (const split of ['train', 'validation', 'test']) {

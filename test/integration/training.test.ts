@@ -1,10 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { artifactPath } from '../../activities/artifacts';
-import { startPipeline, trainingProgress } from '../../cli/client';
-import { loadConfigFile } from '../../cli/config';
+import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
+import { readRunManifest, startPipeline } from '../../cli/client';
+import { loadConfigFile, requireValidConfig } from '../../cli/config';
+import { ExportManifest } from '../../schemas/engine';
+import type { PipelineResult, TrialInput, TrialResult } from '../../schemas/manifests';
+import { TaskQueues, childWorkflowId } from '../../workflows/definitions';
 import {
   activityAttempts,
   killAndWait,
@@ -24,7 +27,7 @@ const workers: Array<ReturnType<typeof spawnWorker>> = [];
 beforeAll(async () => {
   env = await startTestServer();
   tinyModel = join(tempDir('tuneline-tiny-'), 'tiny-llama');
-  // A random 2-layer Llama with the default model's real tokenizer and chat template: real training, seconds per step.
+  // A random 2-layer Llama with the default model's real tokenizer and chat template: real training, fractions of a second per step.
   execFileSync(join(projectRoot, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', 'llama', tinyModel], {
     cwd: projectRoot,
     stdio: 'inherit',
@@ -44,91 +47,190 @@ interface LoggedEvent {
   path?: string;
 }
 
+const readEvents = (ref: { uri: string }) =>
+  readFileSync(artifactPath(ref), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as LoggedEvent);
+
+/** The step checkpoints on disk under the store's work folders, e.g. `step-44`. */
+function checkpointsOnDisk(artifacts: string): string[] {
+  const work = join(artifacts, 'work');
+  if (!existsSync(work)) return [];
+  return readdirSync(work).flatMap((key) => {
+    const dir = join(work, key, 'checkpoints');
+    return existsSync(dir) ? readdirSync(dir).filter((n) => /^step-\d+$/.test(n) && existsSync(join(dir, n, 'complete'))) : [];
+  });
+}
+
+const config = (dir: string, gates: object[]) =>
+  writePipeline(dir, {
+    name: 'it-train',
+    data: { sample: { rows: 400, seed: 5 }, columns: { category: 'category', product: 'product', fact: 'fact' } },
+    model: { base: tinyModel },
+    training: {
+      maxSteps: 48,
+      batchSize: 4,
+      maxLength: 96,
+      learningRate: 0.001,
+      checkpointEvery: 4,
+      evalEvery: 8,
+      maxValidationRows: 16,
+      device: 'cpu',
+      // Long enough for a loaded 2-core machine; the killed attempt is retried after this long.
+      activity: { heartbeat: '30s', maxAttempts: 3 },
+    },
+    evaluation: { maxTestRows: 12, maxNewTokens: 12, batchSize: 4 },
+    gates,
+  });
+
 describe('training, export and evaluation on a real dev server', () => {
+  const dir = tempDir();
+  let first: PipelineResult;
+
   it('resumes training after the gpu worker is killed, then exports, evaluates against both baselines and gates', async () => {
-    const dir = tempDir();
+    // One gate the tuned model passes whatever it learned, one no model can pass.
     const loaded = loadConfigFile(
-      writePipeline(dir, {
-        name: 'it-train',
-        data: { sample: { rows: 400, seed: 5 }, columns: { category: 'category', product: 'product', fact: 'fact' } },
-        model: { base: tinyModel },
-        training: {
-          maxSteps: 24,
-          batchSize: 4,
-          maxLength: 96,
-          learningRate: 0.001,
-          checkpointEvery: 4,
-          evalEvery: 8,
-          maxValidationRows: 16,
-          device: 'cpu',
-          // Long enough for a loaded 2-core machine; the killed attempt is retried after this long.
-          activity: { heartbeat: '30s', maxAttempts: 3 },
-        },
-        evaluation: { maxTestRows: 12, maxNewTokens: 12, batchSize: 4 },
-        // One gate the tuned model passes whatever it learned, one no model can pass.
-        gates: [
-          { metric: 'rougeL', min: 0 },
-          { metric: 'bleu', min: 101 },
-        ],
-      }),
+      config(dir, [
+        { metric: 'rougeL', min: 0 },
+        { metric: 'bleu', min: 101 },
+      ]),
     );
     const gpu = spawnWorker('gpu', env.server.address);
     workers.push(gpu);
     const handle = await startPipeline(env.client, loaded);
-    const atCheckpoint = await waitFor(
-      () => trainingProgress(handle),
-      (p) => p?.checkpoint != null,
+    // Kill the worker as soon as the first checkpoint is complete on disk (the folder is the truth; heartbeats lag).
+    const [atCheckpoint] = await waitFor(
+      async () => checkpointsOnDisk(join(dir, 'artifacts')),
+      (found) => found.length > 0,
       180_000,
     );
     await killAndWait(gpu, 'SIGKILL');
     workers.push(spawnWorker('gpu', env.server.address));
-    const result = await handle.result();
+    first = await handle.result();
 
-    expect(result.status).toBe('not-promoted');
-    expect(result.training!.steps).toBe(24);
-    expect(await activityAttempts(handle)).toMatchObject({ trainModel: 2 });
-    const events = readFileSync(artifactPath(result.training!.events), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as LoggedEvent);
+    expect(first.outcome).toBe('not-promoted');
+    expect(first.training!.steps).toBe(48);
+    const trialHandle = env.client.workflow.getHandle(childWorkflowId.trial(handle.workflowId));
+    expect(await activityAttempts(trialHandle)).toMatchObject({ trainModel: 2 });
+    const events = readEvents(first.training!.events);
     const firstCheckpoints = events.filter((e) => e.attempt === 1 && e.event === 'checkpoint').map((e) => e.step);
-    expect(firstCheckpoints).toContain(atCheckpoint!.checkpointStep);
+    expect(firstCheckpoints).toContain(Number(atCheckpoint!.slice('step-'.length)));
     const resumedStart = events.find((e) => e.attempt === 2 && e.event === 'start')!;
     // The resumed attempt starts at the newest checkpoint the first attempt wrote, not at zero.
     expect(resumedStart.step).toBe(Math.max(...firstCheckpoints));
-    expect(result.training!.resumedFromStep).toBe(resumedStart.step);
+    expect(first.training!.resumedFromStep).toBe(resumedStart.step);
     const resumedSteps = events.filter((e) => e.attempt === 2 && e.event === 'step').map((e) => e.step);
     expect(Math.min(...resumedSteps)).toBe(resumedStart.step + 1);
-    expect(resumedSteps.at(-1)).toBe(24);
-    expect(existsSync(join(artifactPath(result.training!.model), 'metrics.json'))).toBe(true);
+    expect(resumedSteps.at(-1)).toBe(48);
+    // Checkpoints outlive the step, bounded by keepCheckpoints (2 by default).
+    expect(checkpointsOnDisk(join(dir, 'artifacts')).sort()).toEqual(['step-40', 'step-44']);
+
     // The export step ran on the trained model and its parity check passed.
-    expect(existsSync(join(artifactPath(result.onnx!), 'model.onnx'))).toBe(true);
-    expect(JSON.parse(readFileSync(join(artifactPath(result.onnx!), 'export.json'), 'utf8')).parity).toBeTruthy();
+    const exported = ExportManifest.parse(JSON.parse(readFileSync(join(artifactPath(first.onnx!), 'export.json'), 'utf8')));
+    expect(exported.parity).toMatchObject({ identical: true, prompts: 4 });
+    expect(exported.parity.tokens).toBeGreaterThan(4);
+    expect(exported.mergedAdapter).toBe(true);
 
     // Evaluation: the same 12 test rows answered by every system, scored together, gated, reported.
-    const evaluation = result.evaluation!;
+    const evaluation = first.evaluation!;
     expect(evaluation.rows).toBe(12);
     expect(Object.keys(evaluation.metrics).sort()).toEqual(['base', 'retrieval', 'tuned']);
     expect(evaluation.metrics.tuned!.perplexity).toBeGreaterThan(1);
     expect(evaluation.metrics.base!.perplexity).toBeGreaterThan(1);
     expect(evaluation.gate.results.map((r) => r.status)).toEqual(['passed', 'failed']);
     expect(evaluation.gate.reasons).toEqual([expect.stringMatching(/^bleu >= 101: tuned \d/)]);
-    const scores = JSON.parse(readFileSync(join(result.runFolder, 'scores.json'), 'utf8')) as {
-      systems: Record<string, { rows: number }>;
-    };
+    const scores = JSON.parse(readFileSync(join(first.runFolder, 'scores.json'), 'utf8')) as { systems: Record<string, { rows: number }> };
     expect(Object.values(scores.systems).map((s) => s.rows)).toEqual([12, 12, 12]);
     const idsOf = (file: string) =>
-      readFileSync(join(result.runFolder, file), 'utf8')
+      readFileSync(join(first.runFolder, file), 'utf8')
         .trim()
         .split('\n')
         .map((l) => (JSON.parse(l) as { id: string }).id)
         .sort();
     const questionIds = idsOf('eval-questions.jsonl');
     for (const system of ['tuned', 'base', 'retrieval']) expect(idsOf(`answers-${system}.jsonl`)).toEqual(questionIds);
-    const markdown = readFileSync(join(result.runFolder, 'report', 'report.md'), 'utf8');
+    const markdown = readFileSync(join(first.runFolder, 'report', 'report.md'), 'utf8');
     expect(markdown).toContain('| metric | tuned | base (untuned) | retrieval |');
     expect(markdown).toContain('**Not promoted**: bleu >= 101');
-    expect(readFileSync(join(result.runFolder, 'report', 'report.html'), 'utf8')).toContain('<td>ROUGE-L F1</td>');
-    expect(existsSync(join(result.runFolder, 'report', 'training-curve.png'))).toBe(true);
+    expect(readFileSync(join(first.runFolder, 'report', 'report.html'), 'utf8')).toContain('<td>ROUGE-L F1</td>');
+    expect(existsSync(join(first.runFolder, 'report', 'training-curve.png'))).toBe(true);
+
+    // The manifest records every step with hashes that match the files, and the base model's bytes.
+    const manifest = readRunManifest(first);
+    expect(manifest.steps.map((s) => s.step)).toEqual(
+      expect.arrayContaining([
+        'train',
+        'export',
+        'eval-set',
+        'answers-tuned',
+        'export-base',
+        'answers-base',
+        'answers-retrieval',
+        'forgetting',
+        'score',
+        'run-report',
+      ]),
+    );
+    expect(manifest.steps.find((s) => s.step === 'train')).toMatchObject({ stage: 'trial', attempt: 2, reused: false });
+    expect(manifest.baseModel).toMatchObject({ kind: 'folder', path: tinyModel, sha256: (await sha256Tree(tinyModel)).sha256 });
+    expect(manifest.gate?.verdict).toBe('not-promoted');
+    for (const ref of Object.values(manifest.artifacts)) {
+      const path = artifactPath(ref);
+      expect(statSync(path).isDirectory() ? (await sha256Tree(path)).sha256 : await sha256File(path)).toBe(ref.sha256);
+    }
+  });
+
+  it('an unreviewed satisfaction gate ends the run awaiting review, every step reused from the cache', async () => {
+    const handle = await startPipeline(
+      env.client,
+      loadConfigFile(
+        config(dir, [
+          { metric: 'rougeL', min: 0 },
+          { metric: 'satisfaction', min: 0.9 },
+        ]),
+      ),
+    );
+    const result = await handle.result();
+    // Only the report is new: its input, the run manifest, names a new run.
+    expect(result.steps.filter((s) => !s.reused).map((s) => s.step)).toEqual(['run-report']);
+    expect(result.outcome).toBe('awaiting-review');
+    expect(result.evaluation!.gate.results.map((r) => r.status)).toEqual(['passed', 'pending']);
+    expect(readFileSync(join(result.runFolder, 'report', 'report.md'), 'utf8')).toContain('**Awaiting review**');
+    expect(result.training!.model).toEqual(first.training!.model);
+  });
+
+  it('a trial paused at a rung keeps its checkpoint, and continuing it trains only the remaining steps', async () => {
+    const { config: resolved, configDir } = requireValidConfig(config(dir, []));
+    const trial = (overrides: TrialInput['overrides'], id: string) =>
+      env.client.workflow.execute('trial', {
+        taskQueue: TaskQueues.cpu,
+        workflowId: `${id}-${Date.now()}`,
+        args: [{ context: { config: resolved, configDir }, runId: id, splits: first.data.splits, overrides, stopAfter: 'export' }],
+      }) as Promise<TrialResult>;
+    // Another budget (8 steps, another rate): its own work folder, so nothing of the first run is reused.
+    const paused = await trial({ maxSteps: 8, learningRate: 0.002, stopAtStep: 4 }, 'it-rung');
+    expect(paused.trained.metrics).toMatchObject({ pausedAtStep: 4, steps: 4, totalSteps: 8 });
+    const continued = await trial({ maxSteps: 8, learningRate: 0.002 }, 'it-rung');
+    expect(continued.trained.resumedFromStep).toBe(4);
+    expect(continued.trained.metrics).toMatchObject({ pausedAtStep: null, steps: 8, totalSteps: 8 });
+    expect(continued.training.learningRate).toBe(0.002);
+    const events = readEvents(continued.trained.events);
+    const trainedSteps = events.filter((e) => e.event === 'step').map((e) => e.step);
+    // The events log of the budget's work folder holds both calls: steps 1-4, then 5-8, none twice.
+    expect(trainedSteps).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(events.filter((e) => e.event === 'start').map((e) => e.step)).toEqual([0, 4]);
+  });
+
+  it('refuses training overrides outside the schema, before any training', async () => {
+    const { config: resolved, configDir } = requireValidConfig(config(dir, []));
+    const failure = await env.client.workflow
+      .execute('trial', {
+        taskQueue: TaskQueues.cpu,
+        workflowId: `it-bad-override-${Date.now()}`,
+        args: [{ context: { config: resolved, configDir }, runId: 'x', splits: first.data.splits, overrides: { learningRate: 5 } }],
+      })
+      .catch((err: Error & { cause?: Error }) => err.cause?.message ?? err.message);
+    expect(failure).toMatch(/training overrides are invalid[\s\S]*learningRate/);
   });
 });

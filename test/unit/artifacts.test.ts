@@ -28,9 +28,12 @@ describe('artifact store', () => {
 
   it('keys steps on config, inputs and code, with key order irrelevant', () => {
     const input = { uri: 'file:///x', sha256: 'a'.repeat(64), bytes: 1, rows: 1 };
-    expect(stepKey('clean', { a: 1, b: 2 }, [input])).toBe(stepKey('clean', { b: 2, a: 1 }, [input]));
-    expect(stepKey('clean', { a: 1 }, [input])).not.toBe(stepKey('clean', { a: 2 }, [input]));
-    expect(stepKey('clean', { a: 1 }, [input])).not.toBe(stepKey('dedup', { a: 1 }, [input]));
+    const key = (step: string, config: object, code = 'v1') => stepKey({ step, config, inputs: [input], code });
+    expect(key('clean', { a: 1, b: 2 })).toBe(key('clean', { b: 2, a: 1 }));
+    expect(key('clean', { a: 1 })).not.toBe(key('clean', { a: 2 }));
+    expect(key('clean', { a: 1 })).not.toBe(key('dedup', { a: 1 }));
+    expect(key('clean', { a: 1 })).not.toBe(key('clean', { a: 1 }, 'v2'));
+    expect(stepKey({ step: 'clean', config: {}, inputs: [{ ...input, sha256: 'b'.repeat(64) }], code: 'v1' })).not.toBe(key('clean', {}));
     expect(canonicalJson({ b: [1, { d: 1, c: 2 }], a: null })).toBe('{"a":null,"b":[1,{"c":2,"d":1}]}');
   });
 
@@ -41,13 +44,18 @@ describe('artifact store', () => {
       runs++;
       return { outputs: { out: await store.put(`result ${runs}`, '.txt', null) }, stats: { runs } };
     };
-    const first = await runCachedStep(store, { step: 's', config: {}, inputs: [] }, compute);
-    const second = await runCachedStep(store, { step: 's', config: {}, inputs: [] }, compute);
+    const spec = { step: 's', config: {}, inputs: [], code: 'v1', summarize: (s: { runs: number }) => `computed ${s.runs} time(s)` };
+    const first = await runCachedStep(store, spec, compute);
+    const second = await runCachedStep(store, spec, compute);
     expect([first.reused, second.reused, runs]).toEqual([false, true, 1]);
-    writeFileSync(artifactPath(first.outputs.out!), 'tampered');
-    const third = await runCachedStep(store, { step: 's', config: {}, inputs: [] }, compute);
+    // A reused result says its own summary and records the code version it was computed with.
+    expect([second.summary, second.codeVersion, second.attempt]).toEqual(['computed 1 time(s)', 'v1', 1]);
+    writeFileSync(artifactPath(first.outputs.out), 'tampered');
+    const third = await runCachedStep(store, spec, compute);
     expect([third.reused, runs]).toEqual([false, 2]);
-    const forced = await runCachedStep(store, { step: 's', config: {}, inputs: [], noCache: true }, compute);
+    const forced = await runCachedStep(store, { ...spec, noCache: true }, compute);
     expect([forced.reused, runs]).toEqual([false, 3]);
+    const newCode = await runCachedStep(store, { ...spec, code: 'v2' }, compute);
+    expect([newCode.reused, runs]).toEqual([false, 4]);
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../cli/config';
 import { renderConfigDocs } from '../../schemas/config-docs';
-import { emittedSchemas, renderJsonSchema } from '../../schemas/json-schemas';
+import { emittedSchemas, renderEngineErrors, renderJsonSchema } from '../../schemas/json-schemas';
 import { checkConfig } from '../../schemas/validate';
 import { tempDir } from '../integration/harness';
 
@@ -81,6 +81,28 @@ describe('pipeline config', () => {
     ]);
   });
 
+  it('catches meaningless settings before any data is read: bounds, LoRA targets and layers, a gate review cannot decide', () => {
+    const problems = (raw: object) => {
+      const check = checkConfig({ name: 'x', data: { sample: { rows: 10 } }, ...raw });
+      return check.ok ? [] : check.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    expect(problems({ training: { learningRate: 5, weightDecay: 2, lora: { targetModules: [], layers: [] } } })).toEqual([
+      'training.lora.targetModules: list at least one module name, or `all-linear`, found a list',
+      'training.lora.layers: an empty list gives no layer an adapter; leave it out for all layers, found a list',
+      'training.learningRate: at most 0.1; fine-tuning rates are usually 1e-5 to 3e-3, found number 5',
+      'training.weightDecay: Too big: expected number to be <=1, found number 2',
+    ]);
+    expect(problems({ training: { lora: { targetModules: ['all-linear', 'q_proj'] } } })).toEqual([
+      'training.lora.targetModules: `all-linear` must be the only entry (it already covers every linear layer)',
+    ]);
+    expect(problems({ review: { enabled: false }, gates: [{ metric: 'satisfaction', min: 0.9 }] })).toEqual([
+      'gates[0].metric: satisfaction is decided by human review, which review.enabled turns off; enable review or drop this gate',
+    ]);
+    expect(problems({ training: { keepCheckpoints: 0, maxSteps: 12 } })).toEqual([
+      'training.keepCheckpoints: Too small: expected number to be >=1, found number 0',
+    ]);
+  });
+
   it('needs exactly one data source', () => {
     const check = checkConfig({ name: 'x', data: {} });
     expect(check.ok ? [] : check.problems.map((p) => p.message)).toEqual([expect.stringMatching(/exactly one of `data.path`/)]);
@@ -96,6 +118,10 @@ describe('pipeline config', () => {
   it.each(Object.keys(emittedSchemas))('committed JSON Schema %s is up to date (npm run schema)', (file) => {
     const committed = readFileSync(join(root, 'schemas', 'json', file), 'utf8');
     expect(committed).toBe(renderJsonSchema(emittedSchemas[file]!));
+  });
+
+  it('committed engine error contract schemas/json/engine-errors.json is up to date (npm run schema)', () => {
+    expect(readFileSync(join(root, 'schemas', 'json', 'engine-errors.json'), 'utf8')).toBe(renderEngineErrors());
   });
 
   it('committed config reference docs/config.md is up to date (npm run schema)', () => {

@@ -1,11 +1,12 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
 import { runEngine } from '../../activities/engine-process';
-import { chooseResumePoint, newestCheckpoint } from '../../activities/train';
+import { chooseResumePoint } from '../../activities/train';
 import type { EngineEvent } from '../../schemas/engine';
+import { EngineExit, NON_RETRYABLE_ERROR_TYPES, errorTypeForExit, isNonRetryable } from '../../schemas/errors';
 import { tempDir } from '../integration/harness';
 
 const fakeEngine = join(import.meta.dirname, '..', 'fixtures', 'fake-engine.sh');
@@ -50,6 +51,20 @@ describe('engine process wrapper', () => {
     expect((outcome as Error).message).toContain('Traceback: out of memory');
   });
 
+  it('fails the attempt when an event breaks the contract, instead of dropping it as a log line', async () => {
+    const { outcome, events } = await runFake('bad-event');
+    expect(outcome).toMatchObject({ type: 'EngineCrash', nonRetryable: false });
+    expect((outcome as Error).message).toMatch(/breaks its contract.*"loss":"low"/s);
+    expect(events.map((e) => e.event)).toEqual(['start', 'step']);
+  });
+
+  it('maps exit codes through the shared error list: user errors are final, a crash is retried', () => {
+    for (const [code, type] of Object.entries(errorTypeForExit)) {
+      expect(isNonRetryable(type)).toBe(Number(code) !== EngineExit.crash);
+    }
+    expect(NON_RETRYABLE_ERROR_TYPES).toEqual(['ConfigError', 'DataError', 'ParityError']);
+  });
+
   it('on cancellation sends SIGTERM so the engine checkpoints, then rethrows the cancellation', async () => {
     const mark = join(tempDir(), 'terminated');
     process.env.FAKE_ENGINE_MARK = mark;
@@ -72,13 +87,13 @@ describe('resume point', () => {
     return dir;
   }
 
-  it('takes the newest complete checkpoint from the folder, skipping an unfinished one', () => {
+  it('takes the newest complete checkpoint from the folder, skipping one whose write never finished', () => {
     const work = tempDir();
     checkpoint(work, 4, true);
     const eight = checkpoint(work, 8, true);
-    checkpoint(work, 12, false);
-    expect(newestCheckpoint(work)).toEqual({ path: eight, step: 8 });
-    expect(existsSync(join(work, 'checkpoints', 'step-12', 'complete'))).toBe(false);
+    checkpoint(work, 12, false); // killed mid-write: no `complete` marker
+    expect(chooseResumePoint(work, undefined)).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(tempDir(), undefined)).toBeUndefined();
   });
 
   it('trusts the folder over a stale heartbeat, and a valid newer hint over the folder', () => {
@@ -89,6 +104,17 @@ describe('resume point', () => {
     expect(chooseResumePoint(work, { step: 11, checkpoint: four, checkpointStep: 4 })).toEqual({ path: eight, step: 8 });
     expect(chooseResumePoint(work, { step: 9, checkpoint: eight, checkpointStep: 8 })).toEqual({ path: eight, step: 8 });
     expect(chooseResumePoint(work, { step: 12, checkpoint: join(work, 'gone'), checkpointStep: 12 })).toEqual({ path: eight, step: 8 });
-    expect(chooseResumePoint(tempDir(), undefined)).toBeUndefined();
+  });
+
+  it('never resumes past the stop point: a rung is reached from the newest checkpoint at or before it', () => {
+    const work = tempDir();
+    const four = checkpoint(work, 4, true);
+    const eight = checkpoint(work, 8, true);
+    const twelve = checkpoint(work, 12, true);
+    expect(chooseResumePoint(work, undefined, 10)).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(work, undefined, 8)).toEqual({ path: eight, step: 8 });
+    expect(chooseResumePoint(work, { step: 13, checkpoint: twelve, checkpointStep: 12 }, 6)).toEqual({ path: four, step: 4 });
+    expect(chooseResumePoint(work, undefined, 3)).toBeUndefined();
+    expect(chooseResumePoint(work, undefined, 24)).toEqual({ path: twelve, step: 12 });
   });
 });

@@ -54,7 +54,7 @@ describe('promotion gates', () => {
     });
   });
 
-  it('satisfaction waits for human review; the verdict fails only on failed gates and lists every reason', () => {
+  it('satisfaction waits for human review; a failed gate means not promoted, with every reason', () => {
     const verdict = checkGates(
       [
         gate({ metric: 'satisfaction', min: 0.9 }),
@@ -65,9 +65,19 @@ describe('promotion gates', () => {
       metrics,
     );
     expect(verdict.results.map((r) => r.status)).toEqual(['pending', 'passed', 'failed', 'failed']);
-    expect(verdict.passed).toBe(false);
+    expect(verdict.verdict).toBe('not-promoted');
     expect(verdict.reasons).toEqual(['factualAccuracy >= retrieval (0.31): tuned 0.3', 'bleu >= 20: tuned 12']);
-    expect(checkGates([gate({ metric: 'satisfaction', min: 0.9 }), gate({ metric: 'rougeL', min: 0.1 })], metrics).passed).toBe(true);
-    expect(checkGates([], metrics)).toEqual({ passed: true, results: [], reasons: [] });
+    expect(checkGates([], metrics)).toEqual({ verdict: 'candidate', results: [], reasons: [] });
+    expect(checkGates([gate({ metric: 'rougeL', min: 0.1 })], metrics).verdict).toBe('candidate');
+  });
+
+  it('an unreviewed satisfaction gate leaves the run awaiting review, never a promotion candidate', () => {
+    const verdict = checkGates([gate({ metric: 'satisfaction', min: 0.9 }), gate({ metric: 'rougeL', min: 0.1 })], metrics);
+    expect(verdict.results.map((r) => r.status)).toEqual(['pending', 'passed']);
+    expect(verdict.verdict).toBe('awaiting-review');
+    expect(verdict.reasons).toEqual([]);
+    // Once reviewers have decided, the same gate passes or fails like any other.
+    expect(checkGates([gate({ metric: 'satisfaction', min: 0.9 })], { tuned: { satisfaction: 0.95 } }).verdict).toBe('candidate');
+    expect(checkGates([gate({ metric: 'satisfaction', min: 0.9 })], { tuned: { satisfaction: 0.5 } }).verdict).toBe('not-promoted');
   });
 });

@@ -1,25 +1,43 @@
 /**
  * Replays recorded workflow histories against the current workflow code, so a change that would
  * break running or past runs (non-determinism) fails here, not in production. When a change is
- * meant to alter histories, guard it with `patched()` and record a new fixture beside the old one.
+ * meant to alter histories, guard it with `patched()` and record new fixtures
+ * (`npx tsx scripts/record-histories.ts`, which writes every workflow of each recorded run).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
+import { DeterminismViolationError } from '@temporalio/workflow';
 import { describe, expect, it } from 'vitest';
 
-const historiesDir = join(import.meta.dirname, '..', 'fixtures', 'histories');
+const fixtures = join(import.meta.dirname, '..', 'fixtures');
+const historiesDir = join(fixtures, 'histories');
 const workflowsPath = join(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
+const workflowIds = JSON.parse(readFileSync(join(historiesDir, 'workflow-ids.json'), 'utf8')) as Record<string, string>;
+const files = readdirSync(historiesDir).filter((f) => f.endsWith('.json') && f !== 'workflow-ids.json');
+
+const load = (file: string) => JSON.parse(readFileSync(join(historiesDir, file), 'utf8')) as { events: Array<Record<string, any>> };
+const workflowType = (file: string): string => load(file).events[0]!.workflowExecutionStartedEventAttributes.workflowType.name;
 
 describe('workflow history replay', () => {
-  const files = readdirSync(historiesDir).filter((f) => f.endsWith('.json'));
-
-  it('has recorded histories to replay', () => {
-    expect(files).toEqual(expect.arrayContaining(['data-stage.json', 'bad-config.json', 'full-run.json']));
+  it('has a recorded history of every workflow type, from a run of each kind', () => {
+    expect(Object.keys(workflowIds).sort()).toEqual([...files].sort());
+    expect(files).toEqual(
+      expect.arrayContaining(['data-stage.pipeline.json', 'bad-config.pipeline.json', 'full-run.pipeline.json', 'full-run.trial.json']),
+    );
+    expect(new Set(files.map(workflowType))).toEqual(new Set(['finetunePipeline', 'dataStage', 'trial']));
+    // The whole run went through training, export, evaluation and the report.
+    const activities = load('full-run.trial.json').events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(activities).toEqual(expect.arrayContaining(['trainModel', 'exportModel', 'generateAnswers', 'scoreAnswers']));
   });
 
   it.each(files)('replays %s without a determinism error', { timeout: 60_000 }, async (file) => {
-    const history = JSON.parse(readFileSync(join(historiesDir, file), 'utf8'));
-    await expect(Worker.runReplayHistory({ workflowsPath }, history, file.replace('.json', ''))).resolves.toBeUndefined();
+    await expect(Worker.runReplayHistory({ workflowsPath }, load(file), workflowIds[file])).resolves.toBeUndefined();
+  });
+
+  it('fails on workflow code that changed what a recorded run did', { timeout: 60_000 }, async () => {
+    const changed = join(fixtures, 'workflows-changed', 'index.ts');
+    const replay = Worker.runReplayHistory({ workflowsPath: changed }, load('data-stage.data.json'), workflowIds['data-stage.data.json']);
+    await expect(replay).rejects.toBeInstanceOf(DeterminismViolationError);
   });
 });

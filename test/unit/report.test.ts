@@ -1,10 +1,9 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Prediction } from '../../activities/evaluate';
 import { renderHtml, renderMarkdown } from '../../activities/report/document';
-import { evaluationReportBlocks, writeReportFolder, type EvaluationReportData } from '../../activities/report/evaluation-report';
-import type { SystemName } from '../../schemas/manifests';
+import { runReportBlocks, writeReportFolder, type RunReportData } from '../../activities/report/run-report';
+import { ScoreMetrics, type Prediction, type SystemName } from '../../schemas/engine';
 import { checkGates } from '../../workflows/gates';
 import { Gate } from '../../schemas/config';
 import { tempDir } from '../integration/harness';
@@ -16,27 +15,37 @@ const rows = Array.from({ length: 30 }, (_, n) => ({
   fact: `${n} hours`,
   category: n % 2 ? 'spec' : 'how-to',
 }));
+const none = Object.fromEntries(Object.keys(ScoreMetrics.shape).map((k) => [k, null])) as Record<keyof ScoreMetrics, null>;
+const scoreMetrics = (rougeL: number, factualAccuracy: number): ScoreMetrics => ({ ...none, rougeL, factualAccuracy, factRows: 30 });
 const scores = (rougeL: number, factualAccuracy: number) => ({
   rows: 30,
-  metrics: { rougeL, rouge1: rougeL, rouge2: rougeL / 2, bleu: rougeL * 50, chrf: rougeL * 80, factualAccuracy, predictionWordsMean: 9 },
+  metrics: {
+    ...scoreMetrics(rougeL, factualAccuracy),
+    rouge1: rougeL,
+    rouge2: rougeL / 2,
+    bleu: rougeL * 50,
+    chrf: rougeL * 80,
+    predictionWordsMean: 9,
+  },
   byCategory: {
-    spec: { rows: 15, metrics: { rougeL, factualAccuracy } },
-    'how-to': { rows: 15, metrics: { rougeL, factualAccuracy } },
+    spec: { rows: 15, metrics: scoreMetrics(rougeL, factualAccuracy) },
+    'how-to': { rows: 15, metrics: scoreMetrics(rougeL, factualAccuracy) },
   },
 });
 const answers = (system: SystemName, text: (n: number) => string) =>
   new Map<string, Prediction>(rows.map((row, n) => [row.id, { ...row, system, prediction: text(n) }]));
 
-function reportData(): EvaluationReportData {
+function reportData(): RunReportData {
   const metrics = {
-    tuned: { rougeL: 0.61, factualAccuracy: 0.4, bleu: 30.5 },
-    base: { rougeL: 0.11, factualAccuracy: 0 },
+    tuned: { rougeL: 0.61, factualAccuracy: 0.4, bleu: 30.5, perplexity: 21.3 },
+    base: { rougeL: 0.11, factualAccuracy: 0, perplexity: 20.1 },
     retrieval: { rougeL: 0.33, factualAccuracy: 0.1 },
   };
   return {
     pipeline: 'electronics-support',
     runId: 'run-1',
     verdict: checkGates([Gate.parse({ metric: 'rougeL', relativeTo: 'retrieval' }), Gate.parse({ metric: 'bleu', min: 90 })], metrics),
+    metrics,
     scores: {
       systems: { tuned: scores(0.61, 0.4), base: scores(0.11, 0), retrieval: scores(0.33, 0.1) },
       normalisation: 'factualAccuracy: whole words.',
@@ -50,7 +59,9 @@ function reportData(): EvaluationReportData {
     rows,
     testRows: 910,
     seed: 42,
-    settings: { maxNewTokens: 64, retrievalIndexRows: 96, baseSkipped: null },
+    maxNewTokens: 64,
+    retrievalIndexRows: 96,
+    notes: [],
     generation: [{ system: 'tuned', rows: 30, newTokens: 300, tokensPerSecond: 120.5, truncated: 0 }],
     forgetting: {
       text: 'assets/general-english.txt',
@@ -63,13 +74,32 @@ function reportData(): EvaluationReportData {
       steps: 12,
       resumedFromStep: null,
       trainableParameters: 4884480,
-      metrics: { initialValidationLoss: 2.8, finalValidationLoss: 2.3 },
+      device: 'cpu',
+      baseModel: { name: 'default', kind: 'gguf', path: '/m.gguf', sha256: 'b'.repeat(64), revision: 'conversion 1' },
+      metrics: {
+        initialValidationLoss: 2.8,
+        finalValidationLoss: 2.3,
+        bestValidationLoss: 2.3,
+        bestStep: 12,
+        lastValidationLoss: 2.3,
+        steps: 12,
+        totalSteps: 12,
+        pausedAtStep: null,
+        stoppedEarly: 0,
+        trainRows: 96,
+        validationRows: 32,
+        trainableParameters: 4884480,
+        trainTokens: 9000,
+        trainSeconds: 120,
+        tokensPerSecond: 75,
+        wallSeconds: 150,
+      },
     },
-    exportMetrics: { onnxBytes: 540e6, parityTokens: 60, parityPrompts: 4 },
+    exportMetrics: { onnxBytes: 540e6, parityTokens: 60, parityPrompts: 4, paritySeconds: 2, exportSeconds: 30 },
     trainingCurve: Uint8Array.from([0x89, 0x50, 0x4e, 0x47]),
     dataReport: {
       pipeline: 'electronics-support',
-      source: { kind: 'sample', path: 'sample.jsonl' },
+      source: { kind: 'sample', path: 'sample.jsonl', format: 'jsonl', snapshot: true },
       stages: [{ stage: 'ingest', rowsIn: 100, rowsOut: 98, reused: false, seconds: 0.1, details: { quarantined: 2 } }],
       splits: { train: 80, validation: 9, test: 9 },
       splitsByCategory: {},
@@ -81,7 +111,7 @@ function reportData(): EvaluationReportData {
 describe('run report', () => {
   it('writes Markdown with its images beside it and a self-contained HTML file, both with the metric table', async () => {
     const dir = tempDir();
-    await writeReportFolder(dir, 'Run report', evaluationReportBlocks(reportData()));
+    await writeReportFolder(dir, 'Run report', runReportBlocks(reportData()));
     expect(readdirSync(dir).sort()).toEqual(['metrics.svg', 'report.html', 'report.md', 'training-curve.png']);
     const markdown = readFileSync(join(dir, 'report.md'), 'utf8');
     expect(markdown).toContain('| metric | tuned | base (untuned) | retrieval |');
@@ -104,8 +134,8 @@ describe('run report', () => {
   });
 
   it('samples are a fixed draw of evaluation rows and show every system beside the reference', () => {
-    const samples = (data: EvaluationReportData) => {
-      const blocks = evaluationReportBlocks(data);
+    const samples = (data: RunReportData) => {
+      const blocks = runReportBlocks(data);
       const heading = blocks.findIndex((b) => b.kind === 'heading' && b.text.startsWith('Sample answers'));
       const table = blocks[heading + 1]!;
       return table.kind === 'table' ? table : undefined;
@@ -120,13 +150,21 @@ describe('run report', () => {
     }
   });
 
+  it('says a run with an undecided satisfaction gate awaits review, naming the gate', () => {
+    const data = reportData();
+    data.verdict = checkGates([Gate.parse({ metric: 'satisfaction', min: 0.9 }), Gate.parse({ metric: 'rougeL', min: 0.1 })], data.metrics);
+    const markdown = renderMarkdown(runReportBlocks(data));
+    expect(markdown).toContain('**Awaiting review**: every measured gate passed; `satisfaction >= 0.9` is decided by human review');
+    expect(markdown).not.toContain('Promotion candidate');
+  });
+
   it('renders a passing verdict and inline formatting in both formats', () => {
     const data = reportData();
     data.verdict = checkGates([Gate.parse({ metric: 'rougeL', relativeTo: 'retrieval' })], {
       tuned: { rougeL: 0.6 },
       retrieval: { rougeL: 0.3 },
     });
-    const blocks = evaluationReportBlocks(data);
+    const blocks = runReportBlocks(data);
     expect(renderMarkdown(blocks)).toContain('**Promotion candidate**: the tuned model passed every gate.');
     expect(renderHtml('t', blocks)).toContain('<p><strong>Promotion candidate</strong>: the tuned model passed every gate.</p>');
     expect(renderHtml('t', [{ kind: 'paragraph', text: 'Run `a<b`.' }])).toContain('<p>Run <code>a&lt;b</code>.</p>');

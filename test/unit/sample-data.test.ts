@@ -6,15 +6,15 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { catalog, factsByType, questionTypes } from '../../activities/data/sample/catalog';
+import { catalog, factsByType, questionTypes } from '../../sample-data/catalog';
 import {
   catalogSize,
   generateLabelledSampleRecords,
   generateSampleRecords,
   writeSampleJsonl,
   type PlantedNoise,
-} from '../../activities/data/sample/generate';
-import { questionTemplates } from '../../activities/data/sample/questions';
+} from '../../sample-data/generate';
+import { questionTemplates } from '../../sample-data/questions';
 
 /** Character 3-grams of lower-cased, whitespace-collapsed text, compared by Jaccard: the dedup stage's measure. */
 function grams(text: string): Set<string> {

@@ -1,0 +1,28 @@
+/**
+ * The cpu task queue's activities: the one list its workers register and its workflow proxies are
+ * typed from (`workflows/activities.ts`). Light work: config checks, data steps, the retrieval
+ * baseline, scoring, the run manifest and the report.
+ */
+import { cleanData, dedupData, ingestData, prepareSource, splitData, writeDataReport } from './data-stage';
+import { prepareEvaluationSet } from './evaluation/eval-set';
+import { retrieveAnswers } from './evaluation/retrieval';
+import { scoreAnswers } from './evaluation/score';
+import { writeRunReport } from './report/run-report';
+import { applyTrainingOverrides, validatePipelineConfig } from './run-config';
+import { recordRun } from './run-record';
+
+export const cpuActivities = {
+  validatePipelineConfig,
+  applyTrainingOverrides,
+  prepareSource,
+  ingestData,
+  cleanData,
+  dedupData,
+  splitData,
+  writeDataReport,
+  prepareEvaluationSet,
+  retrieveAnswers,
+  scoreAnswers,
+  recordRun,
+  writeRunReport,
+};

@@ -1,0 +1,88 @@
+/**
+ * Records the workflow histories that `test/unit/replay.test.ts` replays against the current code.
+ * Run it when a change to workflow code is meant to alter histories (and guard the change with
+ * `patched()` where runs may still be open):
+ *
+ *   npx tsx scripts/record-histories.ts
+ *
+ * It starts a Temporal dev server and both workers in this process, builds the engine's tiny random
+ * model, and runs: the data stage alone, a bad config, and a whole run through the gate. Every
+ * workflow of each run (the pipeline and its stage children) is written with `historyToJSON` to
+ * `test/fixtures/histories/<run>.<workflow>.json`, and `workflow-ids.json` maps each file to its
+ * workflow id (a replay needs it). About two minutes on 2 cores.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { startPipeline } from '../cli/client';
+import { loadConfigFile } from '../cli/config';
+import { startDevServer } from '../cli/server';
+import { connectWorker, createWorker, installWorkerLogging } from '../workers/create';
+import { childWorkflowId } from '../workflows/definitions';
+import { tempDir, writePipeline } from '../test/integration/harness';
+
+const root = join(import.meta.dirname, '..');
+const out = join(root, 'test', 'fixtures', 'histories');
+
+/** File name → workflow id: a replay needs the id, since the pipeline derives its children's ids from it. */
+const index: Record<string, string> = {};
+
+async function save(client: Client, run: string, workflowId: string): Promise<void> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const file = `${run}.${workflowId.includes('/') ? workflowId.split('/').at(-1)! : 'pipeline'}.json`;
+  writeFileSync(join(out, file), historyToJSON(history) + '\n');
+  index[file] = workflowId;
+  console.log(`recorded ${file} (${history.events?.length ?? 0} events)`);
+}
+
+const work = tempDir('tuneline-record-');
+const tinyModel = join(work, 'tiny-llama');
+execFileSync(join(root, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', 'llama', tinyModel], { cwd: root, stdio: 'inherit' });
+
+installWorkerLogging(join(work, 'worker.log'));
+const server = await startDevServer({ dir: join(work, 'temporal') });
+const connection = await connectWorker({ address: server.address, namespace: 'default' });
+const workers = [await createWorker('cpu', connection, 'default'), await createWorker('gpu', connection, 'default')];
+const running = workers.map((w) => w.run());
+const { Client: TemporalClient, Connection } = await import('@temporalio/client');
+const clientConnection = await Connection.connect({ address: server.address });
+const client = new TemporalClient({ connection: clientConnection });
+try {
+  mkdirSync(out, { recursive: true });
+  for (const file of readdirSync(out)) if (file.endsWith('.json')) rmSync(join(out, file));
+  const sample = { sample: { rows: 400, seed: 5 }, columns: { category: 'category', product: 'product', fact: 'fact' } };
+
+  const data = await startPipeline(client, loadConfigFile(writePipeline(tempDir(), { name: 'fixture-data', data: sample })), {
+    stopAfter: 'data',
+    workflowId: 'fixture-data',
+  });
+  await data.result();
+  await save(client, 'data-stage', 'fixture-data');
+  await save(client, 'data-stage', childWorkflowId.data('fixture-data'));
+
+  const bad = loadConfigFile(writePipeline(tempDir(), { name: 'fixture-bad', data: sample }));
+  Object.assign(bad.raw as object, { split: { train: 2 } });
+  await (await startPipeline(client, bad, { workflowId: 'fixture-bad' })).result().catch(() => undefined);
+  await save(client, 'bad-config', 'fixture-bad');
+
+  const full = writePipeline(tempDir(), {
+    name: 'fixture-full',
+    data: sample,
+    model: { base: tinyModel },
+    training: { maxSteps: 4, batchSize: 4, maxLength: 96, evalEvery: 4, checkpointEvery: 2, maxValidationRows: 8, device: 'cpu' },
+    evaluation: { maxTestRows: 8, maxNewTokens: 8, batchSize: 4 },
+    gates: [{ metric: 'rougeL', min: 0 }],
+  });
+  await (await startPipeline(client, loadConfigFile(full), { workflowId: 'fixture-full' })).result();
+  for (const id of ['fixture-full', childWorkflowId.data('fixture-full'), childWorkflowId.trial('fixture-full')])
+    await save(client, 'full-run', id);
+  writeFileSync(join(out, 'workflow-ids.json'), JSON.stringify(index, null, 2) + '\n');
+} finally {
+  for (const w of workers) w.shutdown();
+  await Promise.all(running);
+  await clientConnection.close();
+  await connection.close();
+  await server.stop();
+}

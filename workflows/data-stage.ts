@@ -1,0 +1,36 @@
+/**
+ * `dataStage`: the data stage as its own workflow. Source, ingest, clean, dedup, split and the data
+ * report, each a cached activity on the cpu queue. It runs once per run; trials take its splits.
+ */
+import type { DataStageInput, DataStageResult } from '../schemas/manifests';
+import { cpuActivitiesFor } from './activities';
+import { StageTracker, asWorkflowFailure } from './progress';
+
+export async function dataStage(input: DataStageInput & { heartbeatTimeout?: string }): Promise<DataStageResult> {
+  const tracker = new StageTracker('source');
+  const cpu = cpuActivitiesFor(input.heartbeatTimeout);
+  const context = input.context;
+  try {
+    const source = await tracker.step('source', () => cpu.prepareSource(context));
+    const ingest = await tracker.step('ingest', () => cpu.ingestData({ ...context, source }));
+    const clean = await tracker.step('clean', () => cpu.cleanData({ ...context, rows: ingest.outputs.rows }));
+    const dedup = await tracker.step('dedup', () => cpu.dedupData({ ...context, rows: clean.outputs.rows }));
+    const split = await tracker.step('split', () => cpu.splitData({ ...context, rows: dedup.outputs.rows }));
+    const report = await tracker.step('report', () => cpu.writeDataReport({ ...context, steps: { source, ingest, clean, dedup, split } }));
+    tracker.enter('done');
+    return {
+      source: source.outputs.source,
+      splits: split.outputs,
+      dataReport: report.outputs,
+      quarantine: ingest.outputs.quarantine,
+      conflicts: dedup.outputs.conflicts,
+      removedByCleaning: clean.outputs.removed,
+      removedDuplicates: dedup.outputs.removed,
+      steps: [source, ingest, clean, dedup, split, report],
+      progress: tracker.progress.steps,
+    };
+  } catch (err) {
+    tracker.fail(err);
+    throw asWorkflowFailure(err);
+  }
+}
