@@ -19,7 +19,7 @@ const defaultRoot = resolve(import.meta.dirname, '..');
 export const ENGINE_COMMANDS = {
   train: ['train', 'data', 'spec'],
   export: ['export', 'models'],
-  retrieve: ['retrieve'],
+  'export-embedder': ['export_embedder', 'embedder'],
   score: ['score'],
   perplexity: ['score', 'export'],
   'model-info': ['models'],

@@ -5,6 +5,7 @@
  */
 import { cleanData, dedupData, ingestData, prepareSource, splitData, writeDataReport } from './data-stage';
 import { prepareEvaluationSet } from './evaluation/eval-set';
+import { buildRetrievalIndex, retrieveKnownPairs } from './grounding';
 import { retrieveAnswers } from './evaluation/retrieval';
 import { scoreAnswers } from './evaluation/score';
 import { writeRunReport } from './report/run-report';
@@ -20,6 +21,8 @@ export const cpuActivities = {
   dedupData,
   splitData,
   writeDataReport,
+  buildRetrievalIndex,
+  retrieveKnownPairs,
   prepareEvaluationSet,
   retrieveAnswers,
   scoreAnswers,

@@ -25,6 +25,8 @@ import { runCachedStep, stepKey } from './steps';
 export interface TrainInput extends StepContext {
   train: ArtifactRef;
   validation: ArtifactRef;
+  /** Grounding: the known pairs of every training and validation row (JSON lines by row id). */
+  contexts?: ArtifactRef;
   /** Pause at this optimizer step of the budget (a rung); a later call with a later stop continues from it. */
   stopAtStep?: number;
 }
@@ -70,11 +72,12 @@ function summarize(stats: TrainStats): string {
 
 export async function trainModel(input: TrainInput): Promise<StepResult<TrainStats, 'model' | 'events'>> {
   const store = storeFor(input);
-  const { activity: _policy, ...training } = input.config.training;
+  // The activity policy is Temporal's business and grounding reaches the engine as the contexts file.
+  const { activity: _policy, grounding: _grounding, ...training } = input.config.training;
   const baseModel = await describeBaseModel(input);
   const model = { ...input.config.model, base: baseModelFor(input) };
   const budget = { model, weights: { sha256: baseModel.sha256, revision: baseModel.revision }, training };
-  const inputs = [input.train, input.validation];
+  const inputs = [input.train, input.validation, ...(input.contexts ? [input.contexts] : [])];
   const code = codeVersion(import.meta.url, 'train');
   // The work folder belongs to the budget: every stop point of it shares the checkpoints.
   const workDir = store.workDir(stepKey({ step: 'train', config: budget, inputs, code }));
@@ -89,7 +92,11 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       const spec: TrainSpec = {
         model,
         training,
-        data: { train: artifactPath(input.train), validation: artifactPath(input.validation) },
+        data: {
+          train: artifactPath(input.train),
+          validation: artifactPath(input.validation),
+          ...(input.contexts ? { contexts: artifactPath(input.contexts) } : {}),
+        },
         outputDir: workDir,
         ...(resume ? { resumeFrom: resume.path } : {}),
         ...(input.stopAtStep !== undefined ? { stopAtStep: input.stopAtStep } : {}),

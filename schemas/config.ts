@@ -110,6 +110,23 @@ export const CleanSection = z
       .default([])
       .describe('Case-insensitive regular expressions; a row whose whole answer matches one is removed (e.g. "i don\'t know").'),
     minAnswerChars: z.number().int().min(1).default(1).describe('Rows whose cleaned answer is shorter are removed.'),
+    lowInformation: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        maxWords: z.number().int().min(1).max(50).default(6).describe('Answers of at most this many words can be low-information.'),
+        minQuestions: z
+          .number()
+          .int()
+          .min(2)
+          .max(100_000)
+          .default(5)
+          .describe('A short answer given, word for word, to at least this many different questions says nothing about any of them.'),
+      })
+      .default({ enabled: true, maxWords: 6, minQuestions: 5 })
+      .describe(
+        'Removes low-information answers: short answers repeated across many different questions ("I don\'t know", a bare ' +
+          '"Yes"), which teach a model to say little. Each removal is counted in the data report.',
+      ),
   })
   .describe('Text cleaning rules, each switchable.');
 
@@ -199,6 +216,34 @@ export const LoraSettings = z
   })
   .describe('LoRA adapter settings.');
 
+export const GroundingSettings = z
+  .strictObject({
+    k: z
+      .number()
+      .int()
+      .min(0)
+      .max(10)
+      .default(3)
+      .describe(
+        'Known Q&A pairs (the most similar training rows, never the row itself or its near duplicates) put into each ' +
+          'prompt at training, and the same retrieval at evaluation and serving; 0 trains without them.',
+      ),
+    distractors: ratio
+      .default(0.2)
+      .describe(
+        'Share of training prompts whose pairs are drawn at random instead of retrieved, so the model learns to answer ' +
+          'without copying pairs that do not fit (as in retrieval-augmented fine-tuning, RAFT).',
+      ),
+    maxPairChars: z
+      .number()
+      .int()
+      .min(20)
+      .max(4000)
+      .default(500)
+      .describe("A known pair's question and answer are each cut to this many characters, so prompts stay short."),
+  })
+  .describe('Grounding: the most similar known Q&A pairs in the prompt, so the model learns to use the facts in them.');
+
 export const ActivityPolicy = z
   .strictObject({
     startToClose: Duration.default('12h').describe('Longest time one attempt may run.'),
@@ -211,7 +256,7 @@ export const TrainingSection = z
   .strictObject({
     strategy: z.enum(['lora', 'full']).default('lora'),
     lora: LoraSettings.default(LoraSettings.parse({})),
-    learningRate: LearningRate.default(2e-4),
+    learningRate: LearningRate.default(1e-3),
     schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
     warmupRatio: ratio.default(0.05),
     epochs: z.number().positive().max(1000).default(1),
@@ -224,7 +269,15 @@ export const TrainingSection = z
       .describe('The budget in optimizer steps (overrides epochs); the learning-rate schedule spans it.'),
     batchSize: z.number().int().positive().max(4096).default(8).describe('Sequences per micro-batch.'),
     gradientAccumulation: z.number().int().positive().max(1024).default(1),
-    maxLength: z.number().int().min(16).max(131_072).default(256).describe('Longest prompt plus answer, in tokens.'),
+    maxLength: z
+      .number()
+      .int()
+      .min(16)
+      .max(131_072)
+      .default(512)
+      .describe(
+        'Longest prompt plus answer, in tokens; known pairs (grounding) are left out of a prompt, from the last, before an answer is cut.',
+      ),
     weightDecay: z.number().min(0).max(1).default(0),
     seed: z.number().int().default(42),
     evalEvery: z.number().int().positive().default(50).describe('Validation loss every N optimizer steps.'),
@@ -254,21 +307,88 @@ export const TrainingSection = z
       .optional()
       .describe('Compute validation loss on at most this many validation rows (a seeded draw); all when absent.'),
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    grounding: GroundingSettings.default(GroundingSettings.parse({})),
     activity: ActivityPolicy.default(ActivityPolicy.parse({})),
   })
   .describe('Fine-tuning strategy and hyper-parameters.');
 
 export const MetricName = z
-  .enum(['bleu', 'chrf', 'rouge1', 'rouge2', 'rougeL', 'factualAccuracy', 'perplexity', 'satisfaction'])
+  .enum([
+    'bleu',
+    'chrf',
+    'rouge1',
+    'rouge2',
+    'rougeL',
+    'factualAccuracy',
+    'semanticSimilarity',
+    'semanticMatch',
+    'rougeLLengthMatched',
+    'semanticSimilarityLengthMatched',
+    'degeneration',
+    'distinct2',
+    'perplexity',
+    'satisfaction',
+  ])
   .describe(
     'bleu and chrf: sacrebleu corpus scores, 0-100. rouge1/2/L: rouge-score F1, 0-1. factualAccuracy: share of answers ' +
-      'quoting their fact, 0-1. perplexity: on the forgetting check text, lower is better. satisfaction: share of ' +
-      'answers accepted in human review, 0-1.',
+      'quoting their fact, 0-1. semanticSimilarity: mean cosine similarity of answer and reference sentence embeddings ' +
+      '(all-MiniLM-L6-v2), -1 to 1. semanticMatch: share of answers whose similarity is at least 0.6, 0-1. rougeLLengthMatched and ' +
+      "semanticSimilarityLengthMatched: the same with every system's answers cut to the served system's answer length, " +
+      'so a win by brevity does not count. degeneration: share of answers caught in a repetition loop, 0-1, lower is better. ' +
+      'distinct2: distinct word pairs over all word pairs of the answers, 0-1. perplexity: on the forgetting check text, ' +
+      'lower is better. satisfaction: share of answers accepted in human review, 0-1.',
   );
 export type MetricName = z.infer<typeof MetricName>;
 
-export const Baseline = z.enum(['base', 'retrieval']);
+export const Baseline = z.enum(['base', 'base-grounded', 'retrieval']);
 export type Baseline = z.infer<typeof Baseline>;
+
+export const RetrievalSection = z
+  .strictObject({
+    scope: z
+      .enum(['product-first', 'all'])
+      .default('product-first')
+      .describe(
+        "`product-first`: when the data names products (data.columns.product), a question's known pairs come first from " +
+          'rows about the same product (a support bot knows which product it is asked about), then from the rest. ' +
+          '`all`: the most similar rows of any product.',
+      ),
+    method: z
+      .enum(['embedding', 'lexical'])
+      .default('embedding')
+      .describe(
+        '`embedding`: cosine similarity of all-MiniLM-L6-v2 sentence embeddings of the questions (run in Node, the same at ' +
+          'training, evaluation and serving). `lexical`: Jaccard similarity of character 3-grams, for when the embedding ' +
+          'model is not wanted.',
+      ),
+  })
+  .describe('The retriever over the training split: it grounds prompts (training.grounding) and is the retrieval baseline.');
+
+export const DecodingSection = z
+  .strictObject({
+    repetitionPenalty: z
+      .number()
+      .min(1)
+      .max(3)
+      .default(1.1)
+      .describe(
+        "Logits of tokens already in the answer are divided by this (multiplied when negative), as transformers' " +
+          'repetition_penalty does, but counting the answer only, so quoting the question or the retrieved answers is ' +
+          'not penalised; 1 turns it off.',
+      ),
+    noRepeatNgramSize: z
+      .number()
+      .int()
+      .min(0)
+      .max(32)
+      .default(4)
+      .describe('A token that would repeat an n-gram of this many tokens already in the answer is never chosen; 0 turns it off.'),
+    stopOnRepetition: z
+      .boolean()
+      .default(true)
+      .describe('End an answer as soon as it starts repeating an earlier sentence of itself, and drop the repeat.'),
+  })
+  .describe('How answers are generated from the exported model, in the evaluation and (later) by the chat server.');
 
 export const EvaluationSection = z
   .strictObject({
@@ -282,10 +402,11 @@ export const EvaluationSection = z
     batchSize: z.number().int().positive().max(1024).default(8).describe('Questions generated together.'),
     baselines: z
       .array(Baseline)
-      .default(['base', 'retrieval'])
+      .default(['base', 'base-grounded', 'retrieval'])
       .describe(
-        '`base`: the untuned base model, exported and asked the same way. `retrieval`: the training answer of the most ' +
-          'similar training question (among the rows the model was trained on).',
+        '`base`: the untuned base model, exported and asked the same way. `base-grounded`: the same, with the known pairs ' +
+          'the retriever finds in its prompt (retrieval-augmented generation without training, what a user would try ' +
+          'first). `retrieval`: the answer of the most similar training question, over the whole training split.',
       ),
     forgettingCheck: z.boolean().default(true).describe('Compare perplexity on general English before and after tuning.'),
     generalText: z
@@ -324,12 +445,12 @@ export const Gate = z
         input: gate,
         message: 'a gate is absolute (`min`/`max`) or relative (`relativeTo` with `margin`), not both; write two gates',
       });
-    if (gate.relativeTo === 'retrieval' && gate.metric === 'perplexity')
+    if (gate.relativeTo !== undefined && gate.relativeTo !== 'base' && gate.metric === 'perplexity')
       ctx.issues.push({
         code: 'custom',
         input: gate,
         path: ['relativeTo'],
-        message: 'the retrieval baseline has no perplexity; use `relativeTo: base` for the forgetting check',
+        message: `the forgetting check measures the base model itself, not ${gate.relativeTo}; use \`relativeTo: base\``,
       });
     if (gate.relativeTo !== undefined && gate.metric === 'satisfaction')
       ctx.issues.push({
@@ -401,6 +522,8 @@ export const PipelineConfig = z
     split: SplitSection.default(SplitSection.parse({})),
     model: ModelSection.default(ModelSection.parse({})),
     training: TrainingSection.default(TrainingSection.parse({})),
+    retrieval: RetrievalSection.default(RetrievalSection.parse({})),
+    decoding: DecodingSection.default(DecodingSection.parse({})),
     evaluation: EvaluationSection.default(EvaluationSection.parse({})),
     gates: z.array(Gate).default([]).describe('Thresholds a model must pass to become a promotion candidate.'),
     review: ReviewSection.default(ReviewSection.parse({})),
@@ -446,3 +569,4 @@ export type CleanSection = z.infer<typeof CleanSection>;
 export type DedupSection = z.infer<typeof DedupSection>;
 export type SplitSection = z.infer<typeof SplitSection>;
 export type TrainingSection = z.infer<typeof TrainingSection>;
+export type DecodingSection = z.infer<typeof DecodingSection>;

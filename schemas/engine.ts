@@ -12,7 +12,7 @@ const count = z.number().int().min(0);
 const seconds = z.number().min(0);
 
 /** Systems that answer the evaluation rows: the tuned model and its baselines. */
-export const SystemName = z.enum(['tuned', 'base', 'retrieval']);
+export const SystemName = z.enum(['tuned', 'tuned-grounded', 'base', 'base-grounded', 'retrieval']);
 export type SystemName = z.infer<typeof SystemName>;
 /** The systems in the order tables show them. */
 export const SYSTEMS: readonly SystemName[] = SystemName.options;
@@ -116,6 +116,14 @@ export const PromptFormat = z
     systemPrompt: z.string().nullable(),
     separator: z.string().nullable().describe('plain: the special token between question and answer.'),
     endOfTurn: z.string().nullable().describe('Text that closes an answer; generation stops at it.'),
+    grounding: z
+      .strictObject({
+        template: z.string().describe('The question with its known pairs: `{pairs}` and `{question}`.'),
+        pairTemplate: z.string().describe('One known pair: `{question}` and `{answer}`.'),
+        pairSeparator: z.string(),
+      })
+      .nullable()
+      .describe('How known Q&A pairs are put into a question (grounding); filled in one pass, so braces in the text stay.'),
   })
   .describe('How the engine renders a prompt (`prompt_format.json`).');
 export type PromptFormat = z.infer<typeof PromptFormat>;
@@ -184,8 +192,28 @@ export const EvaluationRow = z.strictObject({
   reference: z.string(),
   fact: z.string().nullable(),
   category: z.string().nullable(),
+  product: z.string().nullable().describe('The product the question is asked about, when the data names one.'),
 });
 export type EvaluationRow = z.infer<typeof EvaluationRow>;
+
+/** A known question-answer pair put into a prompt (grounding): a training row. */
+export const KnownPair = z.strictObject({
+  id: z.string(),
+  question: z.string(),
+  answer: z.string(),
+  similarity: z
+    .number()
+    .min(-1)
+    .max(1)
+    .describe("The retriever's score for this pair: cosine similarity, or Jaccard for lexical retrieval."),
+});
+export type KnownPair = z.infer<typeof KnownPair>;
+
+/** A line of a contexts file: the known pairs a row's prompt carries, most similar first. */
+export const ContextRow = z
+  .strictObject({ id: z.string(), context: z.array(KnownPair) })
+  .describe('The known pairs of one row (a line of a contexts file, which training and the grounded systems read).');
+export type ContextRow = z.infer<typeof ContextRow>;
 
 /** One system's answer to one evaluation row: a line of an answers file, as `engine score` reads it. */
 export const Prediction = EvaluationRow.extend({
@@ -193,7 +221,11 @@ export const Prediction = EvaluationRow.extend({
   prediction: z.string(),
   newTokens: count.optional().describe('Generated systems: tokens generated, without the one that ended the turn.'),
   retrievedQuestion: z.string().optional().describe('Retrieval: the training question whose answer was returned.'),
-  similarity: z.number().min(0).max(1).optional().describe("Retrieval: that question's similarity to this one."),
+  similarity: z.number().min(-1).max(1).optional().describe("Retrieval: that question's similarity to this one."),
+  contextIds: z
+    .array(z.string())
+    .optional()
+    .describe('Grounded systems: the ids of the known pairs the prompt carried, most similar first.'),
 }).describe('One answer of one system (a line of an answers file).');
 export type Prediction = z.infer<typeof Prediction>;
 
@@ -207,6 +239,22 @@ export const ScoreMetrics = z.strictObject({
   rougeL: nullableScore.describe('rouge-score F1 with stemming, mean over rows, 0-1.'),
   factualAccuracy: nullableScore.describe('Share of rows with a fact whose prediction contains it; null without facts.'),
   factRows: count,
+  semanticSimilarity: nullableScore.describe(
+    'Mean cosine similarity of answer and reference all-MiniLM-L6-v2 embeddings, -1 to 1: meaning, not wording.',
+  ),
+  semanticMatch: nullableScore.describe('Share of rows whose semantic similarity is at least 0.6.'),
+  rougeLLengthMatched: nullableScore.describe(
+    "ROUGE-L with every answer cut to at most the words of the served system's answer to the row (null when not asked for).",
+  ),
+  semanticSimilarityLengthMatched: nullableScore.describe(
+    "Semantic similarity with every answer cut to at most the words of the served system's answer to the row (null when not asked for).",
+  ),
+  degeneration: nullableScore.describe(
+    'Share of answers caught in a repetition loop (a word 3-gram 3 or more times, or a sentence twice; see `normalisation`), 0-1, lower is better.',
+  ),
+  distinct2: nullableScore.describe(
+    'Distinct word bigrams over all word bigrams of the answers (corpus level), 0-1, higher is more varied; null when no answer has two words.',
+  ),
   predictionWordsMean: nullableScore,
   predictionWordsMedian: nullableScore,
   predictionWordsP90: nullableScore,

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { PipelineConfig } from './config';
 import {
+  ContextRow,
   EngineEvent,
   EvaluationRow,
   ExportManifest,
@@ -20,6 +21,7 @@ import {
   TrainingHistory,
 } from './engine';
 import { EngineExit, ErrorTypes, NON_RETRYABLE_ERROR_TYPES, engineErrorKinds, errorTypeForExit } from './errors';
+import { EmbedderExportMetrics, EmbedderManifest } from './embedder';
 import { RunManifest } from './manifests';
 import { TrainSpec } from './train-spec';
 
@@ -35,9 +37,12 @@ export const emittedSchemas: Record<string, z.ZodType> = {
   'retrieval-metrics.schema.json': RetrievalMetrics,
   'perplexity-metrics.schema.json': PerplexityMetrics,
   'evaluation-row.schema.json': EvaluationRow,
+  'context-row.schema.json': ContextRow,
   'prediction.schema.json': Prediction,
   'score-report.schema.json': ScoreReport,
   'run-manifest.schema.json': RunManifest,
+  'embedder-manifest.schema.json': EmbedderManifest,
+  'embedder-export-metrics.schema.json': EmbedderExportMetrics,
 };
 
 /** The file text for one schema: input shape (defaults make fields optional), stable formatting. */

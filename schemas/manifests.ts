@@ -99,6 +99,7 @@ export type Verdict = z.infer<typeof Verdict>;
 
 export const GateVerdict = z.strictObject({
   verdict: Verdict,
+  system: SystemName.describe('The system the gates judge: the one that would be served (tuned, grounded when training was).'),
   results: z.array(GateResult),
   reasons: z.array(z.string()),
 });
@@ -115,6 +116,7 @@ export type StageName =
   | 'split'
   | 'report'
   | 'trial'
+  | 'ground'
   | 'train'
   | 'export'
   | 'evaluate'

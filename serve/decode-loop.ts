@@ -6,22 +6,27 @@
  * and positions count only real tokens. The first pass runs the whole padded prompt with an empty past;
  * each later step feeds one token per row and the `present.*` outputs back as `past_key_values.*`.
  * The loop yields after every step, so a stream shows each token as it is made, and a consumer that
- * stops listening (or an aborted signal) ends it before the next `session.run`.
+ * stops listening (or an aborted signal) ends it before the next `session.run`. The repetition controls
+ * change each row's logits from that row's own answer tokens, so padding and batching never affect them.
  */
 import ort from 'onnxruntime-node';
 import { mulberry32 } from '../lib/seeded-random';
 import { AnswerText } from './answer-text';
-import { argmax, sample } from './sampling';
+import { argmax, controlRepetition, sample } from './sampling';
 import type { PromptTokenizer } from './tokenizer';
 
-export type FinishReason = 'stop' | 'length' | 'stop-string' | 'cancelled';
+export type FinishReason = 'stop' | 'length' | 'stop-string' | 'repetition' | 'cancelled';
 
 export interface Generation {
-  /** Generated token ids, without the eos token that ended the answer (a stop string's tokens are kept). */
+  /** Generated token ids, without the eos token that ended the answer (a stop string's or a repeat's tokens are kept). */
   tokens: number[];
-  /** Their text, cut before a stop string; when cancelled, the text shown so far. */
+  /** Their text, cut before a stop string or a repeated sentence; when cancelled, the text shown so far. */
   text: string;
-  /** `stop`: an eos/end-of-turn token; `length`: maxNewTokens reached; `stop-string`: a stop string appeared. */
+  /**
+   * `stop`: an eos/end-of-turn token; `length`: maxNewTokens reached; `stop-string`: a stop string appeared;
+   * `repetition` (stopOnRepetition): a sentence repeated an earlier one, and was cut, whether generation
+   * stopped on it or the answer's last sentence (at eos or maxNewTokens) was the repeat.
+   */
   finishReason: FinishReason;
 }
 
@@ -40,8 +45,12 @@ export interface DecodeSettings {
   topP: number;
   seed: number;
   stop: string[];
+  /** Repetition controls (serve/generation.ts GenerateOptions); absent: off (1, 0, false). */
+  repetitionPenalty?: number;
+  noRepeatNgramSize?: number;
+  stopOnRepetition?: boolean;
   signal?: AbortSignal;
-  /** Decode the text after every token: for a stream's chunks and for stop strings. Otherwise once, at the end. */
+  /** Decode the text after every token: for a stream's chunks, stop strings and repeated sentences. Otherwise once, at the end. */
   followText: boolean;
 }
 
@@ -67,7 +76,7 @@ export class AnswerRow {
     private readonly tokenizer: PromptTokenizer,
     private readonly settings: DecodeSettings,
   ) {
-    this.text = new AnswerText(settings.stop, tokenizer.unsettledEndings);
+    this.text = new AnswerText(settings.stop, tokenizer.unsettledEndings, settings.stopOnRepetition ?? false);
     this.eos = new Set(tokenizer.eosIds);
   }
 
@@ -79,15 +88,20 @@ export class AnswerRow {
     if (this.settings.followText) {
       added = this.text.update(this.tokenizer.decode(this.tokens));
       if (this.text.stopAt !== null) this.finishReason = 'stop-string';
+      else if (this.text.repeatAt !== null) this.finishReason = 'repetition';
     }
     if (this.finishReason === null && this.tokens.length >= this.settings.maxNewTokens) added += this.finish('length');
     return { token, text: added };
   }
 
   /** Ends the answer; returns the text that adds to what was shown. Cancelled: the text stays what was shown. */
-  finish(reason: Exclude<FinishReason, 'stop-string'>): string {
+  finish(reason: Exclude<FinishReason, 'stop-string' | 'repetition'>): string {
     this.finishReason = reason;
-    if (reason !== 'cancelled') return this.text.finish(this.tokenizer.decode(this.tokens));
+    if (reason !== 'cancelled') {
+      const added = this.text.end(this.tokenizer.decode(this.tokens));
+      if (this.text.repeatAt !== null) this.finishReason = 'repetition'; // its last sentence was a repeat
+      return added;
+    }
     // Not followed (a batch without stop strings): work out once what a stream would have shown by now.
     if (!this.settings.followText) this.text.update(this.tokenizer.decode(this.tokens));
     return '';
@@ -113,7 +127,8 @@ export async function* decodeSteps(
   rows: AnswerRow[],
   settings: DecodeSettings,
 ): AsyncGenerator<Array<{ row: number; chunk: StreamChunk }>, void> {
-  const { greedy, temperature, topP, signal } = settings;
+  const { greedy, temperature, topP, signal, repetitionPenalty = 1, noRepeatNgramSize = 0 } = settings;
+  const controlled = repetitionPenalty !== 1 || noRepeatNgramSize > 0;
   const batch = rows.length;
   if (batch === 0) return;
   if (settings.maxNewTokens === 0 && !signal?.aborted) {
@@ -157,7 +172,8 @@ export async function* decodeSteps(
         continue;
       }
       const start = (n * step + step - 1) * vocab;
-      const rowLogits = data.subarray(start, start + vocab);
+      const modelLogits = data.subarray(start, start + vocab);
+      const rowLogits = controlled ? controlRepetition(modelLogits, row.tokens, repetitionPenalty, noRepeatNgramSize) : modelLogits;
       const token = greedy ? argmax(rowLogits) : sample(rowLogits, temperature, topP, random);
       next.push(token);
       chunks.push({ row: n, chunk: row.accept(token) });

@@ -30,6 +30,25 @@ export interface GenerateOptions {
   seed?: number;
   /** An answer ends when its text contains one of these; its text is cut before it. None by default. */
   stop?: string[];
+  /**
+   * Greedy and sampled alike: the logit of every token already in the answer (the prompt is not counted)
+   * is divided by this, or multiplied when negative, before the token is picked, as transformers'
+   * repetition_penalty does. At least 1; 1 (the default) turns it off.
+   */
+  repetitionPenalty?: number;
+  /**
+   * Greedy and sampled alike: a token that would repeat an n-gram of this many tokens already in the
+   * answer (the prompt is not counted) is never picked, as transformers' no_repeat_ngram_size does;
+   * applied after the penalty. 0 (the default) turns it off.
+   */
+  noRepeatNgramSize?: number;
+  /**
+   * An answer ends as soon as a sentence it has just completed repeats an earlier sentence of itself,
+   * compared lower-cased without punctuation (serve/repetition.ts says what a sentence is); its text is cut
+   * before the repeat, its tokens kept up to the one that completed it, and it ends with finishReason
+   * `repetition`. False by default.
+   */
+  stopOnRepetition?: boolean;
   /** Aborting it ends generation before the next decode step; answers end with finishReason `cancelled`. */
   signal?: AbortSignal;
 }
@@ -50,14 +69,35 @@ export const INTRA_OP_THREADS = Math.min(4, os.availableParallelism());
 /** Every problem with the options at once, or the settings the loop runs with. */
 function checkOptions(options: GenerateOptions, stream: boolean): DecodeSettings {
   const { maxNewTokens, greedy = true, temperature = 1, topP = 1, seed = 0, stop = [], signal } = options;
+  const { repetitionPenalty = 1, noRepeatNgramSize = 0, stopOnRepetition = false } = options;
   const problems: string[] = [];
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) problems.push(`maxNewTokens: ${maxNewTokens}; must be an integer >= 0`);
   if (!greedy && !(temperature > 0)) problems.push(`temperature: ${temperature}; must be above 0 when sampling`);
   if (!greedy && !(topP > 0 && topP <= 1)) problems.push(`topP: ${topP}; must be in (0, 1]`);
   if (!Array.isArray(stop) || stop.some((text) => typeof text !== 'string')) problems.push('stop: must be a list of strings');
   else if (stop.includes('')) problems.push('stop: an empty stop string would end every answer before it begins; remove it');
+  if (typeof repetitionPenalty !== 'number' || !Number.isFinite(repetitionPenalty) || repetitionPenalty < 1) {
+    problems.push(`repetitionPenalty: ${repetitionPenalty}; must be a number >= 1 (1 turns it off; below 1 would favour repeats)`);
+  }
+  if (!Number.isInteger(noRepeatNgramSize) || noRepeatNgramSize < 0) {
+    problems.push(`noRepeatNgramSize: ${noRepeatNgramSize}; must be an integer >= 0 (0 turns it off)`);
+  }
+  if (typeof stopOnRepetition !== 'boolean') problems.push(`stopOnRepetition: ${String(stopOnRepetition)}; must be true or false`);
   if (problems.length > 0) throw new Error(problems.join('\n'));
-  return { maxNewTokens, greedy, temperature, topP, seed, stop, signal, followText: stream || stop.length > 0 };
+  return {
+    maxNewTokens,
+    greedy,
+    temperature,
+    topP,
+    seed,
+    stop,
+    repetitionPenalty,
+    noRepeatNgramSize,
+    stopOnRepetition,
+    signal,
+    // Stop strings and repeated sentences are found in the text as it is made.
+    followText: stream || stop.length > 0 || stopOnRepetition,
+  };
 }
 
 export async function loadGenerator(exportDir: string): Promise<Generator> {

@@ -1,6 +1,8 @@
 /**
  * Picking the next token from one row of logits: argmax for greedy decoding, or temperature and top-p
  * (nucleus) sampling driven by a seeded uniform source (`mulberry32(seed).next` from lib/seeded-random.ts).
+ * Before either, the repetition controls may change the logits, in the order transformers applies its
+ * processors (repetition penalty, then the n-gram ban, then temperature and top-p when sampling).
  */
 
 export function argmax(logits: Float32Array): number {
@@ -37,4 +39,45 @@ export function sample(logits: Float32Array, temperature: number, topP: number, 
     if (threshold < 0) return id;
   }
   return last; // rounding left a sliver of threshold: the last kept token
+}
+
+/**
+ * transformers' RepetitionPenaltyLogitsProcessor, then its NoRepeatNGramLogitsProcessor, over `answer`
+ * (the tokens generated so far) alone: unlike the library's, the prompt is never counted, because a
+ * grounded prompt carries retrieved answers the model should be free to quote. Returns a changed copy.
+ *
+ * - penalty (>= 1; 1 is off): the logit of every token already in the answer, once per token, is divided
+ *   by it, or multiplied when negative;
+ * - ngramSize (0 is off): a token that would complete an n-gram of that many tokens the answer already
+ *   holds gets -Infinity, so it is never chosen.
+ */
+export function controlRepetition(logits: Float32Array, answer: readonly number[], penalty: number, ngramSize: number): Float32Array {
+  const scores = logits.slice();
+  if (penalty !== 1) {
+    // As torch computes it: float32 logits and the penalty rounded to float32. The quotient (or product)
+    // of two float32 numbers, worked out in double and rounded to float32 by the store, is the correctly
+    // rounded float32 result, so both sides get the same bits and the same argmax.
+    const factor = Math.fround(penalty);
+    for (const id of new Set(answer)) {
+      const score = scores[id]!;
+      scores[id] = score < 0 ? score * factor : score / factor;
+    }
+  }
+  if (ngramSize > 0) for (const id of bannedNextTokens(answer, ngramSize)) scores[id] = -Infinity;
+  return scores;
+}
+
+/**
+ * Tokens that would repeat an n-gram of `answer`: the last token of every n-gram that begins with the
+ * answer's last n - 1 tokens. About (answer length x n) comparisons a step, nothing for typical answers.
+ */
+export function bannedNextTokens(answer: readonly number[], ngramSize: number): number[] {
+  const prefixStart = answer.length - ngramSize + 1;
+  const banned: number[] = [];
+  for (let start = 0; start + ngramSize <= answer.length; start++) {
+    let matches = true;
+    for (let k = 0; k < ngramSize - 1 && matches; k++) matches = answer[start + k] === answer[prefixStart + k];
+    if (matches) banned.push(answer[start + ngramSize - 1]!);
+  }
+  return banned;
 }

@@ -1,10 +1,14 @@
 /**
  * The evaluation inside a trial: every system answers the same evaluation rows, the engine scores
- * them together, and the gate decides. The retrieval baseline runs on the cpu queue while the gpu
- * queue generates.
+ * them together, and the gate decides on the system that would be served. The systems: the tuned
+ * model asked plainly (`tuned`) and with its known pairs (`tuned-grounded`, served when training was
+ * grounded), the untuned base model both ways (`base`, `base-grounded`), and the retriever's answer
+ * (`retrieval`). The retrieval baseline runs on the cpu queue while the gpu queue generates.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
+import type { RetrieverParts } from '../activities/grounding';
 import type { PipelineConfig } from '../schemas/config';
+import type { SystemName } from '../schemas/engine';
 import { ErrorTypes } from '../schemas/errors';
 import type { ArtifactRef, EvaluationSummary, MetricTable, SplitName, StepContext, StepResult } from '../schemas/manifests';
 import type { cpuActivitiesFor, gpuActivitiesFor } from './activities';
@@ -17,6 +21,8 @@ export interface EvaluateModelInput {
   /** The trained model (for the forgetting check) and its export (what answers). */
   model: ArtifactRef;
   onnx: ArtifactRef;
+  /** The retriever's parts, when grounding or a retrieving baseline needs it. */
+  retriever: RetrieverParts | null;
 }
 
 export async function evaluateModel(
@@ -25,8 +31,10 @@ export async function evaluateModel(
   input: EvaluateModelInput,
 ): Promise<{ evaluation: EvaluationSummary; steps: StepResult[]; notes: string[] }> {
   const { cpu, gpu } = queues;
-  const { context } = input;
+  const { context, retriever } = input;
   const { baselines, forgettingCheck } = context.config.evaluation;
+  const grounded = retriever !== null && context.config.training.grounding.k > 0;
+  const served: SystemName = grounded ? 'tuned-grounded' : 'tuned';
   const steps: StepResult[] = [];
   const notes: string[] = [];
   const record = <R extends StepResult<unknown, string>>(result: R): R => {
@@ -38,16 +46,26 @@ export async function evaluateModel(
 
   const evalSet = await evaluate('eval-set', () => cpu.prepareEvaluationSet({ ...context, test: input.splits.test }));
   const questions = evalSet.outputs.questions;
+  const contexts = grounded
+    ? (
+        await evaluate('ground-evaluation', () =>
+          cpu.retrieveKnownPairs({ ...context, ...retriever, mode: 'evaluation', rows: [questions] }),
+        )
+      ).outputs.contexts
+    : undefined;
+  if (!grounded && baselines.includes('base-grounded'))
+    notes.push('The base + grounding baseline was skipped: training.grounding.k is 0, so no known pairs are retrieved.');
+  const answer = (system: Exclude<SystemName, 'retrieval'>, onnx: ArtifactRef, withPairs: boolean) =>
+    evaluate(`answers-${system}`, () => gpu.generateAnswers({ ...context, system, onnx, questions, ...(withPairs ? { contexts } : {}) }));
+
   const modelSide = async () => {
-    const answers = [
-      await evaluate('answers-tuned', () => gpu.generateAnswers({ ...context, system: 'tuned', onnx: input.onnx, questions })),
-    ];
-    if (baselines.includes('base')) {
+    const answers = [await answer('tuned', input.onnx, false)];
+    if (grounded) answers.push(await answer('tuned-grounded', input.onnx, true));
+    if (baselines.includes('base') || (grounded && baselines.includes('base-grounded'))) {
       try {
         const base = await evaluate('export-base', () => gpu.exportBaseModel(context));
-        answers.push(
-          await evaluate('answers-base', () => gpu.generateAnswers({ ...context, system: 'base', onnx: base.outputs.onnx, questions })),
-        );
+        if (baselines.includes('base')) answers.push(await answer('base', base.outputs.onnx, false));
+        if (grounded && baselines.includes('base-grounded')) answers.push(await answer('base-grounded', base.outputs.onnx, true));
       } catch (err) {
         // A base model that cannot be prompted the same way (no chat template) has no fair baseline: say so, go on.
         const cause = rootCause(err);
@@ -60,21 +78,30 @@ export async function evaluateModel(
     return { answers, forgetting };
   };
   const retrievalSide = async () =>
-    baselines.includes('retrieval')
-      ? await evaluate('answers-retrieval', () => cpu.retrieveAnswers({ ...context, train: input.splits.train, questions }))
+    retriever && baselines.includes('retrieval')
+      ? await evaluate('answers-retrieval', () => cpu.retrieveAnswers({ ...context, ...retriever, questions }))
       : null;
   const [{ answers, forgetting }, retrieval] = await Promise.all([modelSide(), retrievalSide()]);
   const allAnswers = retrieval ? [...answers, retrieval] : answers;
-  const scored = await evaluate('score', () => cpu.scoreAnswers({ ...context, answers: allAnswers.map((a) => a.outputs.answers) }));
+  const scored = await evaluate('score', () =>
+    cpu.scoreAnswers({ ...context, answers: allAnswers.map((a) => a.outputs.answers), lengthMatchedTo: served }),
+  );
 
   // A copy with the forgetting check's perplexities added (structuredClone is not in the workflow sandbox).
   const metrics: MetricTable = Object.fromEntries(Object.entries(scored.stats.metrics).map(([system, m]) => [system, { ...m }]));
   if (forgetting) {
-    if (metrics.tuned) metrics.tuned.perplexity = forgetting.stats.tuned.perplexity;
+    // The tuned model's perplexity, whichever way it is asked.
+    for (const system of ['tuned', 'tuned-grounded'] as const)
+      if (metrics[system]) metrics[system].perplexity = forgetting.stats.tuned.perplexity;
     metrics.base = { ...metrics.base, perplexity: forgetting.stats.base.perplexity };
   }
   tracker.enter('gate');
   const files: Record<string, ArtifactRef> = { 'eval-questions.jsonl': questions, 'scores.json': scored.outputs.scores };
+  if (contexts) files['eval-known-pairs.jsonl'] = contexts;
   for (const a of allAnswers) files[`${a.step}.jsonl`] = a.outputs.answers;
-  return { evaluation: { rows: evalSet.stats.rows, metrics, gate: checkGates(context.config.gates, metrics), files }, steps, notes };
+  return {
+    evaluation: { rows: evalSet.stats.rows, metrics, gate: checkGates(context.config.gates, metrics, served), files },
+    steps,
+    notes,
+  };
 }

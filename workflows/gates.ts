@@ -1,12 +1,14 @@
 /**
- * The promotion gate: the tuned model's metrics against the thresholds in `gates:`. Pure and
+ * The promotion gate: the served system's metrics (the tuned model, grounded when training was)
+ * against the thresholds in `gates:`. Pure and
  * deterministic, so it runs inside the workflow and its verdict is part of the history.
  */
 import type { Gate, MetricName } from '../schemas/config';
+import type { SystemName } from '../schemas/engine';
 import type { GateResult, GateVerdict, MetricTable } from '../schemas/manifests';
 
 /** Metrics where a smaller value is the better one; every other metric is better when larger. */
-export const LOWER_IS_BETTER: ReadonlySet<MetricName> = new Set(['perplexity']);
+export const LOWER_IS_BETTER: ReadonlySet<MetricName> = new Set(['perplexity', 'degeneration']);
 
 const formatValue = (value: number) => (Number.isInteger(value) ? String(value) : value.toPrecision(4).replace(/\.?0+$/, ''));
 
@@ -28,10 +30,10 @@ function describe(gate: Gate, threshold: number | null): string {
  * Checks one gate; a metric nobody measured fails it, naming what is missing. Satisfaction comes
  * from human review after this gate, so its gates stay `pending` here.
  */
-export function checkGate(gate: Gate, metrics: MetricTable): GateResult {
-  if (gate.metric === 'satisfaction' && metrics.tuned?.satisfaction == null)
+export function checkGate(gate: Gate, metrics: MetricTable, served: SystemName = 'tuned'): GateResult {
+  if (gate.metric === 'satisfaction' && metrics[served]?.satisfaction == null)
     return { gate, rule: describe(gate, null), value: null, threshold: null, status: 'pending' };
-  const value = metrics.tuned?.[gate.metric] ?? null;
+  const value = metrics[served]?.[gate.metric] ?? null;
   let threshold: number | null = null;
   let passed: boolean;
   let missing: string | undefined;
@@ -43,9 +45,9 @@ export function checkGate(gate: Gate, metrics: MetricTable): GateResult {
   } else {
     passed = value !== null && (gate.min === undefined || value >= gate.min) && (gate.max === undefined || value <= gate.max);
   }
-  if (value === null) missing = `the tuned model has no ${gate.metric}`;
+  if (value === null) missing = `the ${served} system has no ${gate.metric}`;
   const rule = describe(gate, threshold);
-  const reason = passed ? undefined : missing ? `${rule}: ${missing}` : `${rule}: tuned ${formatValue(value!)}`;
+  const reason = passed ? undefined : missing ? `${rule}: ${missing}` : `${rule}: ${served} ${formatValue(value!)}`;
   return { gate, rule, value, threshold, status: passed ? 'passed' : 'failed', ...(reason ? { reason } : {}) };
 }
 
@@ -54,12 +56,12 @@ export function checkGate(gate: Gate, metrics: MetricTable): GateResult {
  * means not promoted, and a gate that human review has not decided yet (satisfaction) means
  * awaiting review, never a candidate.
  */
-export function checkGates(gates: Gate[], metrics: MetricTable): GateVerdict {
-  const results = gates.map((gate) => checkGate(gate, metrics));
+export function checkGates(gates: Gate[], metrics: MetricTable, served: SystemName = 'tuned'): GateVerdict {
+  const results = gates.map((gate) => checkGate(gate, metrics, served));
   const verdict = results.some((r) => r.status === 'failed')
     ? 'not-promoted'
     : results.some((r) => r.status === 'pending')
       ? 'awaiting-review'
       : 'candidate';
-  return { verdict, results, reasons: results.flatMap((r) => (r.reason ? [r.reason] : [])) };
+  return { verdict, system: served, results, reasons: results.flatMap((r) => (r.reason ? [r.reason] : [])) };
 }

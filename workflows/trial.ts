@@ -3,9 +3,10 @@
  * set of training overrides (strategy, LoRA rank/alpha/dropout, learning rate, budget, a pause
  * point). A run is one trial; a sweep is many, each a child workflow with a deterministic id.
  */
-import type { TrialInput, TrialResult } from '../schemas/manifests';
+import type { StepResult, TrialInput, TrialResult } from '../schemas/manifests';
 import { cpuActivitiesFor, gpuActivitiesFor } from './activities';
 import { evaluateModel } from './evaluate';
+import { needsRetriever, prepareRetriever } from './grounding';
 import { StageTracker, asWorkflowFailure } from './progress';
 
 /** True when the overrides change the training settings (a pause point alone does not). */
@@ -21,17 +22,25 @@ export async function trial(input: TrialInput & { heartbeatTimeout?: string }): 
     const context = { ...input.context, config };
     const gpu = gpuActivitiesFor(config);
     const { train, validation } = input.splits;
-    const trained = await tracker.step('train', () =>
-      gpu.trainModel({ ...context, train, validation, stopAtStep: input.overrides.stopAtStep }),
-    );
-    const exported = await tracker.step('export', () => gpu.exportModel({ ...context, model: trained.outputs.model }));
+    const steps: StepResult[] = [];
+    const record = <R extends StepResult<unknown, string>>(result: R): R => (steps.push(result), result);
+    const retriever = needsRetriever(config) ? await prepareRetriever(tracker, { cpu, gpu }, context, train) : null;
+    // Grounded training: every training and validation prompt carries its known pairs.
+    const ground = () => cpu.retrieveKnownPairs({ ...context, ...retriever!, mode: 'training', rows: [train, validation] });
+    const contexts =
+      retriever && config.training.grounding.k > 0
+        ? record(await tracker.step('ground', ground, 'ground-training')).outputs.contexts
+        : undefined;
+    const { stopAtStep } = input.overrides;
+    const trained = record(await tracker.step('train', () => gpu.trainModel({ ...context, train, validation, contexts, stopAtStep })));
+    const exported = record(await tracker.step('export', () => gpu.exportModel({ ...context, model: trained.outputs.model })));
     const evaluated =
       input.stopAfter === 'export'
         ? null
         : await evaluateModel(
             tracker,
             { cpu, gpu },
-            { context, splits: input.splits, model: trained.outputs.model, onnx: exported.outputs.onnx },
+            { context, splits: input.splits, model: trained.outputs.model, onnx: exported.outputs.onnx, retriever },
           );
     tracker.enter('done');
     const { steps: trainSteps, resumedFromStep, device, trainableParameters, metrics } = trained.stats;
@@ -41,7 +50,7 @@ export async function trial(input: TrialInput & { heartbeatTimeout?: string }): 
       onnx: exported.outputs.onnx,
       evaluation: evaluated?.evaluation ?? null,
       notes: evaluated?.notes ?? [],
-      steps: [trained, exported, ...(evaluated?.steps ?? [])],
+      steps: [...steps, ...(evaluated?.steps ?? [])],
       progress: tracker.progress.steps,
     };
   } catch (err) {

@@ -7,10 +7,16 @@
  * Real tags are stripped before entities are decoded, so encoded text such as `&lt;b&gt;` stays
  * the literal `<b>` instead of becoming a tag that is then removed. Decoding comes before Unicode
  * normalisation so that `&#xFF35;` is folded like a typed `Ｕ`.
+ *
+ * Then rows are removed, each for the first reason that applies: empty after cleaning, shorter than
+ * `minAnswerChars`, matching `dropAnswersMatching`, or a low-information answer (the one rule that
+ * looks across rows). Answers are compared with dedup's `normalizeForMatch`, so what counts as the
+ * same answer here is what counts as the same answer there.
  */
 import { DecodingMode, decodeHTML } from 'entities';
 import type { CleanSection } from '../../schemas/config';
 import type { QaRow } from '../../schemas/rows';
+import { normalizeForMatch } from './dedup';
 
 type RuleName =
   'stripHtml' | 'decodeEntities' | 'normalizeUnicode' | 'dropControlChars' | 'normalizePunctuation' | 'removeUrls' | 'collapseWhitespace';
@@ -119,6 +125,30 @@ function compileDropPatterns(patterns: string[]): Array<{ pattern: string; regex
   });
 }
 
+/**
+ * The normalised answers that say nothing (`clean.lowInformation`): at most `maxWords` words, and the
+ * answer to at least `minQuestions` different questions, both compared as `normalizeForMatch` text
+ * (lower-cased, punctuation stripped, whitespace collapsed), so "I don't know.", "i dont know" and
+ * "I DON'T KNOW!" are one answer and a question asked twice counts once. A short answer to a few
+ * questions ("Black" for three colour questions) is a fact; a long answer repeated often (a seller's
+ * template) still says something. Counted over every row, so the rows another rule removes still
+ * show that an answer is common.
+ */
+export function lowInformationAnswers(
+  rows: Array<{ question: string; answer: string }>,
+  rule: CleanSection['lowInformation'],
+): Set<string> {
+  const questionsByAnswer = new Map<string, Set<string>>();
+  for (const { question, answer } of rows) {
+    const key = normalizeForMatch(answer);
+    if (key === '' || key.split(' ').length > rule.maxWords) continue;
+    let questions = questionsByAnswer.get(key);
+    if (questions === undefined) questionsByAnswer.set(key, (questions = new Set()));
+    if (questions.size < rule.minQuestions) questions.add(normalizeForMatch(question)); // enough is enough
+  }
+  return new Set([...questionsByAnswer].filter(([, questions]) => questions.size >= rule.minQuestions).map(([answer]) => answer));
+}
+
 export function cleanRows(
   rows: QaRow[],
   rules: CleanSection,
@@ -126,11 +156,7 @@ export function cleanRows(
   const ruleList = enabledRules(rules);
   const dropPatterns = compileDropPatterns(rules.dropAnswersMatching);
   const changedByRule: Record<string, number> = Object.fromEntries(ruleList.map((rule) => [rule.name, 0]));
-  const removed: Record<string, number> = {};
-  const kept: QaRow[] = [];
-  const removedRows: Array<{ row: QaRow; reason: string }> = [];
-
-  for (const row of rows) {
+  const cleaned = rows.map((row): QaRow => {
     const changed = new Set<RuleName>();
     const clean = (text: string): string =>
       ruleList.reduce((out, rule) => {
@@ -142,22 +168,30 @@ export function cleanRows(
     const answer = clean(row.answer);
     const fact = row.fact === null ? null : clean(row.fact);
     for (const name of changed) changedByRule[name] = (changedByRule[name] ?? 0) + 1;
+    return { ...row, question, answer, fact: fact === null || fact.trim() === '' ? null : fact };
+  });
+  const lowInformation = rules.lowInformation.enabled ? lowInformationAnswers(cleaned, rules.lowInformation) : new Set<string>();
 
-    const trimmedAnswer = answer.trim();
+  const removed: Record<string, number> = {};
+  const kept: QaRow[] = [];
+  const removedRows: Array<{ row: QaRow; reason: string }> = [];
+  cleaned.forEach((row, i) => {
+    // The first reason that applies; the order only decides which one a row is counted under.
+    const trimmedAnswer = row.answer.trim();
     let reason: string | null = null;
-    if (question.trim() === '' || trimmedAnswer === '') reason = 'empty after cleaning';
+    if (row.question.trim() === '' || trimmedAnswer === '') reason = 'empty after cleaning';
     else if ([...trimmedAnswer].length < rules.minAnswerChars) reason = `answer shorter than minAnswerChars (${rules.minAnswerChars})`;
     else {
       const match = dropPatterns.find(({ regex }) => regex.test(trimmedAnswer));
       if (match) reason = `answer matches dropAnswersMatching "${match.pattern}"`;
+      else if (lowInformation.size > 0 && lowInformation.has(normalizeForMatch(row.answer))) reason = 'low-information';
     }
-    if (reason !== null) {
+    if (reason === null) kept.push(row);
+    else {
       removed[reason] = (removed[reason] ?? 0) + 1;
-      removedRows.push({ row, reason });
-      continue;
+      removedRows.push({ row: rows[i]!, reason }); // the original row, for tracing
     }
-    kept.push({ ...row, question, answer, fact: fact === null || fact.trim() === '' ? null : fact });
-  }
+  });
 
   return {
     rows: kept,

@@ -6,7 +6,8 @@
  *   1. conflicts: the same normalised question (and product) with different answers, counted over
  *      all rows so `majority` sees how often each answer was given;
  *   2. exact duplicates: the same normalised question, answer and product as an earlier row;
- *   3. near duplicates: similar questions with the same answer, found with MinHash LSH.
+ *   3. near duplicates: similar questions with the same answer and the same numbers and model names
+ *      (`numberTokens`) in question and answer, found with MinHash LSH.
  * Every output row carries a `groupId` (the id of its group's first row) so the split can keep
  * paraphrases and conflicting answers of one question in the same split.
  */
@@ -40,17 +41,48 @@ export interface DedupResult {
   removedRows: Array<{ row: QaRow; reason: string; duplicateOf?: string }>;
 }
 
-/** Lower-cased, NFKC-folded, apostrophes dropped (`don't` = `dont`), other punctuation a space, spaces collapsed. */
+/**
+ * The text two rows are compared by: NFKC-folded, lower-cased, apostrophes dropped (`don't` =
+ * `dont`), other punctuation a space, spaces collapsed. Punctuation between two digits stays, so
+ * `1/2`, `1.2` and `5'3` remain different numbers instead of all becoming `1 2` or `53`.
+ */
 export function normalizeForMatch(text: string): string {
   return text
     .normalize('NFKC')
     .toLowerCase()
-    .replace(/['\u2018\u2019\u02BC]/g, '')
-    .replace(/[\p{P}\s]+/gu, ' ')
+    .replace(/(?<!\p{N})['\u2018\u2019\u02BC]|['\u2018\u2019\u02BC](?!\p{N})/gu, '')
+    .replace(/(?:(?<!\p{N})[\p{P}\s]|[\p{P}\s](?!\p{N}))+/gu, ' ')
     .trim();
 }
 
-// Normalised text never contains punctuation, so ` :: ` cannot occur inside a part.
+// Model names are written with and without a hyphen (WH-1000XM4, WH1000XM4; X-3, X3), so a hyphen or
+// underscore between a letter and a digit, or two letters, is dropped; between two digits it is a
+// range (10-20) and stays.
+const WORD_JOINER = /(?<=[\p{L}\p{N}])[-_\u2010\u2011](?=[\p{L}\p{N}])/gu;
+const DIGIT = /\p{N}/u;
+// Any other character that is not a letter or digit ends a token, unless it stands between two
+// digits: 5.3, 1,000, 1/2, 12:30 and 10-20 are each one token.
+const TOKEN_BREAK = /(?<!\p{N})[^\p{L}\p{N}]|[^\p{L}\p{N}](?!\p{N})/gu;
+
+/**
+ * The numbers and model-like tokens of a text, sorted and distinct: after NFKC folding and
+ * lower-casing, every token (see WORD_JOINER and TOKEN_BREAK) that contains a digit. `$5`, `5%` and
+ * `5.` give `5`; `5.3`, `X200` and `wh1000xm4` stay whole. Rows whose questions or answers differ in
+ * these are never near duplicates: "model 3" and "model 4" are different facts however similar the
+ * rest of the text. Spelled-out numbers ("five") are words, not tokens.
+ */
+export function numberTokens(text: string): string[] {
+  const tokens = text
+    .normalize('NFKC')
+    .toLowerCase()
+    .replace(WORD_JOINER, (_joiner, at: number, all: string) => (DIGIT.test(all[at - 1]!) && DIGIT.test(all[at + 1]!) ? '-' : ''))
+    .replace(TOKEN_BREAK, ' ')
+    .split(/\s+/)
+    .filter((token) => DIGIT.test(token));
+  return [...new Set(tokens)].sort();
+}
+
+// Normalised text keeps punctuation only between two digits, so ` :: ` cannot occur inside a part.
 const keyOf = (product: string, text: string): string => (product === '' ? text : `${product} :: ${text}`);
 
 function quote(text: string, max = 60): string {
@@ -139,7 +171,17 @@ export function deduplicate(rows: QaRow[], cfg: DedupSection): DedupResult {
     const near = new UnionFind(n);
     // A question of only punctuation normalises to ''; its key still tells such questions apart.
     const questions = question.map((text, i) => text || questionKey[i]!);
-    joinNearDuplicates(remaining, questions, answerKey, cfg.nearDuplicates, near);
+    // Near duplicates must agree on the numbers and model names of question and answer as well as
+    // on the answer: only the wording may differ (the same answer to "model 3" and "model 4" is two
+    // facts, not one). A row whose answer no other row gives needs no tokens: it has no candidates.
+    const answerShared = new Map<string, boolean>();
+    for (const i of remaining) answerShared.set(answerKey[i]!, answerShared.has(answerKey[i]!));
+    const nearDuplicateKey = rows.map((row, i) =>
+      answerShared.get(answerKey[i]!)
+        ? `${answerKey[i]}\u0000${numberTokens(row.question).join(' ')}\u0000${numberTokens(row.answer).join(' ')}`
+        : answerKey[i]!,
+    );
+    joinNearDuplicates(remaining, questions, nearDuplicateKey, cfg.nearDuplicates, near);
     for (const i of remaining) {
       const root = near.find(i);
       if (root === i) {

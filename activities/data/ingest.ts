@@ -94,7 +94,7 @@ export function validateRecords(records: SourceRecord[], data: DataSection): Ing
     if ('unparseable' in source) {
       quarantine.push({
         sourceRow: source.sourceRow,
-        kind: 'unparseable',
+        kind: source.kind,
         reason: source.reason,
         raw: rawText(source.unparseable),
       });
@@ -129,11 +129,19 @@ export function checkInvalidShare(result: IngestResult, data: DataSection): void
       .sort((a, b) => b[1] - a[1])
       .map(([k, n]) => `${n} ${k}`)
       .join(', ');
+    // Rows that are not UTF-8 mean a file saved in another encoding: converting it fixes them all at once.
+    const notUtf8 = quarantinedByKind['invalid-encoding'] ?? 0;
+    const fix =
+      notUtf8 === 0
+        ? 'Fix the data or the column mapping, or raise data.maxInvalidFraction.'
+        : `${notUtf8} of them hold bytes that are not UTF-8: the file was saved in another encoding. Convert it to UTF-8 ` +
+          '(iconv -f WINDOWS-1252 -t UTF-8 old-file > new-file, naming the encoding it was saved in) or export it again as ' +
+          '"CSV UTF-8"; otherwise fix the data or the column mapping, or raise data.maxInvalidFraction.';
     const example = result.quarantine[0];
     throw new DatasetError(
       `${quarantined} of ${rowsIn} rows (${(share * 100).toFixed(1)}%) are invalid, over data.maxInvalidFraction ` +
         `(${(data.maxInvalidFraction * 100).toFixed(1)}%): ${kinds}. First: row ${example?.sourceRow}: ${example?.reason}. ` +
-        'Fix the data or the column mapping, or raise data.maxInvalidFraction.',
+        fix,
     );
   }
 }

@@ -107,27 +107,28 @@ export class UnionFind {
 // shares a bucket, 8 dissimilar rows (or 32 rows in all) entered the bucket between the two.
 const MAX_COMPARED = 8;
 const MAX_SCANNED = 32;
-// Rows sharing an answer with at most this many rows are compared pair by pair instead: at most
+// Rows sharing a match key with at most this many rows are compared pair by pair instead: at most
 // 7 exact checks per row, cheaper than a 100-value MinHash signature and with no missed pairs.
 const ALL_PAIRS_MAX_ROWS = 8;
 
 /**
  * Joins near-duplicate rows in `groups`: questions whose shingle Jaccard similarity is at least
- * `threshold` and whose answer key (normalised answer + product) is identical. Rows are first
- * grouped by answer key; a unique answer cannot have a near duplicate, a small answer group is
- * compared pair by pair, and larger ones get candidates from MinHash LSH with bucket key (band,
- * band values, answer key hash), so only rows with the same answer meet. Each candidate pair is
- * verified at most once, with the exact Jaccard similarity of the shingle sets.
+ * `threshold` and whose match keys are identical (dedup's key: normalised answer, product, and the
+ * numbers and model names of question and answer). Rows are first grouped by key; a row alone with
+ * its key cannot have a near duplicate, a small group is compared pair by pair, and larger ones get
+ * candidates from MinHash LSH with bucket key (band, band values, match key hash), so only rows with
+ * the same key meet. Each candidate pair is verified at most once, with the exact Jaccard similarity
+ * of the shingle sets.
  */
 export function joinNearDuplicates(
   indices: number[],
   questions: string[],
-  answerKeys: string[],
+  matchKeys: string[],
   cfg: DedupSection['nearDuplicates'],
   groups: UnionFind,
 ): void {
   const rows: number[] = [];
-  for (const members of groupBy(indices, (i) => answerKeys[i]!).values()) {
+  for (const members of groupBy(indices, (i) => matchKeys[i]!).values()) {
     if (members.length > ALL_PAIRS_MAX_ROWS) for (const i of members) rows.push(i);
     else if (members.length > 1) joinAllPairs(members, questions, cfg, groups);
   }
@@ -148,10 +149,10 @@ export function joinNearDuplicates(
     const i = rows[p]!;
     const own = (shingles[p] = shingleHashes(questions[i]!, cfg.shingleSize));
     const signature = minHashSignature(own, bands * rowsPerBand);
-    const answerHash = hashString(answerKeys[i]!, 0x51ed);
+    const keyHash = hashString(matchKeys[i]!, 0x51ed);
     verified.length = 0;
     for (let band = 0; band < bands; band++) {
-      let key = fmix32(Math.imul(band + 1, 0x9e3779b1) ^ answerHash);
+      let key = fmix32(Math.imul(band + 1, 0x9e3779b1) ^ keyHash);
       for (let k = band * rowsPerBand; k < (band + 1) * rowsPerBand; k++) {
         key = Math.imul(key ^ signature[k]!, 0x5bd1e995);
         key ^= key >>> 15;
@@ -169,7 +170,7 @@ export function joinNearDuplicates(
         const j = rows[q]!;
         // Skip pairs verified in an earlier band, rows already in this row's group (so a big group
         // costs one comparison, not eight), and strangers whose 32-bit bucket key collided.
-        if (verified.includes(q) || groups.find(j) === groups.find(i) || answerKeys[j] !== answerKeys[i]) continue;
+        if (verified.includes(q) || groups.find(j) === groups.find(i) || matchKeys[j] !== matchKeys[i]) continue;
         verified.push(q);
         compared++;
         if (jaccard(own, shingles[q]!) >= threshold - 1e-12) groups.union(i, j);

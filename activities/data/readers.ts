@@ -1,10 +1,10 @@
 /**
  * Reads a dataset file into plain records, choosing the reader by extension: CSV, JSONL, Parquet
  * or Arrow IPC. A row that cannot be parsed (a JSONL line that is not a JSON object, a CSV row with
- * more or fewer fields than the header) is returned as such, to be quarantined, never silently
- * dropped; a file that cannot be read as its format at all (a CSV quote never closed, bytes that are
- * not UTF-8, a broken Parquet or Arrow file) is a DatasetError naming the file, the line where there
- * is one, and the fix: retrying cannot help.
+ * more or fewer fields than the header) or holds bytes that are not UTF-8 is returned as such, to be
+ * quarantined, never silently dropped; a file that cannot be read as its format at all (a CSV quote
+ * never closed, a header that is not UTF-8, UTF-16 text, a broken Parquet or Arrow file) is a
+ * DatasetError naming the file, the line where there is one, and the fix: retrying cannot help.
  */
 import { isUtf8 } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
@@ -17,10 +17,10 @@ import { DatasetError } from './ingest';
 
 export type DataFormat = 'csv' | 'jsonl' | 'parquet' | 'arrow';
 
-/** One source record, or the text of a line that could not be parsed. */
-/** A record of the file, or a row that cannot be one: quarantined with its reason and raw text, never dropped. */
+/** A record of the file, or a row that cannot be one: quarantined with its kind, reason and raw text, never dropped. */
 export type SourceRecord =
-  { sourceRow: number; record: Record<string, unknown> } | { sourceRow: number; unparseable: string; reason: string };
+  | { sourceRow: number; record: Record<string, unknown> }
+  | { sourceRow: number; unparseable: string; reason: string; kind: 'unparseable' | 'invalid-encoding' };
 
 const formatByExtension: Record<string, DataFormat> = {
   '.csv': 'csv',
@@ -64,7 +64,7 @@ export async function readRecords(path: string, format: DataFormat, maxRows?: nu
 async function readByFormat(path: string, name: string, format: DataFormat): Promise<SourceRecord[]> {
   switch (format) {
     case 'jsonl':
-      return readJsonl(await readFile(path, 'utf8'));
+      return readJsonl(name, await readFile(path));
     case 'csv':
       return readCsv(name, await readFile(path));
     case 'parquet':
@@ -91,7 +91,7 @@ async function readByFormat(path: string, name: string, format: DataFormat): Pro
  * A row with more or fewer fields than the header is returned unparsed, for the quarantine.
  */
 function readCsv(name: string, bytes: Buffer): SourceRecord[] {
-  checkUtf8(name, bytes);
+  const badLines = linesNotUtf8(name, bytes, 'Export it again as "CSV UTF-8", or convert it with iconv -f UTF-16 -t UTF-8.');
   // Where the last complete record (the header included) ended: a record that never ends starts on the next line.
   let lastRecordEndLine = 0;
   let header: string[] = [];
@@ -110,11 +110,28 @@ function readCsv(name: string, bytes: Buffer): SourceRecord[] {
       },
     }) as string[][];
     if (!first) return [];
+    // Records and bad lines both ascend, so one pointer walks the bad lines once.
+    let next = 0;
+    const firstBadLine = (from: number, to: number): number | undefined => {
+      while (next < badLines.length && badLines[next]! < from) next++;
+      return next < badLines.length && badLines[next]! <= to ? badLines[next] : undefined;
+    };
+    const badHeaderLine = firstBadLine(1, endLines[0]!);
+    if (badHeaderLine !== undefined) {
+      throw new DatasetError(
+        `${name} line ${badHeaderLine}: the header is not valid UTF-8 text (the file is in another encoding, such as ` +
+          'Windows-1252 or Latin-1). Export it again as "CSV UTF-8", or convert it with iconv -f WINDOWS-1252 -t UTF-8.',
+      );
+    }
     return rows.map((fields, i): SourceRecord => {
+      // A record runs from the line after the previous one ends (blank lines before it included) to its own end.
+      const badLine = firstBadLine(endLines[i]! + 1, endLines[i + 1]!);
+      if (badLine !== undefined)
+        return { sourceRow: i + 1, unparseable: fields.join(','), reason: notUtf8(badLine), kind: 'invalid-encoding' };
       if (fields.length === header.length)
         return { sourceRow: i + 1, record: Object.fromEntries(header.map((column, n) => [column, fields[n]])) };
       const reason = `line ${endLines[i + 1]}: ${fields.length} fields where the header has ${header.length} (an unquoted comma in a field?)`;
-      return { sourceRow: i + 1, unparseable: fields.join(','), reason };
+      return { sourceRow: i + 1, unparseable: fields.join(','), reason, kind: 'unparseable' };
     });
   } catch (err) {
     if (!(err instanceof CsvError)) throw err;
@@ -135,28 +152,30 @@ function csvProblem(file: string, err: CsvError, lastRecordEndLine: number): str
   }
 }
 
-/** Decoding would turn bytes that are not UTF-8 into U+FFFD silently; say where they are instead. */
-function checkUtf8(file: string, bytes: Buffer): void {
-  if (isUtf8(bytes)) return;
+/**
+ * The 1-based numbers of the lines holding bytes that are not UTF-8, ascending; none for a UTF-8
+ * file. Decoding turns such bytes into U+FFFD silently, so the rows on these lines are quarantined
+ * instead and the rest of the file is read: one pasted Windows-1252 quote should not cost the file.
+ * Splitting at 0x0A is safe: no byte of a multi-byte UTF-8 character is below 0x80. UTF-16 text (a
+ * byte-order mark) is not a few stray bytes but every character laid out differently: a whole-file
+ * error.
+ */
+function linesNotUtf8(file: string, bytes: Buffer, utf16Fix: string): number[] {
+  const bad: number[] = [];
+  if (isUtf8(bytes)) return bad;
   if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
-    throw new DatasetError(
-      `${file} is UTF-16 text, not UTF-8. Export it again as "CSV UTF-8", or convert it with iconv -f UTF-16 -t UTF-8.`,
-    );
+    throw new DatasetError(`${file} is UTF-16 text, not UTF-8. ${utf16Fix}`);
   }
-  let line = 1;
-  let start = 0;
-  for (let i = 0; i <= bytes.length; i++) {
-    if (i === bytes.length || bytes[i] === 0x0a) {
-      if (!isUtf8(bytes.subarray(start, i))) break;
-      line++;
-      start = i + 1;
-    }
+  for (let line = 1, start = 0; start <= bytes.length; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    const stop = end === -1 ? bytes.length : end;
+    if (!isUtf8(bytes.subarray(start, stop))) bad.push(line);
+    start = stop + 1;
   }
-  throw new DatasetError(
-    `${file} line ${line}: not valid UTF-8 text (the file is in another encoding, such as Windows-1252 or Latin-1). ` +
-      'Export it again as "CSV UTF-8", or convert it with iconv -f WINDOWS-1252 -t UTF-8.',
-  );
+  return bad;
 }
+
+const notUtf8 = (line: number) => `line ${line}: not valid UTF-8 text (bytes in another encoding, such as Windows-1252 or Latin-1)`;
 
 /** A Parquet or Arrow reader failing on the file's contents; errors from the file system stay crashes. */
 async function asUnreadable(name: string, what: string, read: () => Promise<SourceRecord[]>): Promise<SourceRecord[]> {
@@ -171,19 +190,24 @@ async function asUnreadable(name: string, what: string, read: () => Promise<Sour
   }
 }
 
-function readJsonl(text: string): SourceRecord[] {
+function readJsonl(name: string, bytes: Buffer): SourceRecord[] {
+  const badLines = new Set(linesNotUtf8(name, bytes, 'Convert it with iconv -f UTF-16 -t UTF-8.'));
   const out: SourceRecord[] = [];
-  const lines = text.split('\n');
+  const lines = bytes.toString('utf8').split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!.trim();
     if (line === '') continue;
+    if (badLines.has(i + 1)) {
+      out.push({ sourceRow: i + 1, unparseable: line, reason: notUtf8(i + 1), kind: 'invalid-encoding' });
+      continue;
+    }
     try {
       const value: unknown = JSON.parse(line);
       if (value && typeof value === 'object' && !Array.isArray(value))
         out.push({ sourceRow: i + 1, record: value as Record<string, unknown> });
-      else out.push({ sourceRow: i + 1, unparseable: line, reason: 'line is JSON but not an object' });
+      else out.push({ sourceRow: i + 1, unparseable: line, reason: 'line is JSON but not an object', kind: 'unparseable' });
     } catch {
-      out.push({ sourceRow: i + 1, unparseable: line, reason: 'row is not valid JSON' });
+      out.push({ sourceRow: i + 1, unparseable: line, reason: 'row is not valid JSON', kind: 'unparseable' });
     }
   }
   return out;

@@ -1,15 +1,18 @@
 /**
  * Generated answers (gpu task queue): an ONNX export answers every evaluation row in Node, through
- * the generator the chat server uses, so what is evaluated is what will be served.
+ * the generator the chat server uses, so what is evaluated is what will be served. A grounded
+ * system's prompts carry each row's known pairs (the retriever's, as serving will have them), and
+ * every answer records which pairs it was given.
  */
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
-import { EvaluationRow, Prediction } from '../../schemas/engine';
+import { ContextRow, EvaluationRow, Prediction, type SystemName } from '../../schemas/engine';
 import type { ArtifactRef, GenerationProgress, StepContext, StepResult } from '../../schemas/manifests';
 import type { GenerationStats } from '../../schemas/steps';
 import { loadGenerator } from '../../serve/generation';
+import { groundedQuestion } from '../../serve/grounding';
 import { artifactPath, readJsonl, toJsonl } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
@@ -46,27 +49,37 @@ async function finishedAnswers(partial: string): Promise<Map<string, Prediction>
  * attempt goes on where the last one stopped.
  */
 export async function generateAnswers(
-  input: StepContext & { system: 'tuned' | 'base'; onnx: ArtifactRef; questions: ArtifactRef },
+  input: StepContext & {
+    system: Exclude<SystemName, 'retrieval'>;
+    onnx: ArtifactRef;
+    questions: ArtifactRef;
+    /** Grounded systems: the known pairs of every question. */
+    contexts?: ArtifactRef;
+  },
 ): Promise<StepResult<GenerationStats, 'answers'>> {
   const store = storeFor(input);
   const { maxNewTokens, batchSize } = input.config.evaluation;
+  const decoding = input.config.decoding;
   return runCachedStep(
     store,
     {
       step: `answers-${input.system}`,
-      config: { maxNewTokens, batchSize },
-      inputs: [input.onnx, input.questions],
+      config: { maxNewTokens, batchSize, decoding },
+      inputs: [input.onnx, input.questions, ...(input.contexts ? [input.contexts] : [])],
       code: codeVersion(import.meta.url),
       noCache: input.noCache,
       summarize: (s: GenerationStats) => `${s.rows} answers, ${s.newTokens} tokens at ${s.tokensPerSecond} tokens/s`,
     },
     async (key) => {
       const rows = await readJsonl(input.questions, EvaluationRow);
+      const contexts = new Map((input.contexts ? await readJsonl(input.contexts, ContextRow) : []).map((c) => [c.id, c.context]));
       const workDir = store.workDir(key);
       await mkdir(workDir, { recursive: true });
       const partial = join(workDir, 'answers.jsonl');
       const done = await finishedAnswers(partial);
       const generator = await loadGenerator(artifactPath(input.onnx));
+      const format = generator.tokenizer.promptFormat;
+      const promptOf = (row: EvaluationRow) => groundedQuestion(format, row.question, contexts.get(row.id) ?? []);
       // A cancelled run (or a worker shutting down) stops generating between decode steps, not after the set.
       const signal = cancellationSignal();
       const progress: GenerationProgress = { system: input.system, rows: rows.length, answered: done.size, newTokens: 0, seconds: 0 };
@@ -76,20 +89,18 @@ export async function generateAnswers(
         // Similar prompt lengths share a batch, so little compute goes to padding.
         const todo = rows
           .filter((row) => !done.has(row.id))
-          .map((row) => ({ row, length: generator.tokenizer.encodePrompt(row.question).length }))
+          .map((row) => ({ row, length: generator.tokenizer.encodePrompt(promptOf(row)).length }))
           .sort((a, b) => a.length - b.length);
         for (let start = 0; start < todo.length; start += batchSize) {
           const batch = todo.slice(start, start + batchSize).map((entry) => entry.row);
-          const generations = await generator.generate(
-            batch.map((row) => row.question),
-            { maxNewTokens, greedy: true, signal },
-          );
+          const generations = await generator.generate(batch.map(promptOf), { maxNewTokens, greedy: true, ...decoding, signal });
           if (signal?.aborted) throw signal.reason;
           const records: Prediction[] = batch.map((row, n) => ({
             ...row,
             system: input.system,
             prediction: generations[n]!.text.trim(),
             newTokens: generations[n]!.tokens.length,
+            ...(input.contexts ? { contextIds: (contexts.get(row.id) ?? []).map((pair) => pair.id) } : {}),
           }));
           await appendFile(partial, toJsonl(records));
           for (const record of records) done.set(record.id, record);

@@ -42,7 +42,14 @@ export async function prepareEvaluationSet(context: StepContext & { test: Artifa
     async () => {
       const test = await readRows(context.test);
       const rows = drawEvaluationRows(test, maxTestRows, seed).map((row) =>
-        EvaluationRow.parse({ id: row.id, question: row.question, reference: row.answer, fact: row.fact, category: row.category }),
+        EvaluationRow.parse({
+          id: row.id,
+          question: row.question,
+          reference: row.answer,
+          fact: row.fact,
+          category: row.category,
+          product: row.product,
+        }),
       );
       if (rows.length === 0)
         throw configError('the test split is empty, so there is nothing to evaluate on; give split.test a share above 0 (e.g. 0.1)');

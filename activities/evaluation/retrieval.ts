@@ -1,38 +1,61 @@
 /**
- * The retrieval baseline (cpu task queue): each question answered with the training answer of the
- * most similar training question, indexed on the rows the model was trained on (the same seeded draw).
+ * The retrieval baseline (cpu task queue): each question answered with the answer of the most similar
+ * training question, by the same retriever that grounds prompts, over the whole training split (not
+ * only the rows the model was trained on): what a search box over the support records would give.
  */
-import { RetrievalMetrics } from '../../schemas/engine';
+import { EvaluationRow, type Prediction } from '../../schemas/engine';
 import type { ArtifactRef, StepContext, StepResult } from '../../schemas/manifests';
 import type { RetrievalStats } from '../../schemas/steps';
-import { artifactPath } from '../artifacts';
+import { readJsonl, toJsonl } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
-import { engineMetrics } from '../engine-process';
+import { openRetriever, type RetrieverParts } from '../grounding';
 import { runCachedStep } from '../steps';
 
 export async function retrieveAnswers(
-  input: StepContext & { train: ArtifactRef; questions: ArtifactRef },
+  input: StepContext & RetrieverParts & { questions: ArtifactRef },
 ): Promise<StepResult<RetrievalStats, 'answers'>> {
   const store = storeFor(input);
-  const { maxTrainRows, seed } = input.config.training;
   return runCachedStep(
     store,
     {
       step: 'answers-retrieval',
-      config: { maxTrainRows, seed },
-      inputs: [input.train, input.questions],
-      code: codeVersion(import.meta.url, 'retrieve'),
+      config: { scope: input.config.retrieval.scope },
+      inputs: [input.train, ...(input.index ? [input.index] : []), ...(input.embedder ? [input.embedder] : []), input.questions],
+      code: codeVersion(import.meta.url),
       noCache: input.noCache,
-      summarize: (s: RetrievalStats) => `${s.rows} answers from ${s.indexRows} training rows`,
+      summarize: (s: RetrievalStats) =>
+        `${s.rows} answers from ${s.indexRows} training rows (mean similarity ${s.similarityMean.toFixed(3)})`,
     },
     async () => {
-      const output = await store.tempPath();
-      const args = ['retrieve', '--train', artifactPath(input.train), '--questions', artifactPath(input.questions), '--output', output];
-      if (maxTrainRows !== undefined) args.push('--max-train-rows', String(maxTrainRows));
-      const metrics = await engineMetrics([...args, '--seed', String(seed)], 'retrieval', RetrievalMetrics);
-      const answers = await store.putFile(output, '.jsonl', metrics.rows);
-      return { outputs: { answers }, stats: metrics };
+      const rows = await readJsonl(input.questions, EvaluationRow);
+      const { retriever, sameProduct, close } = await openRetriever(input);
+      try {
+        const hits = await retriever.retrieve(
+          rows.map((r) => r.question),
+          1,
+          undefined,
+          (row, n) => sameProduct(row, rows[n]!.product),
+        );
+        const predictions: Prediction[] = rows.map((row, n) => {
+          const best = hits[n]![0];
+          return {
+            ...row,
+            system: 'retrieval',
+            prediction: best?.row.answer ?? '',
+            ...(best ? { retrievedQuestion: best.row.question, similarity: Math.round(best.score * 1e4) / 1e4 } : {}),
+          };
+        });
+        const answers = await store.put(toJsonl(predictions), '.jsonl', predictions.length);
+        const scores = hits.map((h) => h[0]?.score ?? 0);
+        const similarityMean = scores.reduce((a, b) => a + b, 0) / Math.max(1, scores.length);
+        return {
+          outputs: { answers },
+          stats: { rows: predictions.length, indexRows: retriever.rows.length, similarityMean: Math.round(similarityMean * 1e4) / 1e4 },
+        };
+      } finally {
+        await close();
+      }
     },
   );
 }

@@ -3,7 +3,7 @@
  * factual accuracy), which refuses systems answered on different rows.
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { ScoreReport, SYSTEMS } from '../../schemas/engine';
+import { ScoreReport, SYSTEMS, type SystemName } from '../../schemas/engine';
 import type { ArtifactRef, MetricTable, StepContext, StepResult } from '../../schemas/manifests';
 import type { ScoreStats } from '../../schemas/steps';
 import { artifactPath, parseJsonFile } from '../artifacts';
@@ -21,13 +21,19 @@ function summarize({ metrics }: ScoreStats): string {
   return `rougeL: ${line('rougeL')}; factualAccuracy: ${line('factualAccuracy')}`;
 }
 
-export async function scoreAnswers(input: StepContext & { answers: ArtifactRef[] }): Promise<StepResult<ScoreStats, 'scores'>> {
+/**
+ * `lengthMatchedTo`: the served system; every system is also scored with its answers cut to that
+ * system's answer lengths, so a win by answering shorter shows as a loss at equal length.
+ */
+export async function scoreAnswers(
+  input: StepContext & { answers: ArtifactRef[]; lengthMatchedTo?: SystemName },
+): Promise<StepResult<ScoreStats, 'scores'>> {
   const store = storeFor(input);
   return runCachedStep(
     store,
     {
       step: 'score',
-      config: {},
+      config: { lengthMatchedTo: input.lengthMatchedTo ?? null },
       inputs: input.answers,
       code: codeVersion(import.meta.url, 'score'),
       noCache: input.noCache,
@@ -38,7 +44,12 @@ export async function scoreAnswers(input: StepContext & { answers: ArtifactRef[]
       const output = `${await store.tempPath()}.json`;
       await writeFile(combined, (await Promise.all(input.answers.map((ref) => readFile(artifactPath(ref), 'utf8')))).join(''));
       // The done event's flat `<system>.<metric>` numbers repeat the report; the report file is the contract.
-      await engineMetrics(['score', '--input', combined, '--output', output], 'score', z.record(z.string(), z.number().nullable()));
+      const matched = input.lengthMatchedTo ? ['--length-matched-to', input.lengthMatchedTo] : [];
+      await engineMetrics(
+        ['score', '--input', combined, '--output', output, ...matched],
+        'score',
+        z.record(z.string(), z.number().nullable()),
+      );
       await rm(combined, { force: true });
       const report = await parseJsonFile(output, ScoreReport);
       const scores = await store.putFile(output, '.json', null);

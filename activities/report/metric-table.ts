@@ -21,12 +21,24 @@ export const METRIC_ROWS: readonly MetricRow[] = [
   { metric: 'bleu', label: 'BLEU (0-100)', digits: 2, headline: true },
   { metric: 'chrf', label: 'chrF (0-100)', digits: 2, headline: true },
   { metric: 'factualAccuracy', label: 'factual accuracy', digits: 3, headline: true },
-  { metric: 'predictionWordsMean', label: 'answer words, mean', digits: 1, headline: false },
+  { metric: 'semanticSimilarity', label: 'semantic similarity', digits: 3, headline: true },
+  { metric: 'semanticMatch', label: 'semantic matches (cos >= 0.6)', digits: 3, headline: false },
+  { metric: 'rougeLLengthMatched', label: 'ROUGE-L at equal length', digits: 3, headline: true },
+  { metric: 'semanticSimilarityLengthMatched', label: 'semantic similarity at equal length', digits: 3, headline: true },
+  { metric: 'degeneration', label: 'answers in a loop', digits: 3, headline: true },
+  { metric: 'distinct2', label: 'distinct word pairs', digits: 3, headline: false },
+  { metric: 'predictionWordsMean', label: 'answer words, mean', digits: 1, headline: true },
   { metric: 'predictionWordsP90', label: 'answer words, p90', digits: 1, headline: false },
   { metric: 'perplexity', label: 'perplexity, general English', digits: 2, headline: true },
 ];
 
-export const SYSTEM_LABEL: Record<SystemName, string> = { tuned: 'tuned', base: 'base (untuned)', retrieval: 'retrieval' };
+export const SYSTEM_LABEL: Record<SystemName, string> = {
+  tuned: 'tuned',
+  'tuned-grounded': 'tuned + grounding',
+  base: 'base (untuned)',
+  'base-grounded': 'base + grounding',
+  retrieval: 'retrieval',
+};
 
 /** A measured value with a fixed number of decimals (so 0 reads 0.000 beside 0.412); null stays null. */
 export const fixedCell = (value: number | null | undefined, digits: number): Cell =>

@@ -8,7 +8,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EvaluationRow, Prediction, SYSTEMS, ScoreReport, type SystemName } from '../../schemas/engine';
+import type { DecodingSection } from '../../schemas/config';
+import { ContextRow, EvaluationRow, Prediction, SYSTEMS, ScoreReport, type KnownPair, type SystemName } from '../../schemas/engine';
 import {
   RunManifest,
   type ArtifactRef,
@@ -41,9 +42,13 @@ export interface RunReportData {
   /** Every system's answers, keyed by system then row id. */
   answers: Partial<Record<SystemName, Map<string, Prediction>>>;
   rows: EvaluationRow[];
+  /** The known pairs of each evaluation row (grounded systems); empty without grounding. */
+  knownPairs: Map<string, KnownPair[]>;
   testRows: number;
   seed: number;
   maxNewTokens: number;
+  decoding: DecodingSection;
+  retrieval: { method: 'embedding' | 'lexical'; scope: 'product-first' | 'all'; k: number } | null;
   retrievalIndexRows: number | null;
   notes: string[];
   generation: GenerationStats[];
@@ -77,29 +82,80 @@ function verdictBlocks(data: RunReportData): Block[] {
   return blocks;
 }
 
+const BASELINES: readonly SystemName[] = ['base', 'base-grounded', 'retrieval'];
+/**
+ * What the plain comparison weighs: wording (ROUGE-L) and meaning (semantic similarity), as answered
+ * and with every baseline's answers cut to the served answer's length (so brevity alone cannot win).
+ */
+const COMPARED: ReadonlyArray<[string, string]> = [
+  ['rougeL', 'ROUGE-L'],
+  ['semanticSimilarity', 'semantic similarity'],
+  ['rougeLLengthMatched', 'ROUGE-L at equal length'],
+  ['semanticSimilarityLengthMatched', 'semantic similarity at equal length'],
+];
+
+/**
+ * Whether training beat every baseline, in words: the served system against each baseline on
+ * ROUGE-L and semantic similarity, and the answer lengths beside them, so a win by brevity shows.
+ */
+export function comparisonSentence(metrics: MetricTable, served: SystemName): string {
+  const ours = metrics[served];
+  if (!ours) return '';
+  const losses: string[] = [];
+  const measured: string[] = [];
+  for (const baseline of BASELINES) {
+    const theirs = metrics[baseline];
+    if (!theirs) continue;
+    measured.push(SYSTEM_LABEL[baseline]);
+    for (const [metric, label] of COMPARED) {
+      const a = ours[metric];
+      const b = theirs[metric];
+      if (typeof a === 'number' && typeof b === 'number' && a <= b)
+        losses.push(`${SYSTEM_LABEL[baseline]} on ${label} (${b.toFixed(3)} against ${a.toFixed(3)})`);
+    }
+  }
+  if (measured.length === 0) return '';
+  const words = (s: SystemName) => metrics[s]?.predictionWordsMean;
+  const length = typeof words(served) === 'number' ? ` Its answers average ${words(served)!.toFixed(1)} words.` : '';
+  const atEqualLength = typeof ours.rougeLLengthMatched === 'number' ? ", also with their answers cut to its answers' length" : '';
+  return losses.length === 0
+    ? `**Training paid off**: ${SYSTEM_LABEL[served]} beats ${measured.join(', ')} on ROUGE-L and semantic similarity${atEqualLength}.${length}`
+    : `**Training did not beat every baseline**: ${SYSTEM_LABEL[served]} does not beat ${losses.join('; ')}.${length}`;
+}
+
 function metricBlocks(data: RunReportData, systems: SystemName[]): Block[] {
-  const factRows = data.scores.systems.tuned?.metrics.factRows ?? null;
+  const facts = data.scores.systems[data.verdict.system]?.metrics.factRows ?? 0;
+  const references = data.scores.systems[data.verdict.system]?.metrics.referenceWordsMean;
+  const groups: Array<[string, string, number]> = [
+    ['ROUGE-L', 'rougeL', 1],
+    ['semantic similarity', 'semanticSimilarity', 1],
+    ...(facts > 0 ? [['factual accuracy', 'factualAccuracy', 1] as [string, string, number]] : []),
+    ['chrF / 100', 'chrf', 100],
+  ];
   const chart = groupedBarChartSvg({
     title: 'Tuned model against its baselines (same test rows)',
-    groups: ['ROUGE-L', 'factual accuracy', 'chrF / 100', 'BLEU / 100'],
+    groups: groups.map(([label]) => label),
     max: 1,
-    series: systems.map((s) => {
-      const m = data.scores.systems[s]?.metrics;
-      const scaled = (v: number | null | undefined, by = 1) => (v === null || v === undefined ? null : v / by);
-      return {
-        name: SYSTEM_LABEL[s],
-        values: [scaled(m?.rougeL), scaled(m?.factualAccuracy), scaled(m?.chrf, 100), scaled(m?.bleu, 100)],
-      };
-    }),
+    series: systems.map((s) => ({
+      name: SYSTEM_LABEL[s],
+      values: groups.map(([, metric, by]) => {
+        const value = data.metrics[s]?.[metric];
+        return typeof value === 'number' ? Math.max(0, value / by) : null;
+      }),
+    })),
   });
+  const comparison = comparisonSentence(data.metrics, data.verdict.system);
   return [
     { kind: 'heading', level: 2, text: 'Metrics' },
     {
       kind: 'paragraph',
       text:
         `${data.rows.length} test rows (${data.rows.length < data.testRows ? `a seeded draw from ${data.testRows}` : 'all of them'}), ` +
-        `answered by every system; ${factRows ?? 0} of them carry a fact. Higher is better, except perplexity.`,
+        `answered by every system; ${facts} of them carry a fact` +
+        (typeof references === 'number' ? `; the reference answers average ${references.toFixed(1)} words` : '') +
+        '. Higher is better, except perplexity and answers in a loop.',
     },
+    ...(comparison ? [{ kind: 'paragraph' as const, text: comparison }] : []),
     metricTableBlock(data.metrics),
     { kind: 'image', alt: 'Metric comparison', file: 'metrics.svg', mime: 'image/svg+xml', data: Buffer.from(chart) },
   ];
@@ -184,26 +240,50 @@ function trainingBlocks(data: RunReportData): Block[] {
 function sampleBlocks(data: RunReportData, systems: SystemName[]): Block[] {
   const samples = drawEvaluationRows(data.rows, SAMPLE_ANSWERS, data.seed + 1);
   const answer = (s: SystemName, id: string) => data.answers[s]?.get(id)?.prediction ?? null;
+  // The questions of the known pairs a grounded prompt carried, with their similarity.
+  const pairs = (id: string) =>
+    (data.knownPairs.get(id) ?? []).map((p, n) => `${n + 1}. ${p.question} (${p.similarity.toFixed(2)})`).join(' ') || null;
+  const grounded = data.knownPairs.size > 0;
   return [
     { kind: 'heading', level: 2, text: `Sample answers (${samples.length})` },
     {
       kind: 'table',
-      header: ['question', 'reference', ...systems.map((s) => SYSTEM_LABEL[s])],
-      rows: samples.map((row) => [row.question, row.reference, ...systems.map((s) => answer(s, row.id))]),
+      header: [
+        'question',
+        'reference',
+        ...(grounded ? ['known pairs given (grounded systems)'] : []),
+        ...systems.map((s) => SYSTEM_LABEL[s]),
+      ],
+      rows: samples.map((row) => [
+        row.question,
+        row.reference,
+        ...(grounded ? [pairs(row.id)] : []),
+        ...systems.map((s) => answer(s, row.id)),
+      ]),
     },
   ];
 }
 
 function settingsBlocks(data: RunReportData): Block[] {
+  const d = data.decoding;
   const items = [
-    `Decoding: greedy, at most ${data.maxNewTokens} new tokens, stopping at the end of the turn.`,
+    `Decoding: greedy, at most ${data.maxNewTokens} new tokens, stopping at the end of the turn; repetition penalty ` +
+      `${d.repetitionPenalty}, no repeated ${d.noRepeatNgramSize}-grams (${d.noRepeatNgramSize === 0 ? 'off' : 'in the answer'}), ` +
+      `${d.stopOnRepetition ? 'stopping when an answer repeats a sentence of itself' : 'no stop on repeated sentences'}.`,
     ...data.generation.map(
       (g) =>
         `${SYSTEM_LABEL[g.system]}: ${g.newTokens} tokens generated at ${g.tokensPerSecond} tokens/s; ${g.truncated} answers hit the token limit.`,
     ),
   ];
-  if (data.retrievalIndexRows !== null)
-    items.push(`Retrieval: the answer of the most similar of the ${data.retrievalIndexRows} training rows the model was trained on.`);
+  if (data.retrieval) {
+    const how = data.retrieval.method === 'embedding' ? 'all-MiniLM-L6-v2 question embeddings (cosine)' : 'character 3-gram Jaccard';
+    items.push(
+      `Retrieval: ${how} over the ${data.retrievalIndexRows ?? 'training'} rows of the training split; the retrieval baseline ` +
+        `answers with the most similar row's answer` +
+        (data.retrieval.scope === 'product-first' ? ' (rows about the same product first, when the data names products)' : '') +
+        (data.retrieval.k > 0 ? `, and grounded prompts carry the ${data.retrieval.k} most similar rows.` : '.'),
+    );
+  }
   items.push(...data.notes);
   items.push(
     `Scoring: ${Object.entries(data.scores.libraries)
@@ -264,6 +344,10 @@ export async function readRunReportData(manifest: RunManifest, config: StepConte
   const forgetting = find('forgetting');
   const retrieval = find('answers-retrieval');
   const evalSet = need('eval-set');
+  const grounding = find('ground-evaluation');
+  const knownPairs = new Map(
+    (grounding ? await readJsonl(grounding.outputs.contexts!, ContextRow) : []).map((row) => [row.id, row.context]),
+  );
   if (!manifest.gate || !manifest.metrics) throw new Error(`run ${manifest.runId}: the manifest has no metrics or gate verdict yet`);
   return {
     pipeline: manifest.pipeline,
@@ -273,9 +357,15 @@ export async function readRunReportData(manifest: RunManifest, config: StepConte
     scores: await readJsonArtifact(need('score').outputs.scores!, ScoreReport),
     answers,
     rows: await readJsonl(evalSet.outputs.questions!, EvaluationRow),
+    knownPairs,
     testRows: EvalSetStats.parse(evalSet.stats).testRows,
     seed: config.split.seed,
     maxNewTokens: config.evaluation.maxNewTokens,
+    decoding: config.decoding,
+    retrieval:
+      retrieval || grounding
+        ? { method: config.retrieval.method, scope: config.retrieval.scope, k: grounding ? config.training.grounding.k : 0 }
+        : null,
     retrievalIndexRows: retrieval ? RetrievalStats.parse(retrieval.stats).indexRows : null,
     notes: manifest.notes,
     generation: SYSTEMS.flatMap((s) => {

@@ -10,19 +10,19 @@ from .conftest import PROJECT_ROOT, assert_engine_event, engine_command, qa_rows
 
 def test_help_of_every_subcommand():
     helps = {}
-    for args in ([], ["train"], ["export"], ["retrieve"], ["score"], ["perplexity"], ["model-info"]):
+    for args in ([], ["train"], ["export"], ["export-embedder"], ["score"], ["perplexity"], ["model-info"]):
         result = subprocess.run(engine_command(*args, "--help"), cwd=PROJECT_ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert "usage: python -m engine" in result.stdout
         helps[" ".join(args)] = result.stdout
-    for command in ("train", "export", "retrieve", "score", "perplexity", "model-info"):
+    for command in ("train", "export", "export-embedder", "score", "perplexity", "model-info"):
         assert command in helps[""]
     for command in ("train", "model-info"):
         assert "events:" in helps[command] and "exit:" in helps[command] and "writes:" in helps[command]
     assert "--resume-from" in helps["train"] and "--spec" in helps["train"]
     assert "stopAtStep" in helps["train"] and "keepCheckpoints" in helps["train"]
     assert "--model" in helps["model-info"]
-    assert "--system-prompt" in helps["export"] and "--max-train-rows" in helps["retrieve"]
+    assert "--system-prompt" in helps["export"] and "--output" in helps["export-embedder"]
 
 
 def test_bad_spec_exits_2_and_lists_every_problem(tmp_path):

@@ -1,5 +1,7 @@
 """Arrow splits are read (file and stream format), problems collected, batches length-grouped."""
 
+import json
+
 import pytest
 
 from engine.data import evaluation_batches, length_grouped_batches, read_split, read_splits
@@ -67,3 +69,40 @@ def test_length_grouped_batches_cover_every_row_once_with_similar_lengths():
 def test_evaluation_batches_are_sorted_by_length():
     batches = evaluation_batches([3, 9, 1, 7], batch_size=2)
     assert batches == [[1, 3], [0, 2]]
+
+
+def write_contexts(path, rows, pairs_of=lambda row: [{"id": "k1", "question": f"About {row['product']}?", "answer": "Known."}]):
+    path.write_text("".join(json.dumps({"id": row["id"], "context": pairs_of(row)}) + "\n" for row in rows))
+    return str(path)
+
+
+def test_known_pairs_join_their_rows_by_id_and_follow_the_seeded_draw(tmp_path):
+    train, validation = qa_rows(20), qa_rows(6, offset=20)
+    spec = {
+        "data": {
+            "train": str(write_arrow(tmp_path / "t.arrow", train)),
+            "validation": str(write_arrow(tmp_path / "v.arrow", validation)),
+            "contexts": write_contexts(tmp_path / "contexts.jsonl", train + validation),
+        },
+        "training": {"seed": 3, "maxTrainRows": 5},
+    }
+    train_rows, validation_rows = read_splits(spec)
+    assert len(train_rows) == 5 and len(train_rows.contexts) == 5
+    by_id = {row["id"]: row for row in train}
+    for row_id, context in zip(train_rows.ids, train_rows.contexts):
+        assert context == [{"question": f"About {by_id[row_id]['product']}?", "answer": "Known."}]
+    assert validation_rows.context(0) == [{"question": f"About {validation[0]['product']}?", "answer": "Known."}]
+
+
+def test_rows_the_contexts_file_does_not_know_are_a_data_error(tmp_path):
+    train = qa_rows(4)
+    spec = {
+        "data": {
+            "train": str(write_arrow(tmp_path / "t.arrow", train)),
+            "validation": str(write_arrow(tmp_path / "v.arrow", qa_rows(2, offset=4))),
+            "contexts": write_contexts(tmp_path / "contexts.jsonl", train),
+        },
+        "training": {"seed": 1},
+    }
+    with pytest.raises(DataError, match=r"data.validation: 2 row\(s\) have no entry in data.contexts \(ids row-4, row-5\)"):
+        read_splits(spec)

@@ -2,7 +2,7 @@
 
 from transformers import AutoTokenizer
 
-from engine.prompts import IGNORE_INDEX, SEPARATOR_TOKEN, PromptEncoder, PromptFormat
+from engine.prompts import IGNORE_INDEX, SEPARATOR_TOKEN, Grounding, PromptEncoder, PromptFormat, grounded_question
 
 
 def labelled_ids(example) -> list[int]:
@@ -63,3 +63,44 @@ def test_prompt_format_round_trips(tmp_path):
     original = PromptFormat("plain", "Be brief.", SEPARATOR_TOKEN, "<|endoftext|>")
     original.save(tmp_path)
     assert PromptFormat.load(tmp_path) == original
+
+
+PAIRS = [
+    {"question": "Does the {Nimbus} router do WPA3?", "answer": "Yes, WPA3-Personal."},
+    {"question": "How long is the warranty?", "answer": "Two years."},
+]
+
+
+def test_a_grounded_question_carries_its_known_pairs_in_the_recorded_templates():
+    grounding = Grounding()
+    text = grounded_question("Is the router {new}?", PAIRS, grounding)
+    assert text == (
+        "Answers to similar questions from our support records:\n\n"
+        "Q: Does the {Nimbus} router do WPA3?\nA: Yes, WPA3-Personal.\n\n"
+        "Q: How long is the warranty?\nA: Two years.\n\n"
+        "Customer question: Is the router {new}?"
+    )  # braces in the text stay: the templates are filled in one pass
+    assert grounded_question("Q?", [], grounding) == "Q?"
+    assert grounded_question("Q?", PAIRS, None) == "Q?"
+
+
+def test_grounded_prompts_mask_only_the_answer_and_drop_pairs_before_the_answer(smollm2_tokenizer):
+    encoder = PromptEncoder.prepare_tokenizer(smollm2_tokenizer, system_prompt="S")
+    example = encoder.encode("Is the router new?", "It is.", max_length=256, context=PAIRS)
+    assert example.contextPairs == 2
+    assert smollm2_tokenizer.decode(labelled_ids(example)) == "It is.<|im_end|>"
+    prompt = smollm2_tokenizer.decode(example.input_ids[: len(example.input_ids) - len(labelled_ids(example))])
+    assert "Q: How long is the warranty?\nA: Two years." in prompt and prompt.endswith("<|im_start|>assistant\n")
+    # When prompt and answer do not fit, pairs go first, from the last, before a single answer token is cut.
+    one_pair = len(encoder.prompt_ids("Is the router new?", PAIRS[:1])) + len(encoder.answer_ids("Q", "It is.")) + 1
+    squeezed = encoder.encode("Is the router new?", "It is.", max_length=one_pair, context=PAIRS)
+    assert squeezed.contextPairs == 1 and not squeezed.truncated
+    assert smollm2_tokenizer.decode(labelled_ids(squeezed)) == "It is.<|im_end|>"
+
+
+def test_the_recorded_grounding_round_trips_and_old_formats_have_none(tmp_path):
+    grounded = PromptFormat("chat_template", None, None, "<|im_end|>", Grounding(template="{pairs} | {question}"))
+    grounded.save(tmp_path)
+    assert PromptFormat.load(tmp_path) == grounded
+    (tmp_path / "prompt_format.json").write_text('{"kind": "plain", "systemPrompt": null, "separator": "<|answer|>", "endOfTurn": "</s>"}')
+    assert PromptFormat.load(tmp_path).grounding is None

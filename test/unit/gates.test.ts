@@ -46,7 +46,7 @@ describe('promotion gates', () => {
   it('a metric nobody measured fails the gate and says so', () => {
     expect(checkGate(gate({ metric: 'chrf', min: 1 }), metrics)).toMatchObject({
       status: 'failed',
-      reason: 'chrf >= 1: the tuned model has no chrf',
+      reason: 'chrf >= 1: the tuned system has no chrf',
     });
     expect(checkGate(gate({ metric: 'rougeL', relativeTo: 'base' }), { tuned: { rougeL: 0.5 } })).toMatchObject({
       status: 'failed',
@@ -67,7 +67,7 @@ describe('promotion gates', () => {
     expect(verdict.results.map((r) => r.status)).toEqual(['pending', 'passed', 'failed', 'failed']);
     expect(verdict.verdict).toBe('not-promoted');
     expect(verdict.reasons).toEqual(['factualAccuracy >= retrieval (0.31): tuned 0.3', 'bleu >= 20: tuned 12']);
-    expect(checkGates([], metrics)).toEqual({ verdict: 'candidate', results: [], reasons: [] });
+    expect(checkGates([], metrics)).toEqual({ verdict: 'candidate', system: 'tuned', results: [], reasons: [] });
     expect(checkGates([gate({ metric: 'rougeL', min: 0.1 })], metrics).verdict).toBe('candidate');
   });
 

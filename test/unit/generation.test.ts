@@ -1,14 +1,18 @@
 // The generator's text logic without a model: prompt rendering (plain format), conversation checks, and
-// what a stream may show as tokens come (held-back endings, stop strings). The model side is in
-// test/integration/generation.test.ts.
+// what a stream may show as tokens come (held-back endings, stop strings, repeated sentences), and the
+// repetition controls on hand-made logits. The model side is in test/integration/generation.test.ts.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PromptFormat } from '../../schemas/engine';
 import { AnswerText, heldBackLength } from '../../serve/answer-text';
 import { AnswerRow, type DecodeSettings, type StreamChunk } from '../../serve/decode-loop';
 import { promptMessages, renderPlainPrompt, type ChatMessage } from '../../serve/prompts';
+import { normalisedSentence, repeatedSentenceCut, repetitionHoldFrom } from '../../serve/repetition';
+import { bannedNextTokens, controlRepetition } from '../../serve/sampling';
 import type { PromptTokenizer } from '../../serve/tokenizer';
 
-const PLAIN: PromptFormat = { kind: 'plain', systemPrompt: null, separator: '<|answer|>', endOfTurn: '<|endoftext|>' };
+const PLAIN: PromptFormat = { kind: 'plain', systemPrompt: null, separator: '<|answer|>', endOfTurn: '<|endoftext|>', grounding: null };
 const CONVERSATION: ChatMessage[] = [
   { role: 'user', content: 'Hi' },
   { role: 'assistant', content: 'Hello!' },
@@ -166,5 +170,98 @@ describe('one answer row', () => {
       row.finish('cancelled');
       expect(row.result()).toEqual({ tokens: [111, 107, 0xfffd], text: 'ok', finishReason: 'cancelled' });
     }
+  });
+});
+
+// The cases engine/tests/test_decoding.py checks engine/decoding.py on: the two sides must agree.
+const SENTENCE_CASES = (
+  JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'repeated-sentences.json'), 'utf8')) as {
+    cases: Array<{ text: string; ended: boolean; cut: number | null; why: string }>;
+  }
+).cases;
+
+describe('the repeated-sentence rule', () => {
+  it.each(SENTENCE_CASES)('$why', ({ text, ended, cut }) => {
+    expect(repeatedSentenceCut(text, ended)).toBe(cut);
+  });
+
+  it('normalises as the engine does', () => {
+    expect(normalisedSentence("  I DON'T   know!! ")).toBe('i dont know');
+    expect(normalisedSentence('\u00abOui\u00bb,\u3000merci')).toBe('oui merci');
+    expect(normalisedSentence('...')).toBe('');
+  });
+
+  it('holds back a sentence while it may still repeat an earlier one, and the space before it', () => {
+    expect(repetitionHoldFrom('Ab. ')).toBe(3); // an earlier sentence exists: the next may repeat it
+    expect(repetitionHoldFrom('Ab. a')).toBe(3);
+    expect(repetitionHoldFrom('Ab. AB!')).toBe(3);
+    expect(repetitionHoldFrom('Ab. ac')).toBe(6); // can no longer become "ab"
+    expect(repetitionHoldFrom('Ab')).toBe(2); // no earlier sentence
+  });
+});
+
+describe('one answer row with stopOnRepetition', () => {
+  const looping = (overrides: Partial<DecodeSettings> = {}) =>
+    new AnswerRow([], charTokenizer, settings({ maxNewTokens: 40, stopOnRepetition: true, ...overrides }));
+
+  it('ends at the token completing a repeat; keeps its tokens, cuts its text; no chunk shows what is cut', () => {
+    const row = looping();
+    const chunks = feed(row, 'Ab. cd. AB!');
+    expect(row.finishReason).toBeNull(); // "AB!" is complete only once whitespace follows
+    chunks.push(...feed(row, ' '));
+    expect(row.result()).toEqual({ tokens: [...'Ab. cd. AB! '].map((c) => c.charCodeAt(0)), text: 'Ab. cd.', finishReason: 'repetition' });
+    expect(chunks.map((chunk) => chunk.text).join('')).toBe('Ab. cd.');
+  });
+
+  it('shows a sentence once it can no longer repeat', () => {
+    const row = looping();
+    expect(feed(row, 'ab. ab').map((chunk) => chunk.text)).toEqual(['a', 'b', '.', '', '', '']);
+    expect(feed(row, 'c').map((chunk) => chunk.text)).toEqual([' abc']);
+  });
+
+  it('the end of the answer completes its last sentence: at eos and at maxNewTokens', () => {
+    const atEos = looping();
+    const chunks = [...feed(atEos, 'ab. ab'), atEos.accept(0)];
+    expect(atEos.result()).toEqual({ tokens: [...'ab. ab'].map((c) => c.charCodeAt(0)), text: 'ab.', finishReason: 'repetition' });
+    expect(chunks.map((chunk) => chunk.text).join('')).toBe('ab.');
+    const atLength = looping({ maxNewTokens: 6 });
+    feed(atLength, 'ab. ab');
+    expect(atLength.result()).toMatchObject({ text: 'ab.', finishReason: 'repetition' });
+    const clean = looping({ maxNewTokens: 6 });
+    feed(clean, 'ab. cd');
+    expect(clean.result()).toMatchObject({ text: 'ab. cd', finishReason: 'length' });
+  });
+
+  it('a line break ends a sentence; a stop string still wins when both come at once', () => {
+    const row = looping();
+    feed(row, 'Yes\nyes\n');
+    expect(row.result()).toMatchObject({ text: 'Yes', finishReason: 'repetition' });
+    const both = looping({ stop: ['b. '] });
+    feed(both, 'ab. ab. ');
+    expect(both.result()).toMatchObject({ text: 'a', finishReason: 'stop-string' });
+  });
+
+  it('off: the same text runs on', () => {
+    const row = new AnswerRow([], charTokenizer, settings({ maxNewTokens: 13 }));
+    feed(row, 'Ab. cd. AB! x');
+    expect(row.result()).toMatchObject({ text: 'Ab. cd. AB! x', finishReason: 'length' });
+  });
+});
+
+describe('repetition controls on logits', () => {
+  it('penalises each token of the answer once: divided when positive, multiplied when negative', () => {
+    const logits = Float32Array.of(4, -4, 2, -1, 5);
+    expect([...controlRepetition(logits, [2, 2, 3], 2, 0)]).toEqual([4, -4, 1, -2, 5]);
+    expect([...logits]).toEqual([4, -4, 2, -1, 5]); // a copy: the model's output is left alone
+    // float32 arithmetic, as torch does it: the penalty rounded to float32, the quotient too.
+    expect(controlRepetition(Float32Array.of(1), [0], 1.3, 0)[0]).toBe(Math.fround(1 / Math.fround(1.3)));
+  });
+
+  it('bans the token that would repeat an n-gram of the answer, after the penalty', () => {
+    expect(bannedNextTokens([1, 2, 3, 1, 2], 3)).toEqual([3]);
+    expect(bannedNextTokens([1, 2, 1, 2, 1], 2)).toEqual([2, 2]);
+    expect(bannedNextTokens([1, 4], 1)).toEqual([1, 4]);
+    expect(bannedNextTokens([1, 2], 3)).toEqual([]); // no complete n-gram yet
+    expect([...controlRepetition(new Float32Array(5), [1, 2, 3, 1, 2], 1.5, 3)]).toEqual([0, 0, 0, -Infinity, 0]);
   });
 });

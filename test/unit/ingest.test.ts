@@ -74,8 +74,14 @@ describe('malformed files are data errors naming the file, the line and the fix'
         sourceRow: 2,
         unparseable: 'How do I reset?,Hold the button, then release it',
         reason: 'line 3: 3 fields where the header has 2 (an unquoted comma in a field?)',
+        kind: 'unparseable',
       },
-      { sourceRow: 3, unparseable: 'q3', reason: 'line 4: 1 fields where the header has 2 (an unquoted comma in a field?)' },
+      {
+        sourceRow: 3,
+        unparseable: 'q3',
+        reason: 'line 4: 1 fields where the header has 2 (an unquoted comma in a field?)',
+        kind: 'unparseable',
+      },
       { sourceRow: 4, record: { question: 'q4', answer: 'a4' } },
     ]);
     const result = validateRecords(records, DataSection.parse({ path: 'ragged.csv' }));
@@ -86,16 +92,22 @@ describe('malformed files are data errors naming the file, the line and the fix'
     ]);
   });
 
-  it('a CSV in Windows-1252 names the first line that is not UTF-8', async () => {
-    const path = file('latin.csv', Buffer.concat([Buffer.from('q,a\nq1,a1\nq2,caf'), Buffer.from([0xe9]), Buffer.from('\n')]));
-    expect(await failure(path)).toMatch(/^latin\.csv line 3: not valid UTF-8 text .*iconv -f WINDOWS-1252 -t UTF-8\.$/);
-  });
-
   it('a CSV in UTF-16 says so', async () => {
     const path = file('utf16.csv', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('q,a\nq1,a1\n', 'utf16le')]));
-    expect(await failure(path)).toMatch(/^utf16\.csv is UTF-16 text, not UTF-8\./);
+    expect(await failure(path)).toMatch(/^utf16\.csv is UTF-16 text, not UTF-8\. Export it again as "CSV UTF-8"/);
   });
 
+  it('a JSONL file in UTF-16 says so', async () => {
+    const path = file('utf16.jsonl', Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from('{"q":"q1","a":"a1"}\n', 'utf16le').swap16()]));
+    expect(await failure(path)).toBe('utf16.jsonl is UTF-16 text, not UTF-8. Convert it with iconv -f UTF-16 -t UTF-8.');
+  });
+
+  it('a CSV header that is not UTF-8 fails the file: no column could be trusted', async () => {
+    const path = file('latin-header.csv', Buffer.concat([Buffer.from('q,r'), Buffer.from([0xe9]), Buffer.from('ponse\nq1,a1\n')]));
+    expect(await failure(path)).toMatch(
+      /^latin-header\.csv line 1: the header is not valid UTF-8 text .*iconv -f WINDOWS-1252 -t UTF-8\.$/,
+    );
+  });
   it('stray quotes inside a CSV field are text, and a UTF-8 BOM is skipped', async () => {
     const path = file('stray.csv', '\uFEFFq,a\nIs the 55" TV wall-mountable?,Yes\n');
     expect(await readRecords(path, 'csv')).toEqual([{ sourceRow: 1, record: { q: 'Is the 55" TV wall-mountable?', a: 'Yes' } }]);
@@ -143,6 +155,69 @@ describe('malformed files are data errors naming the file, the line and the fix'
   });
 });
 
+describe('rows that are not UTF-8 are quarantined, and the rest of the file is read', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tuneline-encoding-'));
+  const file = (name: string, ...parts: Array<string | number[]>) => {
+    const path = join(dir, name);
+    writeFileSync(path, Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part) : Buffer.from(part)))));
+    return path;
+  };
+  const notUtf8 = (line: number) => `line ${line}: not valid UTF-8 text (bytes in another encoding, such as Windows-1252 or Latin-1)`;
+  const csvData = DataSection.parse({ path: 'x.csv' });
+
+  it('a CSV with one Windows-1252 byte quarantines that row as invalid-encoding, naming its line', async () => {
+    // 0xE9 is "é" in Windows-1252; row 3 is a quoted answer spanning lines 4-5, with the bad byte on line 5.
+    const path = file('latin.csv', 'question,answer\nq1,a1\nq2,caf', [0xe9], '\nq3,"two\nlines ', [0x92], 's"\nq4,a4\n');
+    const read = await readRecords(path, 'csv');
+    expect(read).toEqual([
+      { sourceRow: 1, record: { question: 'q1', answer: 'a1' } },
+      { sourceRow: 2, unparseable: 'q2,caf\uFFFD', reason: notUtf8(3), kind: 'invalid-encoding' },
+      { sourceRow: 3, unparseable: 'q3,two\nlines \uFFFDs', reason: notUtf8(5), kind: 'invalid-encoding' },
+      { sourceRow: 4, record: { question: 'q4', answer: 'a4' } },
+    ]);
+    const result = validateRecords(read, csvData);
+    expect(result.rows.map((r) => r.question)).toEqual(['q1', 'q4']);
+    expect(result.quarantine.map((q) => [q.sourceRow, q.kind, q.reason])).toEqual([
+      [2, 'invalid-encoding', notUtf8(3)],
+      [3, 'invalid-encoding', notUtf8(5)],
+    ]);
+    expect(result.stats.quarantinedByKind).toEqual({ 'invalid-encoding': 2 });
+  });
+
+  it('a JSONL line with bytes that are not UTF-8 is quarantined as invalid-encoding', async () => {
+    const path = file(
+      'mixed.jsonl',
+      '{"q":"q1","a":"a1"}\n{"q":"q2","a":"caf',
+      [0xe9],
+      '"}\n\n{"q":"q4","a":"na',
+      [0xc3, 0x28],
+      've"}\n{"q":"q5","a":"a5"}\n',
+    );
+    const read = await readRecords(path, 'jsonl');
+    expect(read.map((r) => ('record' in r ? [r.sourceRow, 'record'] : [r.sourceRow, r.kind, r.reason]))).toEqual([
+      [1, 'record'],
+      [2, 'invalid-encoding', notUtf8(2)],
+      [4, 'invalid-encoding', notUtf8(4)],
+      [5, 'record'],
+    ]);
+    const result = validateRecords(read, data({ columns: { question: 'q', answer: 'a' } }));
+    expect(result.rows.map((r) => r.sourceRow)).toEqual([1, 5]);
+    expect(result.stats).toMatchObject({ rowsIn: 4, valid: 2, quarantined: 2, quarantinedByKind: { 'invalid-encoding': 2 } });
+    expect(result.quarantine[0]).toMatchObject({ sourceRow: 2, raw: '{"q":"q2","a":"caf\uFFFD"}' });
+  });
+
+  it('a file saved in another encoding fails the invalid-share check, suggesting how to convert it', async () => {
+    const rows = Array.from({ length: 10 }, (_, i) => (i < 3 ? ['q', String(i), ',caf', [0xe9], '\n'] : [`q${i},a${i}\n`])).flat();
+    const result = validateRecords(await readRecords(file('cp1252.csv', 'question,answer\n', ...rows), 'csv'), csvData);
+    expect(() => checkInvalidShare(result, csvData)).toThrow(
+      '3 of 10 rows (30.0%) are invalid, over data.maxInvalidFraction (5.0%): 3 invalid-encoding. ' +
+        `First: row 1: ${notUtf8(2)}. 3 of them hold bytes that are not UTF-8: the file was saved in another encoding. ` +
+        'Convert it to UTF-8 (iconv -f WINDOWS-1252 -t UTF-8 old-file > new-file, naming the encoding it was saved in) or ' +
+        'export it again as "CSV UTF-8"; otherwise fix the data or the column mapping, or raise data.maxInvalidFraction.',
+    );
+  });
+});
+
 describe('row validation', () => {
   const bad = records(
     { q: 'ok?', a: 'fine', qid: 1 },
@@ -159,7 +234,7 @@ describe('row validation', () => {
   );
 
   it('quarantines every bad row kind with a reason naming the field, and loses none', () => {
-    const unparseable: SourceRecord = { sourceRow: 12, unparseable: '{"q": "broken', reason: 'row is not valid JSON' };
+    const unparseable: SourceRecord = { sourceRow: 12, unparseable: '{"q": "broken', reason: 'row is not valid JSON', kind: 'unparseable' };
     const result = validateRecords([...bad, unparseable], data());
     const reasons = Object.fromEntries(result.quarantine.map((q) => [q.sourceRow, q.reason]));
     expect(result.rows.map((r) => r.sourceRow)).toEqual([1]);

@@ -30,7 +30,7 @@ describe('task queue registries', () => {
     const cpu = Object.keys(cpuActivities);
     const gpu = Object.keys(gpuActivities);
     expect(cpu.filter((name) => gpu.includes(name))).toEqual([]);
-    expect(gpu.sort()).toEqual(['checkForgetting', 'exportBaseModel', 'exportModel', 'generateAnswers', 'trainModel']);
+    expect(gpu.sort()).toEqual(['checkForgetting', 'exportBaseModel', 'exportEmbedder', 'exportModel', 'generateAnswers', 'trainModel']);
     for (const activity of [...Object.values(cpuActivities), ...Object.values(gpuActivities)]) expect(typeof activity).toBe('function');
   });
 

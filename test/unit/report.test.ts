@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderHtml, renderMarkdown } from '../../activities/report/document';
-import { runReportBlocks, writeReportFolder, type RunReportData } from '../../activities/report/run-report';
+import { comparisonSentence, runReportBlocks, writeReportFolder, type RunReportData } from '../../activities/report/run-report';
 import { ScoreMetrics, type Prediction, type SystemName } from '../../schemas/engine';
 import { checkGates } from '../../workflows/gates';
 import { Gate } from '../../schemas/config';
@@ -14,6 +14,7 @@ const rows = Array.from({ length: 30 }, (_, n) => ({
   reference: `About ${n} hours | on one charge.`,
   fact: `${n} hours`,
   category: n % 2 ? 'spec' : 'how-to',
+  product: null,
 }));
 const none = Object.fromEntries(Object.keys(ScoreMetrics.shape).map((k) => [k, null])) as Record<keyof ScoreMetrics, null>;
 const scoreMetrics = (rougeL: number, factualAccuracy: number): ScoreMetrics => ({ ...none, rougeL, factualAccuracy, factRows: 30 });
@@ -57,8 +58,11 @@ function reportData(): RunReportData {
       retrieval: answers('retrieval', () => 'About 1 hours.'),
     },
     rows,
+    knownPairs: new Map(),
     testRows: 910,
     seed: 42,
+    decoding: { repetitionPenalty: 1.1, noRepeatNgramSize: 4, stopOnRepetition: true },
+    retrieval: { method: 'embedding', scope: 'product-first', k: 0 },
     maxNewTokens: 64,
     retrievalIndexRows: 96,
     notes: [],
@@ -156,6 +160,41 @@ describe('run report', () => {
     const markdown = renderMarkdown(runReportBlocks(data));
     expect(markdown).toContain('**Awaiting review**: every measured gate passed; `satisfaction >= 0.9` is decided by human review');
     expect(markdown).not.toContain('Promotion candidate');
+  });
+
+  it('says plainly whether training beat every baseline, at equal length too, with the answer length beside it', () => {
+    const wins = {
+      'tuned-grounded': {
+        rougeL: 0.15,
+        semanticSimilarity: 0.37,
+        rougeLLengthMatched: 0.15,
+        semanticSimilarityLengthMatched: 0.37,
+        predictionWordsMean: 13.8,
+      },
+      'base-grounded': {
+        rougeL: 0.13,
+        semanticSimilarity: 0.35,
+        rougeLLengthMatched: 0.13,
+        semanticSimilarityLengthMatched: 0.29,
+        predictionWordsMean: 42.8,
+      },
+      retrieval: {
+        rougeL: 0.12,
+        semanticSimilarity: 0.28,
+        rougeLLengthMatched: 0.1,
+        semanticSimilarityLengthMatched: 0.22,
+        predictionWordsMean: 32.2,
+      },
+    };
+    expect(comparisonSentence(wins, 'tuned-grounded')).toBe(
+      "**Training paid off**: tuned + grounding beats base + grounding, retrieval on ROUGE-L and semantic similarity, also with their answers cut to its answers' length. Its answers average 13.8 words.",
+    );
+    // Winning the plain ROUGE-L by brevity, losing once the baseline is cut to the same length.
+    const brief = { ...wins, 'base-grounded': { ...wins['base-grounded'], rougeLLengthMatched: 0.16 } };
+    expect(comparisonSentence(brief, 'tuned-grounded')).toBe(
+      '**Training did not beat every baseline**: tuned + grounding does not beat base + grounding on ROUGE-L at equal length (0.160 against 0.150). Its answers average 13.8 words.',
+    );
+    expect(comparisonSentence({ tuned: { rougeL: 0.2 } }, 'tuned')).toBe('');
   });
 
   it('renders a passing verdict and inline formatting in both formats', () => {
