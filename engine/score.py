@@ -49,17 +49,19 @@ NORMALISATION = (
     "rougeLLengthMatched and semanticSimilarityLengthMatched (only with --length-matched-to SYSTEM): the same "
     "two measures with every answer cut to at most as many words as SYSTEM's answer to the same row, so a "
     "system that wins by answering shorter is seen losing when the others are just as short; SYSTEM's own "
-    "values equal its plain ones."
+    "values equal its plain ones. questionEchoSimilarity: the semantic similarity the question itself would "
+    "score as the answer (the same for every system): a system below it scores less than restating the question."
 )
 
 
-MEASURED_FIELDS = ("similarity", "cut", "cut_similarity")  # set by scoring, not read from the input
+MEASURED_FIELDS = ("similarity", "cut", "cut_similarity", "question_similarity")  # set by scoring, not read from the input
 
 
 @dataclass(frozen=True)
 class ScoredRow:
     system: str
     id: str
+    question: str
     reference: str
     prediction: str
     fact: str | None
@@ -67,6 +69,7 @@ class ScoredRow:
     similarity: float | None = None  # cosine of the answer's and the reference's sentence embeddings
     cut: str | None = None  # the answer cut to the length-matched system's word count on this row
     cut_similarity: float | None = None
+    question_similarity: float | None = None  # cosine of the question's and the reference's embeddings
 
 
 def read_json_lines(path: str, option: str, string_fields: tuple[str, ...], key: tuple[str, ...]) -> list[dict]:
@@ -209,10 +212,12 @@ def text_metrics(rows: list[ScoredRow], rouge) -> dict[str, float | None]:
 def semantic_metrics(rows: list[ScoredRow]) -> dict[str, float | None]:
     similarities = [row.similarity for row in rows if row.similarity is not None]
     if not similarities:
-        return {"semanticSimilarity": None, "semanticMatch": None}
+        return {"semanticSimilarity": None, "semanticMatch": None, "questionEchoSimilarity": None}
+    echoes = [row.question_similarity for row in rows if row.question_similarity is not None]
     return {
         "semanticSimilarity": sum(similarities) / len(similarities),
         "semanticMatch": sum(s >= SEMANTIC_MATCH for s in similarities) / len(similarities),
+        "questionEchoSimilarity": sum(echoes) / len(echoes) if echoes else None,
     }
 
 
@@ -245,7 +250,9 @@ def with_similarities(rows: list[ScoredRow]) -> list[ScoredRow]:
     each distinct text embedded once."""
     from engine.embedder import embed
 
-    texts = sorted({row.prediction for row in rows} | {row.reference for row in rows} | {row.cut for row in rows if row.cut is not None})
+    texts = sorted(
+        {row.prediction for row in rows} | {row.reference for row in rows} | {row.question for row in rows} | {row.cut for row in rows if row.cut is not None}
+    )
     vectors = embed(texts)
     position = {text: n for n, text in enumerate(texts)}
 
@@ -257,6 +264,7 @@ def with_similarities(rows: list[ScoredRow]) -> list[ScoredRow]:
             row,
             similarity=cosine(row.prediction, row.reference),
             cut_similarity=None if row.cut is None else cosine(row.cut, row.reference),
+            question_similarity=cosine(row.question, row.reference),
         )
         for row in rows
     ]

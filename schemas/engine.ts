@@ -243,6 +243,9 @@ export const ScoreMetrics = z.strictObject({
     'Mean cosine similarity of answer and reference all-MiniLM-L6-v2 embeddings, -1 to 1: meaning, not wording.',
   ),
   semanticMatch: nullableScore.describe('Share of rows whose semantic similarity is at least 0.6.'),
+  questionEchoSimilarity: nullableScore.describe(
+    'The semantic similarity the question itself would score as the answer (the same for every system): restating the question scores this much.',
+  ),
   rougeLLengthMatched: nullableScore.describe(
     "ROUGE-L with every answer cut to at most the words of the served system's answer to the row (null when not asked for).",
   ),

@@ -23,6 +23,7 @@ export const METRIC_ROWS: readonly MetricRow[] = [
   { metric: 'factualAccuracy', label: 'factual accuracy', digits: 3, headline: true },
   { metric: 'semanticSimilarity', label: 'semantic similarity', digits: 3, headline: true },
   { metric: 'semanticMatch', label: 'semantic matches (cos >= 0.6)', digits: 3, headline: false },
+  { metric: 'questionEchoSimilarity', label: 'semantic similarity of the question itself', digits: 3, headline: true },
   { metric: 'rougeLLengthMatched', label: 'ROUGE-L at equal length', digits: 3, headline: true },
   { metric: 'semanticSimilarityLengthMatched', label: 'semantic similarity at equal length', digits: 3, headline: true },
   { metric: 'degeneration', label: 'answers in a loop', digits: 3, headline: true },

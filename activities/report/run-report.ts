@@ -116,7 +116,10 @@ export function comparisonSentence(metrics: MetricTable, served: SystemName): st
   }
   if (measured.length === 0) return '';
   const words = (s: SystemName) => metrics[s]?.predictionWordsMean;
-  const length = typeof words(served) === 'number' ? ` Its answers average ${words(served)!.toFixed(1)} words.` : '';
+  const echo = ours.questionEchoSimilarity;
+  const length =
+    (typeof words(served) === 'number' ? ` Its answers average ${words(served)!.toFixed(1)} words.` : '') +
+    (typeof echo === 'number' ? ` The question itself, given as the answer, would score ${echo.toFixed(3)} on semantic similarity.` : '');
   const atEqualLength = typeof ours.rougeLLengthMatched === 'number' ? ", also with their answers cut to its answers' length" : '';
   return losses.length === 0
     ? `**Training paid off**: ${SYSTEM_LABEL[served]} beats ${measured.join(', ')} on ROUGE-L and semantic similarity${atEqualLength}.${length}`

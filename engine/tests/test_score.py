@@ -110,6 +110,12 @@ def test_semantic_similarity_is_the_mean_cosine_of_the_embeddings_and_ranks_mean
         metrics = report["systems"][system]["metrics"]
         assert metrics["semanticSimilarity"] == pytest.approx(sum(cosines) / len(cosines), abs=1e-6)
         assert metrics["semanticMatch"] == sum(c >= 0.6 for c in cosines) / len(cosines)
+    # Restating the question scores this much against the references, whatever the system answered.
+    questions = [row[1] for row in TEST_ROWS]
+    vectors = embed(questions + references)
+    echo = sum(float(vectors[n] @ vectors[len(questions) + n]) for n in range(len(questions))) / len(questions)
+    for system in PREDICTIONS:
+        assert report["systems"][system]["metrics"]["questionEchoSimilarity"] == pytest.approx(echo, abs=1e-6)
     # Saying what the reference says in other words scores higher than a wrong or empty answer.
     tuned, base = (report["systems"][s]["metrics"]["semanticSimilarity"] for s in ("tuned", "base"))
     assert tuned > base + 0.1 and tuned > 0.75

@@ -195,6 +195,10 @@ describe('run report', () => {
       '**Training did not beat every baseline**: tuned + grounding does not beat base + grounding on ROUGE-L at equal length (0.160 against 0.150). Its answers average 13.8 words.',
     );
     expect(comparisonSentence({ tuned: { rougeL: 0.2 } }, 'tuned')).toBe('');
+    const echoed = { ...wins, 'tuned-grounded': { ...wins['tuned-grounded'], questionEchoSimilarity: 0.492 } };
+    expect(comparisonSentence(echoed, 'tuned-grounded')).toContain(
+      'Its answers average 13.8 words. The question itself, given as the answer, would score 0.492 on semantic similarity.',
+    );
   });
 
   it('renders a passing verdict and inline formatting in both formats', () => {
