@@ -54,7 +54,7 @@ export async function exportBaseModel(input: StepContext): Promise<StepResult<Ex
   const { sha256, revision } = await describeBaseModel(input);
   return runExport(
     storeFor(input),
-    { step: 'export-base', config: { base, sha256, revision, systemPrompt: systemPrompt ?? null }, inputs: [], noCache: input.noCache },
-    ['--model', base, ...(systemPrompt !== undefined ? ['--system-prompt', systemPrompt] : [])],
+    { step: 'export-base', config: { base, sha256, revision, systemPrompt }, inputs: [], noCache: input.noCache },
+    ['--model', base, ...(systemPrompt ? ['--system-prompt', systemPrompt] : [])],
   );
 }

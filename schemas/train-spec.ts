@@ -7,7 +7,8 @@ import { ModelSection, TrainingSection } from './config';
 
 export const TrainSpec = z
   .strictObject({
-    model: ModelSection,
+    // The engine adds no system prompt of its own: the pipeline passes its resolved one (or none).
+    model: ModelSection.extend({ systemPrompt: z.string().optional().describe('System prompt placed before every question.') }),
     training: TrainingSection.omit({ activity: true, grounding: true }),
     data: z.strictObject({
       train: z.string().describe('Arrow IPC file with the training split.'),
