@@ -188,6 +188,24 @@ def flat_cache_decoder(model):
 
 
 @contextmanager
+def replacing_folder(output: Path):
+    """A fresh hidden folder beside `output` to build an export in; when the block completes it replaces
+    `output` (an earlier export or an empty folder, as the output checks allow), and it is removed if the
+    block fails, so `output` is never left half written."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.parent / f".tmp-{output.name}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        yield temporary
+        if output.exists():
+            shutil.rmtree(output)
+        os.rename(temporary, output)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+@contextmanager
 def tracer_warnings_silenced():
     """The TorchScript exporter's warnings about Python values in the trace (the parity check is what
     proves the graph right) and about indexing a padding mask with aranges (never negative) in attention masks."""
@@ -380,11 +398,8 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
     shape = cache_shape(model.config)
     eos_ids = end_token_ids(tokenizer, prompt_format)
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.parent / f".tmp-{output.name}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        (temporary / "onnx").mkdir(parents=True)
+    with replacing_folder(output) as temporary:
+        (temporary / "onnx").mkdir()
         log(f"exporting {source} to ONNX (opset {OPSET}, float32, {shape['numLayers']} layers)")
         export_onnx(model, temporary / "onnx", shape)
         for path in (temporary / "onnx").iterdir():
@@ -420,11 +435,6 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
             "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__},
         }
         (temporary / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        if output.exists():  # an earlier export (check_output_folder) or an empty folder
-            shutil.rmtree(output)
-        os.rename(temporary, output)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
     metrics = {
         "parityPrompts": parity_prompts,

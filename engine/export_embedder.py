@@ -14,14 +14,12 @@ fails the export and leaves no output folder.
 """
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 from engine.embedder import EMBEDDER_DISTRIBUTION, MODEL_NAME, Embedder, ensure_embedder
 from engine.events import ConfigError, Emit, log
-from engine.export import OPSET, ParityError, onnx_session, tracer_warnings_silenced
+from engine.export import OPSET, ParityError, onnx_session, replacing_folder, tracer_warnings_silenced
 
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "embedder.json"
@@ -157,11 +155,7 @@ def export_embedder(output_dir: str, emit: Emit) -> dict:
     started = time.perf_counter()
     embedder = Embedder(ensure_embedder())
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.parent / f".tmp-{output.name}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        temporary.mkdir(parents=True)
+    with replacing_folder(output) as temporary:
         log(f"exporting {MODEL_NAME} to ONNX (opset {OPSET}, float32, mean pooling and normalisation in the graph)")
         export_onnx(embedder, temporary)
         write_tokenizer(embedder, temporary)
@@ -171,11 +165,6 @@ def export_embedder(output_dir: str, emit: Emit) -> dict:
         log(f"parity check: {len(PARITY_SENTENCES)} sentences, batched and one at a time, PyTorch vs ONNX Runtime")
         max_abs_diff = check_parity(embedder, onnx_session(temporary / ONNX_FILE))
         (temporary / MANIFEST_FILE).write_text(json.dumps(manifest(embedder, max_abs_diff, onnx_bytes), indent=2) + "\n")
-        if output.exists():  # an earlier export (check_embedder_output) or an empty folder
-            shutil.rmtree(output)
-        os.rename(temporary, output)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
 
     metrics = {
         "dims": embedder.dims,
