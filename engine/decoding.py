@@ -9,7 +9,10 @@ agreement, as engine/export.py does for plain greedy decoding. Same names, same 
 - n-gram ban: its NoRepeatNGramLogitsProcessor (a token that would complete an n-gram the answer already
   holds gets -inf), applied after the penalty, in generate()'s own order;
 - stop on repetition: the answer ends once a sentence it completes repeats an earlier one of its own
-  (SENTENCE_END and `normalised_sentence`; serve/repetition.ts is the Node twin, keep them in step).
+  (SENTENCE_END and `normalised_sentence`; serve/repetition.ts is the Node twin, keep them in step);
+- end probability: the answer ends only when its end tokens together have at least that share of the
+  softmax, worked out in float64 as serve/sampling.ts `greedyWithEnd` does; until then the likeliest
+  other token is picked (`EndRule`, applied after the other two).
 
 Both processors are the library's, but they see the answer's tokens only (`AnswerOnly`). The built-in
 ones count the whole sequence, prompt included, and a grounded prompt carries retrieved answers the model
@@ -37,11 +40,12 @@ CLEANUP = [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" 
 
 @dataclass(frozen=True)
 class DecodingControls:
-    """The repetition controls; the defaults turn all three off, as in serve/'s GenerateOptions."""
+    """The decoding controls; the defaults turn them all off, as in serve/'s GenerateOptions."""
 
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     stop_on_repetition: bool = False
+    end_probability: float | None = None  # None: plain argmax
 
     def __post_init__(self):
         problems = []
@@ -52,13 +56,17 @@ class DecodingControls:
             problems.append(f"noRepeatNgramSize: {size!r}; must be an integer >= 0 (0 turns it off)")
         if not isinstance(self.stop_on_repetition, bool):
             problems.append(f"stopOnRepetition: {self.stop_on_repetition!r}; must be true or false")
+        end = self.end_probability
+        if end is not None and (isinstance(end, bool) or not isinstance(end, int | float) or not 0 < end < 1):
+            problems.append(f"endProbability: {end!r}; must be a number in (0, 1), or absent for plain argmax")
         if problems:
             raise ConfigError("decoding: " + "; ".join(problems))
 
     @classmethod
     def from_options(cls, options: dict) -> "DecodingControls":
         """From serve/'s option names (`repetitionPenalty`, ...), as the pipeline file's `decoding:` spells them."""
-        return cls(options.get("repetitionPenalty", 1.0), options.get("noRepeatNgramSize", 0), options.get("stopOnRepetition", False))
+        return cls(options.get("repetitionPenalty", 1.0), options.get("noRepeatNgramSize", 0), options.get("stopOnRepetition", False),
+                   options.get("endProbability"))
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,23 @@ def answer_only(processor, prompt_length: int):
     return AnswerOnly()
 
 
+def end_rule(end_ids: list[int], end_probability: float):
+    """A transformers LogitsProcessor: only the end tokens stay when they hold at least `end_probability` of
+    the softmax, and only the others when they do not; greedy then picks as serve/'s `greedyWithEnd`."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class EndRule(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            ends = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+            ends[end_ids] = True
+            probabilities = torch.softmax(scores.double(), dim=-1)
+            ending = probabilities[:, ends].sum(dim=-1, keepdim=True) >= end_probability
+            return scores.masked_fill(torch.where(ending, ~ends, ends), float("-inf"))
+
+    return EndRule()
+
+
 def repeated_sentence_stop(prompt_length: int, decode):
     """A transformers StoppingCriteria: a row is done once its answer's text holds a repeated sentence."""
     import torch
@@ -163,6 +188,8 @@ def greedy_answer(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, 
         processors.append(answer_only(RepetitionPenaltyLogitsProcessor(float(controls.repetition_penalty)), prompt_length))
     if controls.no_repeat_ngram_size > 0:
         processors.append(answer_only(NoRepeatNGramLogitsProcessor(controls.no_repeat_ngram_size), prompt_length))
+    if controls.end_probability is not None:
+        processors.append(end_rule(eos_ids, controls.end_probability))
     if controls.stop_on_repetition:
         criteria.append(repeated_sentence_stop(prompt_length, decode))
     # A fresh config, as in export.torch_greedy: nothing from the model's own generation_config.json.

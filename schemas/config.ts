@@ -398,6 +398,19 @@ export const DecodingSection = z
       .boolean()
       .default(true)
       .describe('End an answer as soon as it starts repeating an earlier sentence of itself, and drop the repeat.'),
+    endProbability: z
+      .number()
+      .gt(0)
+      .lt(1)
+      .nullable()
+      .default(0.5)
+      .describe(
+        'End an answer only when the end of the answer has at least this probability; until then the likeliest other ' +
+          'token is picked. Plain greedy decoding (null) ends wherever the end token beats every single word, which it ' +
+          'does at most sentence ends, because the ways to go on share their probability among many words: a tuned model ' +
+          'then answers "Yes, it fits." where its training answers go on to say why. 0.5 ends when ending is more likely ' +
+          'than going on.',
+      ),
   })
   .describe('How answers are generated from the exported model, in the evaluation and (later) by the chat server.');
 

@@ -12,7 +12,7 @@
 import ort from 'onnxruntime-node';
 import { mulberry32 } from '../lib/seeded-random';
 import { AnswerText } from './answer-text';
-import { argmax, controlRepetition, sample } from './sampling';
+import { argmax, controlRepetition, greedyWithEnd, sample } from './sampling';
 import type { PromptTokenizer } from './tokenizer';
 
 export type FinishReason = 'stop' | 'length' | 'stop-string' | 'repetition' | 'cancelled';
@@ -49,6 +49,8 @@ export interface DecodeSettings {
   repetitionPenalty?: number;
   noRepeatNgramSize?: number;
   stopOnRepetition?: boolean;
+  /** Greedy only: end an answer only when the end tokens together have at least this probability; absent: plain argmax. */
+  endProbability?: number;
   signal?: AbortSignal;
   /** Decode the text after every token: for a stream's chunks, stop strings and repeated sentences. Otherwise once, at the end. */
   followText: boolean;
@@ -127,7 +129,9 @@ export async function* decodeSteps(
   rows: AnswerRow[],
   settings: DecodeSettings,
 ): AsyncGenerator<Array<{ row: number; chunk: StreamChunk }>, void> {
-  const { greedy, temperature, topP, signal, repetitionPenalty = 1, noRepeatNgramSize = 0 } = settings;
+  const { greedy, temperature, topP, signal, repetitionPenalty = 1, noRepeatNgramSize = 0, endProbability } = settings;
+  const endIds = model.tokenizer.eosIds;
+  const pickGreedy = endProbability === undefined ? argmax : (logits: Float32Array) => greedyWithEnd(logits, endIds, endProbability);
   const controlled = repetitionPenalty !== 1 || noRepeatNgramSize > 0;
   const batch = rows.length;
   if (batch === 0) return;
@@ -174,7 +178,7 @@ export async function* decodeSteps(
       const start = (n * step + step - 1) * vocab;
       const modelLogits = data.subarray(start, start + vocab);
       const rowLogits = controlled ? controlRepetition(modelLogits, row.tokens, repetitionPenalty, noRepeatNgramSize) : modelLogits;
-      const token = greedy ? argmax(rowLogits) : sample(rowLogits, temperature, topP, random);
+      const token = greedy ? pickGreedy(rowLogits) : sample(rowLogits, temperature, topP, random);
       next.push(token);
       chunks.push({ row: n, chunk: row.accept(token) });
     }

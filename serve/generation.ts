@@ -49,6 +49,13 @@ export interface GenerateOptions {
    * `repetition`. False by default.
    */
   stopOnRepetition?: boolean;
+  /**
+   * Greedy only: an answer ends only when the end-of-answer tokens together have at least this
+   * probability (after the repetition controls); until then the likeliest other token is picked. Plain
+   * argmax (absent, the default here) ends at any point where one end token beats every single word,
+   * which cuts answers short; 0.5 ends when ending is more likely than going on. In (0, 1).
+   */
+  endProbability?: number;
   /** Aborting it ends generation before the next decode step; answers end with finishReason `cancelled`. */
   signal?: AbortSignal;
 }
@@ -69,7 +76,7 @@ export const INTRA_OP_THREADS = Math.min(4, os.availableParallelism());
 /** Every problem with the options at once, or the settings the loop runs with. */
 function checkOptions(options: GenerateOptions, stream: boolean): DecodeSettings {
   const { maxNewTokens, greedy = true, temperature = 1, topP = 1, seed = 0, stop = [], signal } = options;
-  const { repetitionPenalty = 1, noRepeatNgramSize = 0, stopOnRepetition = false } = options;
+  const { repetitionPenalty = 1, noRepeatNgramSize = 0, stopOnRepetition = false, endProbability } = options;
   const problems: string[] = [];
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) problems.push(`maxNewTokens: ${maxNewTokens}; must be an integer >= 0`);
   if (!greedy && !(temperature > 0)) problems.push(`temperature: ${temperature}; must be above 0 when sampling`);
@@ -83,6 +90,9 @@ function checkOptions(options: GenerateOptions, stream: boolean): DecodeSettings
     problems.push(`noRepeatNgramSize: ${noRepeatNgramSize}; must be an integer >= 0 (0 turns it off)`);
   }
   if (typeof stopOnRepetition !== 'boolean') problems.push(`stopOnRepetition: ${String(stopOnRepetition)}; must be true or false`);
+  if (endProbability !== undefined && !(typeof endProbability === 'number' && endProbability > 0 && endProbability < 1)) {
+    problems.push(`endProbability: ${String(endProbability)}; must be a number in (0, 1), or absent for plain argmax`);
+  }
   if (problems.length > 0) throw new Error(problems.join('\n'));
   return {
     maxNewTokens,
@@ -94,6 +104,7 @@ function checkOptions(options: GenerateOptions, stream: boolean): DecodeSettings
     repetitionPenalty,
     noRepeatNgramSize,
     stopOnRepetition,
+    endProbability,
     signal,
     // Stop strings and repeated sentences are found in the text as it is made.
     followText: stream || stop.length > 0 || stopOnRepetition,

@@ -12,6 +12,31 @@ export function argmax(logits: Float32Array): number {
 }
 
 /**
+ * Greedy with an end rule: the answer ends (the likeliest end token is picked) when the end tokens
+ * together have at least `endProbability` of the softmax; otherwise the likeliest other token is
+ * picked. Plain argmax ends an answer whenever one end token beats every single word, which it does
+ * at most sentence ends, since the ways to go on share their probability among many tokens: a model
+ * that ends 30% of its answers after "Yes, it fits." says only that under plain greedy. With 0.5 the
+ * answer ends when ending is more likely than going on.
+ */
+export function greedyWithEnd(logits: Float32Array, endIds: readonly number[], endProbability: number): number {
+  const max = logits[argmax(logits)]!;
+  let total = 0;
+  for (const logit of logits) total += Math.exp(logit - max);
+  let end = 0;
+  let likeliestEnd = endIds[0]!;
+  for (const id of endIds) {
+    end += Math.exp(logits[id]! - max);
+    if (logits[id]! > logits[likeliestEnd]!) likeliestEnd = id;
+  }
+  if (end >= endProbability * total) return likeliestEnd;
+  const ends = new Set(endIds);
+  let best = -1;
+  for (let id = 0; id < logits.length; id++) if (!ends.has(id) && (best < 0 || logits[id]! > logits[best]!)) best = id;
+  return best;
+}
+
+/**
  * Temperature, then top-p (nucleus) sampling over the renormalized kept tokens. Draws exactly one
  * number from `random` per call, so a batch's draws (one per row per step) stay in step with the seed.
  */

@@ -60,6 +60,7 @@ export async function generateAnswers(
   const store = storeFor(input);
   const { maxNewTokens, batchSize } = input.config.evaluation;
   const decoding = input.config.decoding;
+  const { endProbability, ...controls } = decoding;
   return runCachedStep(
     store,
     {
@@ -93,7 +94,13 @@ export async function generateAnswers(
           .sort((a, b) => a.length - b.length);
         for (let start = 0; start < todo.length; start += batchSize) {
           const batch = todo.slice(start, start + batchSize).map((entry) => entry.row);
-          const generations = await generator.generate(batch.map(promptOf), { maxNewTokens, greedy: true, ...decoding, signal });
+          const generations = await generator.generate(batch.map(promptOf), {
+            maxNewTokens,
+            greedy: true,
+            ...controls,
+            endProbability: endProbability ?? undefined,
+            signal,
+          });
           if (signal?.aborted) throw signal.reason;
           const records: Prediction[] = batch.map((row, n) => ({
             ...row,

@@ -270,7 +270,11 @@ function sampleBlocks(data: RunReportData, systems: SystemName[]): Block[] {
 function settingsBlocks(data: RunReportData): Block[] {
   const d = data.decoding;
   const items = [
-    `Decoding: greedy, at most ${data.maxNewTokens} new tokens, stopping at the end of the turn; repetition penalty ` +
+    `Decoding: greedy, at most ${data.maxNewTokens} new tokens, ` +
+      (d.endProbability === null
+        ? 'ending where the end of the turn is the likeliest token; '
+        : `ending when the end of the turn has at least ${d.endProbability} probability; `) +
+      `repetition penalty ` +
       `${d.repetitionPenalty}, no repeated ${d.noRepeatNgramSize}-grams (${d.noRepeatNgramSize === 0 ? 'off' : 'in the answer'}), ` +
       `${d.stopOnRepetition ? 'stopping when an answer repeats a sentence of itself' : 'no stop on repeated sentences'}.`,
     ...data.generation.map(

@@ -1,6 +1,7 @@
-"""engine/decoding.py, the PyTorch reference of serve/'s repetition controls: the sentence rule on the cases
-serve/ is tested on too, the processors against transformers' own on the answer's tokens only, and
-greedy decoding of a tiny model made to loop, with and without the controls.
+"""engine/decoding.py, the PyTorch reference of serve/'s decoding controls: the sentence rule on the cases
+serve/ is tested on too, the processors against transformers' own on the answer's tokens only, greedy
+decoding of a tiny model made to loop, with and without the controls, and the end rule on a tiny model
+that plain greedy decoding cuts short.
 """
 
 import json
@@ -36,9 +37,11 @@ def test_controls_report_every_problem_at_once():
     assert "repetitionPenalty: 0.9" in message and "noRepeatNgramSize: -1" in message and "stopOnRepetition: 'yes'" in message
     with pytest.raises(ConfigError, match="repetitionPenalty: nan"):
         DecodingControls(repetition_penalty=float("nan"))
-    assert DecodingControls.from_options({}) == DecodingControls(1.0, 0, False)
-    options = {"repetitionPenalty": 1.3, "noRepeatNgramSize": 3, "stopOnRepetition": True}
-    assert DecodingControls.from_options(options) == DecodingControls(1.3, 3, True)
+    with pytest.raises(ConfigError, match=r"endProbability: 1; must be a number in \(0, 1\)"):
+        DecodingControls(end_probability=1)
+    assert DecodingControls.from_options({}) == DecodingControls(1.0, 0, False, None)
+    options = {"repetitionPenalty": 1.3, "noRepeatNgramSize": 3, "stopOnRepetition": True, "endProbability": 0.5}
+    assert DecodingControls.from_options(options) == DecodingControls(1.3, 3, True, 0.5)
 
 
 def test_penalty_counts_the_answer_only():
@@ -73,20 +76,33 @@ def test_serve_decoder_cleans_up_as_serve_does(smollm2_tokenizer):
     assert serve_decoder(smollm2_tokenizer)([]) == ""
 
 
-@pytest.fixture(scope="module")
-def looping(tmp_path_factory, smollm2_tokenizer):
-    """(model, tokenizer, prompt ids per question, end ids) of the tiny Llama made to loop."""
+def tiny_decoder(folder, questions):
+    """(model, tokenizer, prompt ids per question, end ids) of the tiny model in `folder`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from engine.export import end_token_ids
     from engine.prompts import PromptEncoder
-    from engine.tests.tiny_models import build_looping_llama
 
-    folder = build_looping_llama(tmp_path_factory.mktemp("looping"), smollm2_tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     encoder = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return model, tokenizer, [encoder.prompt_ids(question) for question in QUESTIONS], end_token_ids(tokenizer, encoder.format)
+    return model, tokenizer, [encoder.prompt_ids(question) for question in questions], end_token_ids(tokenizer, encoder.format)
+
+
+@pytest.fixture(scope="module")
+def looping(tmp_path_factory, smollm2_tokenizer):
+    """The tiny Llama made to loop."""
+    from engine.tests.tiny_models import build_looping_llama
+
+    return tiny_decoder(build_looping_llama(tmp_path_factory.mktemp("looping"), smollm2_tokenizer), QUESTIONS)
+
+
+@pytest.fixture(scope="module")
+def terse(tmp_path_factory, smollm2_tokenizer):
+    """The tiny Llama whose answers end after their first sentence 4 times in 10."""
+    from engine.tests.tiny_models import LOOP_QUESTIONS, build_terse_llama
+
+    return tiny_decoder(build_terse_llama(tmp_path_factory.mktemp("terse"), smollm2_tokenizer), LOOP_QUESTIONS)
 
 
 def answers(looping, **controls):
@@ -128,3 +144,22 @@ def test_stop_on_repetition_ends_the_loop_before_the_repeat(looping):
         assert repeated_sentence_cut(stopped.text, ended=True) is None  # no sentence twice in what is left
         sentences = [normalised_sentence(part) for part in stopped.text.split(". ")]
         assert len(sentences) == len(set(sentences))
+
+
+def test_plain_greedy_cuts_short_what_the_end_rule_lets_go_on(terse):
+    from engine.tests.tiny_models import TERSE_FIRST, TERSE_MORE
+
+    model, tokenizer, prompts, eos = terse
+    first = tokenizer(TERSE_FIRST, add_special_tokens=False)["input_ids"]
+    for prompt in prompts:  # the premise: after the first sentence, ending is likelier than any one word, not than going on
+        with torch.no_grad():
+            probabilities = torch.softmax(model(torch.tensor([prompt + first])).logits[0, -1].double(), dim=-1)
+        ending = probabilities[eos].sum().item()
+        assert 0.25 < ending < 0.5 and probabilities.max().item() == probabilities[eos].max().item()
+    plain, ruled = answers(terse), answers(terse, end_probability=0.5)
+    for short, longer in zip(plain, ruled):
+        assert (short.text, short.finish_reason) == (TERSE_FIRST, "stop")
+        assert longer.finish_reason == "stop" and longer.tokens[: len(short.tokens)] == short.tokens
+        assert longer.text.startswith(TERSE_FIRST + " ") and longer.text[len(TERSE_FIRST) + 1 :] in TERSE_MORE
+    assert answers(terse, end_probability=0.2) == plain  # below the end's 0.4: ends where plain greedy does
+    assert answers(terse, repetition_penalty=1.1, no_repeat_ngram_size=4, stop_on_repetition=True, end_probability=0.5) == ruled

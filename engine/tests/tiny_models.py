@@ -2,6 +2,7 @@
 
     python -m engine.tests.tiny_models llama OUT_DIR     # 2-layer Llama with SmolLM2's tokenizer and chat template
     python -m engine.tests.tiny_models looping OUT_DIR   # the same, trained to answer with one sentence over and over
+    python -m engine.tests.tiny_models terse OUT_DIR     # the same, trained so that plain greedy stops after one sentence
 
 Nothing here touches the network: the tokenizer comes from the cached conversion of the default
 model's GGUF (engine.models.ensure_default_model).
@@ -50,31 +51,60 @@ def build_looping_llama(folder: Path, tokenizer=None, steps: int = 18) -> Path:
     18 steps: greedy decoding loops, yet its margins are still small enough for a repetition penalty of
     1.3 to change some tokens (it does not break the loop alone; at 24 steps it changes nothing).
     """
+    build_tiny_llama(folder, tokenizer)
+    return train_answers(folder, [" ".join([LOOP_SENTENCE] * 3)], steps, with_end=False)
+
+
+TERSE_FIRST = "Yes, it fits."
+# What follows the first sentence in the answers that go on; each starts with its own word.
+TERSE_MORE = ["It has the same size.", "The part number is 42.", "You need no tools.", "Mine fits well.",
+              "We use it daily.", "Our model is new."]
+
+
+def train_answers(folder: Path, answers: list[str], steps: int, with_end: bool) -> Path:
+    """Trains the tiny Llama in `folder` on every question of LOOP_QUESTIONS with each of `answers`, loss on
+    the answer (and its end token when `with_end`), full batch, Adam at 5e-3; saves it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from engine.export import end_token_ids
     from engine.prompts import PromptEncoder
 
-    build_tiny_llama(folder, tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     encoder = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None)
-    answer = tokenizer(" ".join([LOOP_SENTENCE] * 3), add_special_tokens=False)["input_ids"]
-    prompts = [encoder.prompt_ids(question) for question in LOOP_QUESTIONS]
-    width = max(map(len, prompts)) + len(answer)
-    padding = [width - len(prompt) - len(answer) for prompt in prompts]
-    input_ids = torch.tensor([prompt + answer + [tokenizer.pad_token_id] * pad for prompt, pad in zip(prompts, padding)])
-    labels = torch.tensor([[-100] * len(prompt) + answer + [-100] * pad for prompt, pad in zip(prompts, padding)])
-    attention_mask = torch.tensor([[1] * (len(prompt) + len(answer)) + [0] * pad for prompt, pad in zip(prompts, padding)])
+    end = end_token_ids(tokenizer, encoder.format)[:1] if with_end else []
+    pairs = [(encoder.prompt_ids(question), tokenizer(answer, add_special_tokens=False)["input_ids"] + end)
+             for question in LOOP_QUESTIONS for answer in answers]
+    width = max(len(prompt) + len(answer) for prompt, answer in pairs)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([p + a + [pad] * (width - len(p) - len(a)) for p, a in pairs])
+    labels = torch.tensor([[-100] * len(p) + a + [-100] * (width - len(p) - len(a)) for p, a in pairs])
+    attention_mask = torch.tensor([[1] * (len(p) + len(a)) + [0] * (width - len(p) - len(a)) for p, a in pairs])
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    # The loss of `labels=`, with the output layer run only where a label is: most positions are prompt,
+    # and a 49k-token output layer over them is most of the cost.
+    targets = labels[:, 1:]
+    scored = targets != -100
     model.train()
     for _ in range(steps):
-        model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss.backward()
+        hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
+        torch.nn.functional.cross_entropy(model.lm_head(hidden[scored]), targets[scored]).backward()
         optimizer.step()
         optimizer.zero_grad()
     model.eval().save_pretrained(folder)
     return folder
+
+
+def build_terse_llama(folder: Path, tokenizer=None, steps: int = 120) -> Path:
+    """The tiny Llama trained on answers that all start with TERSE_FIRST: 4 in 10 end there, the other 6
+    go on with one of TERSE_MORE each. After the first sentence the end token has about 0.4 of the
+    probability and each way to go on about 0.1, so plain greedy decoding ends every answer there: the
+    short answers a tuned model gives on real customer data, which `endProbability` 0.5 lengthens."""
+    build_tiny_llama(folder, tokenizer)
+    answers = [TERSE_FIRST] * 4 + [f"{TERSE_FIRST} {more}" for more in TERSE_MORE]
+    return train_answers(folder, answers, steps, with_end=True)
 
 
 def build_tiny_gpt2(folder: Path, sentences: list[str]) -> Path:
@@ -110,7 +140,7 @@ def build_tiny_gpt2(folder: Path, sentences: list[str]) -> Path:
 
 
 if __name__ == "__main__":
-    builders = {"llama": build_tiny_llama, "looping": build_looping_llama}
+    builders = {"llama": build_tiny_llama, "looping": build_looping_llama, "terse": build_terse_llama}
     if len(sys.argv) != 3 or sys.argv[1] not in builders:
-        sys.exit("usage: python -m engine.tests.tiny_models llama|looping OUT_DIR")
+        sys.exit("usage: python -m engine.tests.tiny_models llama|looping|terse OUT_DIR")
     print(builders[sys.argv[1]](Path(sys.argv[2])))

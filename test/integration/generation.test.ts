@@ -382,7 +382,8 @@ answers = {name: [asdict(greedy_answer(model, tokenizer, encoder.prompt_ids(ques
 print(json.dumps(answers))
 `;
 
-type RepetitionControls = Pick<GenerateOptions, 'repetitionPenalty' | 'noRepeatNgramSize' | 'stopOnRepetition'>;
+type DecodingControls = Pick<GenerateOptions, 'repetitionPenalty' | 'noRepeatNgramSize' | 'stopOnRepetition' | 'endProbability'>;
+const PIPELINE_DEFAULTS: DecodingControls = { repetitionPenalty: 1.1, noRepeatNgramSize: 4, stopOnRepetition: true, endProbability: 0.5 };
 const LOOP_TOKENS = 48; // the loop's sentence is 8 tokens: several laps
 const LOOP_CASES = {
   plain: {},
@@ -390,8 +391,8 @@ const LOOP_CASES = {
   'penalty 1.3, n-gram 3, stop on repetition': { repetitionPenalty: 1.3, noRepeatNgramSize: 3, stopOnRepetition: true },
   'stop on repetition': { stopOnRepetition: true },
   'penalty 1.3': { repetitionPenalty: 1.3 },
-  'the pipeline defaults': { repetitionPenalty: 1.1, noRepeatNgramSize: 4, stopOnRepetition: true },
-} satisfies Record<string, RepetitionControls>;
+  'the pipeline defaults': PIPELINE_DEFAULTS,
+} satisfies Record<string, DecodingControls>;
 type LoopCase = keyof typeof LOOP_CASES;
 
 interface ReferenceAnswer {
@@ -511,6 +512,82 @@ describe('repetition controls on a model made to loop', () => {
         // Shown text only grows: had a chunk shown the cut repeat, the chunks would add up to more than the text.
         expect(chunks.map((chunk) => chunk.text).join('')).toBe(generation.text);
       }
+    }
+  });
+});
+
+// engine/tests/tiny_models.py TERSE_*: trained on answers that all start with this sentence, 4 in 10 ending there.
+const TERSE_FIRST = 'Yes, it fits.';
+const TERSE_QUESTIONS = ['How do I reset my router?', 'Can I return the smart watch?', 'Is this sticker flat?'];
+const TERSE_CASES = {
+  plain: {},
+  'end probability 0.5': { endProbability: 0.5 },
+  'end probability 0.2': { endProbability: 0.2 },
+  'the pipeline defaults': PIPELINE_DEFAULTS,
+} satisfies Record<string, DecodingControls>;
+type TerseCase = keyof typeof TERSE_CASES;
+
+describe('the end rule on a model that plain greedy cuts short', () => {
+  let terseGenerator: Generator;
+  let terseReference: Record<TerseCase, ReferenceAnswer[]>;
+  const options = (name: TerseCase): GenerateOptions => ({ maxNewTokens: LOOP_TOKENS, ...TERSE_CASES[name] });
+
+  beforeAll(async () => {
+    const model = join(dir, 'tiny-terse');
+    runPython(['-m', 'engine.tests.tiny_models', 'terse', model]);
+    runPython(['-m', 'engine', 'export', '--model', model, '--output', join(dir, 'onnx-terse'), '--parity-prompts', '1']);
+    const lines = runPython([
+      '-c',
+      LOOP_REFERENCE,
+      model,
+      JSON.stringify(TERSE_QUESTIONS),
+      JSON.stringify(TERSE_CASES),
+      String(LOOP_TOKENS),
+    ])
+      .trim()
+      .split('\n');
+    terseReference = JSON.parse(lines[lines.length - 1]!) as Record<TerseCase, ReferenceAnswer[]>;
+    terseGenerator = await loadGenerator(join(dir, 'onnx-terse'));
+  }, 300_000);
+
+  afterAll(async () => {
+    await terseGenerator?.close();
+  });
+
+  it('plain greedy ends after the first sentence; endProbability 0.5 goes on to a second, then ends', async () => {
+    const plain = await terseGenerator.generate(TERSE_QUESTIONS, options('plain'));
+    const ruled = await terseGenerator.generate(TERSE_QUESTIONS, options('end probability 0.5'));
+    plain.forEach((short, n) => {
+      expect(short).toMatchObject({ text: TERSE_FIRST, finishReason: 'stop' });
+      const longer = ruled[n]!;
+      expect(longer.finishReason).toBe('stop');
+      expect(longer.tokens.slice(0, short.tokens.length)).toEqual(short.tokens);
+      expect(longer.text).toMatch(/^Yes, it fits\. \w+( \w+)+\.$/);
+    });
+    expect(await terseGenerator.generate(TERSE_QUESTIONS, options('end probability 0.2'))).toEqual(plain);
+  });
+
+  it('Node and PyTorch agree token for token with the end rule, alone and with the repetition controls', async () => {
+    for (const name of Object.keys(TERSE_CASES) as TerseCase[]) {
+      const batch = await terseGenerator.generate(TERSE_QUESTIONS, options(name));
+      for (const [n, question] of TERSE_QUESTIONS.entries()) {
+        const expected = terseReference[name][n]!;
+        const [single] = await terseGenerator.generate([question], options(name));
+        expect(single, `${name}: ${question}`).toEqual({
+          tokens: expected.tokens,
+          text: expected.text,
+          finishReason: expected.finish_reason,
+        });
+        expect(batch[n], `${name}, batched: ${question}`).toEqual(single);
+      }
+    }
+  });
+
+  it('refuses an end probability outside (0, 1), naming it', async () => {
+    for (const endProbability of [0, 1, Number.NaN]) {
+      await expect(terseGenerator.generate(['Hi'], { maxNewTokens: 4, endProbability })).rejects.toThrow(
+        `endProbability: ${endProbability}; must be a number in (0, 1)`,
+      );
     }
   });
 });

@@ -9,7 +9,7 @@ import { AnswerText, heldBackLength } from '../../serve/answer-text';
 import { AnswerRow, type DecodeSettings, type StreamChunk } from '../../serve/decode-loop';
 import { promptMessages, renderPlainPrompt, type ChatMessage } from '../../serve/prompts';
 import { normalisedSentence, repeatedSentenceCut, repetitionHoldFrom } from '../../serve/repetition';
-import { bannedNextTokens, controlRepetition } from '../../serve/sampling';
+import { argmax, bannedNextTokens, controlRepetition, greedyWithEnd } from '../../serve/sampling';
 import type { PromptTokenizer } from '../../serve/tokenizer';
 
 const PLAIN: PromptFormat = { kind: 'plain', systemPrompt: null, separator: '<|answer|>', endOfTurn: '<|endoftext|>', grounding: null };
@@ -263,5 +263,29 @@ describe('repetition controls on logits', () => {
     expect(bannedNextTokens([1, 4], 1)).toEqual([1, 4]);
     expect(bannedNextTokens([1, 2], 3)).toEqual([]); // no complete n-gram yet
     expect([...controlRepetition(new Float32Array(5), [1, 2, 3, 1, 2], 1.5, 3)]).toEqual([0, 0, 0, -Infinity, 0]);
+  });
+});
+
+describe('greedy with an end rule', () => {
+  // Token 0 ends the answer with 0.4 of the probability; tokens 1-4 go on with 0.15 each.
+  const logits = Float32Array.from([0.4, 0.15, 0.15, 0.15, 0.15], Math.log);
+  logits[3] = Math.fround(Math.log(0.16)); // the likeliest way to go on (the rest renormalises)
+
+  it('ends only when the end tokens hold at least the set probability', () => {
+    expect(argmax(logits)).toBe(0); // plain greedy ends: 0.4 beats every single word
+    expect(greedyWithEnd(logits, [0], 0.5)).toBe(3); // going on (0.6) is likelier than ending
+    expect(greedyWithEnd(logits, [0], 0.3)).toBe(0);
+  });
+
+  it('counts every end token together and picks the likeliest of them', () => {
+    const twoEnds = Float32Array.from([0.28, 0.12, 0.27, 0.33], Math.log); // ends 0 and 2: 0.55 together
+    expect(argmax(twoEnds)).toBe(3);
+    expect(greedyWithEnd(twoEnds, [0, 2], 0.5)).toBe(0);
+    expect(greedyWithEnd(twoEnds, [2, 0], 0.6)).toBe(3);
+  });
+
+  it('never ends on a banned end token, nor goes on when only end tokens are left', () => {
+    expect(greedyWithEnd(Float32Array.of(-Infinity, 1, 2), [0], 0.5)).toBe(2);
+    expect(greedyWithEnd(Float32Array.of(0, -Infinity, -Infinity), [0], 0.5)).toBe(0);
   });
 });

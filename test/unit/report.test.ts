@@ -61,7 +61,7 @@ function reportData(): RunReportData {
     knownPairs: new Map(),
     testRows: 910,
     seed: 42,
-    decoding: { repetitionPenalty: 1.1, noRepeatNgramSize: 4, stopOnRepetition: true },
+    decoding: { repetitionPenalty: 1.1, noRepeatNgramSize: 4, stopOnRepetition: true, endProbability: 0.5 },
     retrieval: { method: 'embedding', scope: 'product-first', k: 0 },
     maxNewTokens: 64,
     retrievalIndexRows: 96,
