@@ -401,6 +401,22 @@ interface ReferenceAnswer {
   finish_reason: string;
 }
 
+/** Builds a tiny model of engine/tests/tiny_models.py, exports it, and gets PyTorch's answers for every case. */
+async function tinyExport<Case extends string>(
+  kind: 'looping' | 'terse',
+  questions: string[],
+  cases: Record<Case, DecodingControls>,
+): Promise<{ generator: Generator; reference: Record<Case, ReferenceAnswer[]> }> {
+  const model = join(dir, `tiny-${kind}`);
+  runPython(['-m', 'engine.tests.tiny_models', kind, model]);
+  runPython(['-m', 'engine', 'export', '--model', model, '--output', join(dir, `onnx-${kind}`), '--parity-prompts', '1']);
+  const lines = runPython(['-c', LOOP_REFERENCE, model, JSON.stringify(questions), JSON.stringify(cases), String(LOOP_TOKENS)])
+    .trim()
+    .split('\n');
+  const reference = JSON.parse(lines[lines.length - 1]!) as Record<Case, ReferenceAnswer[]>;
+  return { generator: await loadGenerator(join(dir, `onnx-${kind}`)), reference };
+}
+
 /** How often the most frequent n-gram of `tokens` occurs. */
 function mostRepeatedNgram(tokens: number[], size: number): number {
   const counts = new Map<string, number>();
@@ -431,14 +447,7 @@ describe('repetition controls on a model made to loop', () => {
   const options = (name: LoopCase): GenerateOptions => ({ maxNewTokens: LOOP_TOKENS, ...LOOP_CASES[name] });
 
   beforeAll(async () => {
-    const model = join(dir, 'tiny-loop');
-    runPython(['-m', 'engine.tests.tiny_models', 'looping', model]);
-    runPython(['-m', 'engine', 'export', '--model', model, '--output', join(dir, 'onnx-loop'), '--parity-prompts', '1']);
-    const lines = runPython(['-c', LOOP_REFERENCE, model, JSON.stringify(QUESTIONS), JSON.stringify(LOOP_CASES), String(LOOP_TOKENS)])
-      .trim()
-      .split('\n');
-    loopReference = JSON.parse(lines[lines.length - 1]!) as Record<LoopCase, ReferenceAnswer[]>;
-    loopGenerator = await loadGenerator(join(dir, 'onnx-loop'));
+    ({ generator: loopGenerator, reference: loopReference } = await tinyExport('looping', QUESTIONS, LOOP_CASES));
   }, 300_000);
 
   afterAll(async () => {
@@ -533,21 +542,7 @@ describe('the end rule on a model that plain greedy cuts short', () => {
   const options = (name: TerseCase): GenerateOptions => ({ maxNewTokens: LOOP_TOKENS, ...TERSE_CASES[name] });
 
   beforeAll(async () => {
-    const model = join(dir, 'tiny-terse');
-    runPython(['-m', 'engine.tests.tiny_models', 'terse', model]);
-    runPython(['-m', 'engine', 'export', '--model', model, '--output', join(dir, 'onnx-terse'), '--parity-prompts', '1']);
-    const lines = runPython([
-      '-c',
-      LOOP_REFERENCE,
-      model,
-      JSON.stringify(TERSE_QUESTIONS),
-      JSON.stringify(TERSE_CASES),
-      String(LOOP_TOKENS),
-    ])
-      .trim()
-      .split('\n');
-    terseReference = JSON.parse(lines[lines.length - 1]!) as Record<TerseCase, ReferenceAnswer[]>;
-    terseGenerator = await loadGenerator(join(dir, 'onnx-terse'));
+    ({ generator: terseGenerator, reference: terseReference } = await tinyExport('terse', TERSE_QUESTIONS, TERSE_CASES));
   }, 300_000);
 
   afterAll(async () => {
