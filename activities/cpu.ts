@@ -3,7 +3,7 @@
  * typed from (`workflows/activities.ts`). Light work: config checks, data steps, the retrieval
  * baseline, scoring, the run manifest and the report.
  */
-import { cleanData, dedupData, ingestData, prepareSource, splitData, writeDataReport } from './data-stage';
+import { cleanData, dedupData, ingestData, prepareKnowledgeFiles, prepareSource, splitData, writeDataReport } from './data-stage';
 import { prepareEvaluationSet } from './evaluation/eval-set';
 import { buildRetrievalIndex, retrieveKnownPairs } from './grounding';
 import { retrieveAnswers } from './evaluation/retrieval';
@@ -20,6 +20,7 @@ export const cpuActivities = {
   cleanData,
   dedupData,
   splitData,
+  prepareKnowledgeFiles,
   writeDataReport,
   buildRetrievalIndex,
   retrieveKnownPairs,

@@ -1,5 +1,5 @@
 /**
- * The data-stage activities (cpu task queue): source, ingest, clean, dedup, split, report. Each takes
+ * The data-stage activities (cpu task queue): source, ingest, clean, dedup, split, knowledge, report. Each takes
  * small manifests, does its work through the step cache and returns a StepResult: artifact
  * references, counts and its own summary line, never the rows themselves. User errors (bad data)
  * become non-retryable failures with a message a person can act on.
@@ -8,7 +8,7 @@ import { copyFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ArtifactRef, StepContext, StepResult } from '../schemas/manifests';
-import type { GroupedRow, QaRow } from '../schemas/rows';
+import type { GroupedRow, QaRow, SplitName } from '../schemas/rows';
 import { writeSampleJsonl } from '../sample-data/generate';
 import { sha256File, toJsonl } from './artifacts';
 import { codeVersion } from './code-version';
@@ -19,6 +19,7 @@ import { readRows, writeRows } from './data/arrow-io';
 import { cleanRows, type CleanStats } from './data/clean';
 import { deduplicate, type DedupStats } from './data/dedup';
 import { DatasetError, checkInvalidShare, validateRecords, type IngestStats } from './data/ingest';
+import { knowledgeKey, prepareKnowledge, type KnowledgeFileStats } from './data/knowledge';
 import { UnsupportedFormatError, detectFormat, readRecords } from './data/readers';
 import { buildDataReport, renderDataReportMarkdown, type DataStageSteps, type SourceStats } from './data/report';
 import { splitRows, type SplitStats } from './data/split';
@@ -235,10 +236,85 @@ export async function splitData(context: StepContext & { rows: ArtifactRef }) {
   );
 }
 
+/**
+ * The knowledge files (`retrieval.knowledge`) as rows for the retriever: validated, cleaned and
+ * deduplicated by the data's rules, without the pairs that repeat a question of the splits. Hashed
+ * in place (the step's inputs record each file's sha256); the rows made from them are stored.
+ */
+export async function prepareKnowledgeFiles(context: StepContext & { splits: Record<SplitName, ArtifactRef> }) {
+  return asUserErrors(async () => {
+    const store = storeFor(context);
+    const { config } = context;
+    const files = await Promise.all(
+      config.retrieval.knowledge.map(async (entry, n) => {
+        const path = resolve(context.configDir, entry.path);
+        const bytes = await stat(path).then(
+          (s) => s.size,
+          () => {
+            throw new DatasetError(
+              `${knowledgeKey(n, entry.path)}: file not found: ${path}. Relative paths start at the YAML file's folder.`,
+            );
+          },
+        );
+        let format;
+        try {
+          format = detectFormat(path, entry.format);
+        } catch (err) {
+          throw new UnsupportedFormatError(`${knowledgeKey(n, entry.path)}: ${(err as Error).message}`);
+        }
+        const ref: ArtifactRef = { uri: pathToFileURL(path).href, sha256: await sha256File(path), bytes, rows: null };
+        return { entry, path, format, ref };
+      }),
+    );
+    const { train, validation, test } = context.splits;
+    return runCachedStep(
+      store,
+      {
+        step: 'knowledge',
+        config: { knowledge: config.retrieval.knowledge, data: config.data, clean: config.clean, dedup: config.dedup },
+        inputs: [...files.map((f) => f.ref), train, validation, test],
+        code: code(),
+        noCache: context.noCache,
+        summarize: (s: { files: KnowledgeFileStats[]; rows: number }) =>
+          `${s.rows} known pairs from ${s.files.length} file(s): ` +
+          counts({
+            rowsIn: s.files.reduce((sum, f) => sum + f.rowsIn, 0),
+            quarantined: s.files.reduce((sum, f) => sum + f.quarantined, 0),
+            repeatsData: s.files.reduce((sum, f) => sum + f.repeatsData.train + f.repeatsData.validation + f.repeatsData.test, 0),
+          }),
+      },
+      async () => {
+        const read = [];
+        for (const [n, file] of files.entries()) {
+          try {
+            read.push({ path: file.entry.path, records: await readRecords(file.path, file.format, undefined, file.entry.path) });
+          } catch (err) {
+            if (err instanceof DatasetError) throw new DatasetError(`${knowledgeKey(n, file.entry.path)}: ${err.message}`);
+            throw err;
+          }
+          beat({ step: 'knowledge', files: n + 1 });
+        }
+        const [trainRows, validationRows, testRows] = await Promise.all([train, validation, test].map((ref) => readRows(ref)));
+        const result = prepareKnowledge(read, { train: trainRows!, validation: validationRows!, test: testRows! }, config);
+        return {
+          outputs: {
+            rows: await writeRows(store, result.rows),
+            quarantine: await store.put(toJsonl(result.quarantine), '.jsonl', result.quarantine.length),
+            removed: await store.put(toJsonl(result.removed), '.jsonl', result.removed.length),
+          },
+          stats: { files: result.files, rows: result.rows.length },
+        };
+      },
+    );
+  });
+}
+
 export async function writeDataReport(context: StepContext & { steps: DataStageSteps }) {
   const store = storeFor(context);
-  const { source, ingest, clean, dedup, split } = context.steps;
-  const inputs = [source, ingest, clean, dedup, split].flatMap((s) => Object.values<ArtifactRef>(s.outputs));
+  const { source, ingest, clean, dedup, split, knowledge } = context.steps;
+  const inputs = [source, ingest, clean, dedup, split, ...(knowledge ? [knowledge] : [])].flatMap((s) =>
+    Object.values<ArtifactRef>(s.outputs),
+  );
   return runCachedStep(
     store,
     {
@@ -248,7 +324,9 @@ export async function writeDataReport(context: StepContext & { steps: DataStageS
       code: code(),
       noCache: context.noCache,
       summarize: (s: { balanced: boolean }) =>
-        s.balanced ? 'every source row is in a split, quarantined or removed with a reason' : 'ROWS DO NOT BALANCE: see the report',
+        s.balanced
+          ? `every source row is in a split${knowledge ? ' (and every knowledge row indexed)' : ''}, quarantined or removed with a reason`
+          : 'ROWS DO NOT BALANCE: see the report',
     },
     async () => {
       const report = buildDataReport(context.config, context.steps);
@@ -257,7 +335,7 @@ export async function writeDataReport(context: StepContext & { steps: DataStageS
           json: await store.put(JSON.stringify(report, null, 2) + '\n', '.json', null),
           markdown: await store.put(renderDataReportMarkdown(report), '.md', null),
         },
-        stats: { balanced: report.accounting.balanced },
+        stats: { balanced: report.accounting.balanced && report.knowledge.every((file) => file.balanced) },
       };
     },
   );

@@ -2,7 +2,7 @@
  * Grounding: the retriever over the training split, and the known Q&A pairs it puts into prompts.
  *
  * - `exportEmbedder` (gpu queue, it runs the engine): all-MiniLM-L6-v2 to ONNX, parity-checked.
- * - `buildRetrievalIndex` (cpu): the training questions embedded in Node, stored as an Arrow file.
+ * - `buildRetrievalIndex` (cpu): the training and knowledge questions embedded in Node, stored as an Arrow file.
  * - `retrieveKnownPairs` (cpu): each row's known pairs. For training rows never the row itself, its
  *   near-duplicate group or a row with the same answer (the model must learn to answer, not to copy
  *   the answer it is asked for); a `distractors` share of training rows gets random pairs instead,
@@ -29,11 +29,25 @@ import { hashString } from './data/minhash';
 import { engineMetrics } from './engine-process';
 import { beat, runCachedStep } from './steps';
 
-/** Where the retriever's parts are: the embedder export and the index (both absent for lexical retrieval). */
+/**
+ * Where the retriever's parts are: the rows it searches (the training split, and the knowledge files'
+ * rows when the config names any), the embedder export and the index (both absent for lexical retrieval).
+ */
 export interface RetrieverParts {
   train: ArtifactRef;
+  knowledge?: ArtifactRef;
   embedder?: ArtifactRef;
   index?: ArtifactRef;
+}
+
+/** Every artifact a retriever is made from, for the cache key of a step that retrieves. */
+export const retrieverInputs = (parts: RetrieverParts): ArtifactRef[] =>
+  [parts.train, parts.knowledge, parts.index, parts.embedder].filter((ref): ref is ArtifactRef => ref !== undefined);
+
+/** The rows a retriever searches: the training split, then the knowledge rows. */
+async function indexedRows(parts: Pick<RetrieverParts, 'train' | 'knowledge'>): Promise<GroupedRow[]> {
+  const rows = await readRows(parts.train);
+  return parts.knowledge ? [...rows, ...(await readRows(parts.knowledge))] : rows;
 }
 
 export async function exportEmbedder(context: StepContext): Promise<StepResult<EmbedderExportMetrics, 'embedder'>> {
@@ -63,7 +77,7 @@ export async function exportEmbedder(context: StepContext): Promise<StepResult<E
 const asRetrievalRows = (rows: GroupedRow[]) => rows.map((r) => ({ id: r.id, question: r.question, answer: r.answer, groupId: r.groupId }));
 
 export async function buildRetrievalIndex(
-  context: StepContext & { train: ArtifactRef; embedder: ArtifactRef },
+  context: StepContext & Pick<RetrieverParts, 'train' | 'knowledge'> & { embedder: ArtifactRef },
 ): Promise<StepResult<{ rows: number; dims: number; seconds: number }, 'index'>> {
   const store = storeFor(context);
   return runCachedStep(
@@ -71,14 +85,15 @@ export async function buildRetrievalIndex(
     {
       step: 'retrieval-index',
       config: {},
-      inputs: [context.train, context.embedder],
+      inputs: retrieverInputs(context),
       code: codeVersion(import.meta.url),
       noCache: context.noCache,
-      summarize: (s) => `${s.rows} training questions embedded (${s.dims} dimensions) in ${s.seconds.toFixed(1)}s`,
+      summarize: (s) =>
+        `${s.rows} ${context.knowledge ? 'training and knowledge' : 'training'} questions embedded (${s.dims} dimensions) in ${s.seconds.toFixed(1)}s`,
     },
     async () => {
       const started = performance.now();
-      const rows = asRetrievalRows(await readRows(context.train));
+      const rows = asRetrievalRows(await indexedRows(context));
       const embedder = await loadEmbedder(artifactPath(context.embedder));
       try {
         const index = await EmbeddingIndex.build(rows, embedder, (done, total) => beat({ step: 'retrieval-index', done, total }));
@@ -102,12 +117,12 @@ interface OpenRetriever {
 
 /** The retriever the config asks for, over the training rows; `close` frees the embedder. */
 export async function openRetriever(context: Pick<StepContext, 'config'> & RetrieverParts): Promise<OpenRetriever> {
-  const trainRows = await readRows(context.train);
-  const productOf = new Map(trainRows.map((row) => [row.id, row.product]));
+  const rows = await indexedRows(context);
+  const productOf = new Map(rows.map((row) => [row.id, row.product]));
   const sameProduct = (row: { id: string }, product: string | null | undefined) =>
     context.config.retrieval.scope === 'product-first' && product != null && productOf.get(row.id) === product;
   if (!context.index || !context.embedder) {
-    return { retriever: lexicalRetriever(new LexicalIndex(asRetrievalRows(trainRows))), sameProduct, close: async () => {} };
+    return { retriever: lexicalRetriever(new LexicalIndex(asRetrievalRows(rows))), sameProduct, close: async () => {} };
   }
   const embedder = await loadEmbedder(artifactPath(context.embedder));
   const index = await loadEmbeddingIndex(artifactPath(context.index));
@@ -143,7 +158,7 @@ export async function retrieveKnownPairs(
     {
       step: training ? 'ground-training' : 'ground-evaluation',
       config: { k, maxPairChars, seed, scope: context.config.retrieval.scope, ...(training ? { distractors } : {}) },
-      inputs: [context.train, ...(context.index ? [context.index] : []), ...(context.embedder ? [context.embedder] : []), ...context.rows],
+      inputs: [...retrieverInputs(context), ...context.rows],
       code: codeVersion(import.meta.url),
       noCache: context.noCache,
       summarize: (s) =>

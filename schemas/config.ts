@@ -354,8 +354,30 @@ export type MetricName = z.infer<typeof MetricName>;
 export const Baseline = z.enum(['base', 'base-grounded', 'retrieval']);
 export type Baseline = z.infer<typeof Baseline>;
 
+export const KnowledgeFile = z
+  .strictObject({
+    path: z.string().describe('A Q&A file, relative to the YAML file. CSV, JSONL, Parquet or Arrow IPC, as `data.path`.'),
+    format: z
+      .enum(['auto', 'csv', 'jsonl', 'parquet', 'arrow'])
+      .default('auto')
+      .describe('File format; `auto` picks it from the extension.'),
+    columns: ColumnMapping.optional().describe(
+      'Which columns hold which field. When absent, `data.columns`, leaving out the optional columns the file does not have.',
+    ),
+  })
+  .describe('A file of known question-answer pairs for the retriever only.');
+
 export const RetrievalSection = z
   .strictObject({
+    knowledge: z
+      .array(KnowledgeFile)
+      .default([])
+      .describe(
+        'Extra Q&A files the retriever searches beside the training split (a FAQ, older tickets, product manuals as ' +
+          'pairs): read, validated and cleaned by the same rules as the data, never trained on or evaluated. A pair that ' +
+          "repeats a question of the data is left out (the data's own answer is used for a training question; a " +
+          'validation or test question stays held out).',
+      ),
     scope: z
       .enum(['product-first', 'all'])
       .default('product-first')
@@ -560,7 +582,20 @@ export const PipelineConfig = z
   })
   .check((ctx) => {
     // Gates can only compare with what the evaluation measures.
-    const { evaluation, gates, review } = ctx.value;
+    const { evaluation, gates, review, retrieval, training } = ctx.value;
+    if (
+      retrieval.knowledge.length > 0 &&
+      // as workflows/grounding.ts needsRetriever
+      !(training.grounding.k > 0 || evaluation.baselines.some((b) => b === 'retrieval' || b === 'base-grounded'))
+    )
+      ctx.issues.push({
+        code: 'custom',
+        input: retrieval.knowledge,
+        path: ['retrieval', 'knowledge'],
+        message:
+          'nothing retrieves, so these files would have no effect; set training.grounding.k above 0, add the retrieval or ' +
+          'base-grounded baseline to evaluation.baselines, or remove retrieval.knowledge',
+      });
     gates.forEach((gate, n) => {
       if (gate.relativeTo && !evaluation.baselines.includes(gate.relativeTo))
         ctx.issues.push({
@@ -589,6 +624,7 @@ export const PipelineConfig = z
 
 export type PipelineConfig = z.infer<typeof PipelineConfig>;
 export type DataSection = z.infer<typeof DataSection>;
+export type ColumnMapping = z.infer<typeof ColumnMapping>;
 export type CleanSection = z.infer<typeof CleanSection>;
 export type DedupSection = z.infer<typeof DedupSection>;
 export type SplitSection = z.infer<typeof SplitSection>;

@@ -114,6 +114,7 @@ export type StageName =
   | 'clean'
   | 'dedup'
   | 'split'
+  | 'knowledge'
   | 'report'
   | 'trial'
   | 'ground'
@@ -174,6 +175,8 @@ export interface DataStageResult {
   conflicts: ArtifactRef;
   removedByCleaning: ArtifactRef;
   removedDuplicates: ArtifactRef;
+  /** The knowledge files' rows for the retriever, and what was set aside from them; null without retrieval.knowledge. */
+  knowledge: { rows: ArtifactRef; quarantine: ArtifactRef; removed: ArtifactRef } | null;
   steps: StepResult[];
   progress: StepProgress[];
 }
@@ -183,6 +186,8 @@ export interface TrialInput {
   context: StepContext;
   runId: string;
   splits: Record<SplitName, ArtifactRef>;
+  /** The knowledge files' rows, searched by the retriever beside the training split. */
+  knowledge?: ArtifactRef;
   overrides: TrainingOverrides;
   /** End after this step: `export` skips evaluation and the gate. */
   stopAfter?: 'export';

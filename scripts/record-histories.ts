@@ -6,7 +6,7 @@
  *   npx tsx scripts/record-histories.ts
  *
  * It starts a Temporal dev server and both workers in this process, builds the engine's tiny random
- * model, and runs: the data stage alone, a bad config, and a whole run through the gate. Every
+ * model, and runs: the data stage alone, a bad config, and a whole run through the gate (with a knowledge file). Every
  * workflow of each run (the pipeline and its stage children) is written with `historyToJSON` to
  * `test/fixtures/histories/<run>.<workflow>.json`, and `workflow-ids.json` maps each file to its
  * workflow id (a replay needs it). About two minutes on 2 cores.
@@ -67,9 +67,13 @@ try {
   await (await startPipeline(client, bad, { workflowId: 'fixture-bad' })).result().catch(() => undefined);
   await save(client, 'bad-config', 'fixture-bad');
 
-  const full = writePipeline(tempDir(), {
+  // The whole run also searches a knowledge file, so its data stage takes the `knowledge` branch the data-only run skips.
+  const fullDir = tempDir();
+  writeFileSync(join(fullDir, 'faq.csv'), 'question,answer\nDo you ship abroad?,We ship to 30 countries.\n');
+  const full = writePipeline(fullDir, {
     name: 'fixture-full',
     data: sample,
+    retrieval: { knowledge: [{ path: 'faq.csv' }] },
     model: { base: tinyModel },
     training: { maxSteps: 4, batchSize: 4, maxLength: 96, evalEvery: 4, checkpointEvery: 2, maxValidationRows: 8, device: 'cpu' },
     evaluation: { maxTestRows: 8, maxNewTokens: 8, batchSize: 4 },

@@ -1,6 +1,7 @@
 /**
- * `dataStage`: the data stage as its own workflow. Source, ingest, clean, dedup, split and the data
- * report, each a cached activity on the cpu queue. It runs once per run; trials take its splits.
+ * `dataStage`: the data stage as its own workflow. Source, ingest, clean, dedup, split, the knowledge
+ * files (when the config names any) and the data report, each a cached activity on the cpu queue.
+ * It runs once per run; trials take its splits.
  */
 import type { DataStageInput, DataStageResult } from '../schemas/manifests';
 import { cpuActivitiesFor } from './activities';
@@ -16,7 +17,15 @@ export async function dataStage(input: DataStageInput & { heartbeatTimeout?: str
     const clean = await tracker.step('clean', () => cpu.cleanData({ ...context, rows: ingest.outputs.rows }));
     const dedup = await tracker.step('dedup', () => cpu.dedupData({ ...context, rows: clean.outputs.rows }));
     const split = await tracker.step('split', () => cpu.splitData({ ...context, rows: dedup.outputs.rows }));
-    const report = await tracker.step('report', () => cpu.writeDataReport({ ...context, steps: { source, ingest, clean, dedup, split } }));
+    // Only with retrieval.knowledge: a run without it records the same history as before the step existed.
+    // A run started before the key existed carries a config without it.
+    const knowledge =
+      (context.config.retrieval.knowledge?.length ?? 0) > 0
+        ? await tracker.step('knowledge', () => cpu.prepareKnowledgeFiles({ ...context, splits: split.outputs }))
+        : null;
+    const report = await tracker.step('report', () =>
+      cpu.writeDataReport({ ...context, steps: { source, ingest, clean, dedup, split, ...(knowledge ? { knowledge } : {}) } }),
+    );
     tracker.enter('done');
     return {
       source: source.outputs.source,
@@ -26,7 +35,8 @@ export async function dataStage(input: DataStageInput & { heartbeatTimeout?: str
       conflicts: dedup.outputs.conflicts,
       removedByCleaning: clean.outputs.removed,
       removedDuplicates: dedup.outputs.removed,
-      steps: [source, ingest, clean, dedup, split, report],
+      knowledge: knowledge?.outputs ?? null,
+      steps: [source, ingest, clean, dedup, split, ...(knowledge ? [knowledge] : []), report],
       progress: tracker.progress.steps,
     };
   } catch (err) {

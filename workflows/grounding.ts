@@ -1,12 +1,12 @@
 /**
- * The retriever a trial needs: over the training split, for grounded prompts (training.grounding)
- * and the grounded and retrieval baselines. Embedding retrieval exports the embedder (gpu queue, the
- * engine runs it) and embeds the training questions (cpu queue); both are cached, so a sweep's trials
- * share them. Lexical retrieval needs nothing prepared.
+ * The retriever a trial needs: over the training split and the knowledge files (retrieval.knowledge),
+ * for grounded prompts (training.grounding) and the grounded and retrieval baselines. Embedding
+ * retrieval exports the embedder (gpu queue, the engine runs it) and embeds the indexed questions
+ * (cpu queue); both are cached, so a sweep's trials share them. Lexical retrieval needs nothing prepared.
  */
 import type { RetrieverParts } from '../activities/grounding';
 import type { PipelineConfig } from '../schemas/config';
-import type { ArtifactRef, StepContext } from '../schemas/manifests';
+import type { StepContext, StepResult } from '../schemas/manifests';
 import type { cpuActivitiesFor, gpuActivitiesFor } from './activities';
 import type { StageTracker } from './progress';
 
@@ -19,14 +19,18 @@ export async function prepareRetriever(
   tracker: StageTracker,
   queues: { cpu: ReturnType<typeof cpuActivitiesFor>; gpu: ReturnType<typeof gpuActivitiesFor> },
   context: StepContext,
-  train: ArtifactRef,
+  rows: Pick<RetrieverParts, 'train' | 'knowledge'>,
+  /** Keeps a step's result for the run manifest. */
+  record: <R extends StepResult<unknown, string>>(result: R) => R,
 ): Promise<RetrieverParts> {
-  if (context.config.retrieval.method === 'lexical') return { train };
-  const embedder = await tracker.step('ground', () => queues.gpu.exportEmbedder(context), 'export-embedder');
-  const index = await tracker.step(
-    'ground',
-    () => queues.cpu.buildRetrievalIndex({ ...context, train, embedder: embedder.outputs.embedder }),
-    'retrieval-index',
+  if (context.config.retrieval.method === 'lexical') return rows;
+  const embedder = record(await tracker.step('ground', () => queues.gpu.exportEmbedder(context), 'export-embedder'));
+  const index = record(
+    await tracker.step(
+      'ground',
+      () => queues.cpu.buildRetrievalIndex({ ...context, ...rows, embedder: embedder.outputs.embedder }),
+      'retrieval-index',
+    ),
   );
-  return { train, embedder: embedder.outputs.embedder, index: index.outputs.index };
+  return { ...rows, embedder: embedder.outputs.embedder, index: index.outputs.index };
 }

@@ -38,6 +38,13 @@ function runFiles(data: DataStageResult | null, made: TrialResult | null, report
       'data-report.md': data.dataReport.markdown,
       'data-report.json': data.dataReport.json,
     });
+    if (data.knowledge) {
+      Object.assign(files, {
+        'knowledge.arrow': data.knowledge.rows,
+        'knowledge-quarantine.jsonl': data.knowledge.quarantine,
+        'knowledge-removed.jsonl': data.knowledge.removed,
+      });
+    }
   }
   if (made) {
     Object.assign(files, { model: made.trained.model, 'training-events.jsonl': made.trained.events, onnx: made.onnx });
@@ -98,9 +105,13 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       tracker.enter('trial');
       const trialId = childWorkflowId.trial(runId);
       const splits = data.splits;
+      const knowledge = data.knowledge?.rows;
       const stopAfter = input.stopAfter === 'train' ? 'export' : undefined;
       made = await tracker.child('trial', trialId, () =>
-        executeChild(trial, { ...childOptions(trialId), args: [{ context, runId, splits, overrides: {}, stopAfter, heartbeatTimeout }] }),
+        executeChild(trial, {
+          ...childOptions(trialId),
+          args: [{ context, runId, splits, knowledge, overrides: {}, stopAfter, heartbeatTimeout }],
+        }),
       );
       steps.push(...made.steps.map((result) => ({ stage: 'trial' as const, result })));
       outcome = made.evaluation ? made.evaluation.gate.verdict : 'exported';
@@ -127,6 +138,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
         conflicts: data.conflicts,
         removedByCleaning: data.removedByCleaning,
         removedDuplicates: data.removedDuplicates,
+        knowledge: data.knowledge,
       },
       training: made?.trained ?? null,
       onnx: made?.onnx ?? null,

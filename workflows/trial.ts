@@ -24,7 +24,9 @@ export async function trial(input: TrialInput & { heartbeatTimeout?: string }): 
     const { train, validation } = input.splits;
     const steps: StepResult[] = [];
     const record = <R extends StepResult<unknown, string>>(result: R): R => (steps.push(result), result);
-    const retriever = needsRetriever(config) ? await prepareRetriever(tracker, { cpu, gpu }, context, train) : null;
+    const retriever = needsRetriever(config)
+      ? await prepareRetriever(tracker, { cpu, gpu }, context, { train, knowledge: input.knowledge }, record)
+      : null;
     // Grounded training: every training and validation prompt carries its known pairs.
     const ground = () => cpu.retrieveKnownPairs({ ...context, ...retriever!, mode: 'training', rows: [train, validation] });
     const contexts =

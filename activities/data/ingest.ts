@@ -70,13 +70,13 @@ function rawText(value: unknown): string {
  * A mapped column that no record has at all is a mapping mistake, not bad rows: fail with the
  * columns that do exist so the fix is obvious.
  */
-function checkColumnsExist(records: SourceRecord[], data: DataSection): void {
+function checkColumnsExist(records: SourceRecord[], data: DataSection, columnsKey: string): void {
   const seen = new Set<string>();
   for (const r of records) if ('record' in r) for (const k of Object.keys(r.record)) seen.add(k);
   if (seen.size === 0) return;
   const missing = Object.entries(data.columns)
     .filter(([, column]) => column !== undefined && !seen.has(column))
-    .map(([field, column]) => `data.columns.${field} is "${column}"`);
+    .map(([field, column]) => `${columnsKey}.${field} is "${column}"`);
   if (missing.length > 0) {
     throw new DatasetError(
       `${missing.join('; ')}, but no row has such a column. Columns in the file: ${[...seen].sort().join(', ')}. ` +
@@ -85,8 +85,9 @@ function checkColumnsExist(records: SourceRecord[], data: DataSection): void {
   }
 }
 
-export function validateRecords(records: SourceRecord[], data: DataSection): IngestResult {
-  checkColumnsExist(records, data);
+/** `columnsKey` names the mapping in errors: `data.columns`, or a knowledge file's. */
+export function validateRecords(records: SourceRecord[], data: DataSection, columnsKey = 'data.columns'): IngestResult {
+  checkColumnsExist(records, data, columnsKey);
   const rows: QaRow[] = [];
   const quarantine: QuarantineRecord[] = [];
   const { columns } = data;

@@ -10,6 +10,7 @@ import { renderMarkdown, type Block } from '../report/document';
 import type { CleanStats } from './clean';
 import type { DedupStats } from './dedup';
 import type { IngestStats } from './ingest';
+import type { KnowledgeFileStats } from './knowledge';
 import type { DataFormat } from './readers';
 import type { SplitStats } from './split';
 
@@ -30,6 +31,8 @@ export interface DataStageSteps {
   clean: StepResult<CleanStats>;
   dedup: StepResult<DedupStats>;
   split: StepResult<SplitStats>;
+  /** Only when the config names knowledge files. */
+  knowledge?: StepResult<{ files: KnowledgeFileStats[]; rows: number }>;
 }
 
 const StageLine = z.strictObject({
@@ -61,6 +64,21 @@ export const DataReport = z.strictObject({
     removed: z.number(),
     balanced: z.boolean(),
   }),
+  /** The knowledge files (retrieval.knowledge), each accounted for like the source. */
+  knowledge: z
+    .array(
+      z.strictObject({
+        path: z.string(),
+        rowsIn: z.number(),
+        quarantined: z.number(),
+        removedByCleaning: z.number(),
+        duplicates: z.number(),
+        repeatsData: z.strictObject({ train: z.number(), validation: z.number(), test: z.number() }),
+        indexed: z.number(),
+        balanced: z.boolean(),
+      }),
+    )
+    .default([]),
 });
 export type DataReport = z.infer<typeof DataReport>;
 
@@ -109,6 +127,11 @@ export function buildDataReport(config: PipelineConfig, steps: DataStageSteps): 
       removed,
       balanced: sourceRows === inSplits + ingest.stats.quarantined + removed,
     },
+    knowledge: (steps.knowledge?.stats.files ?? []).map((file) => {
+      const { train, validation, test } = file.repeatsData;
+      const accounted = file.indexed + file.quarantined + file.removedByCleaning + file.duplicates + train + validation + test;
+      return { ...file, balanced: file.rowsIn === accounted };
+    }),
   };
 }
 
@@ -155,6 +178,44 @@ export function dataReportBlocks(report: DataReport): Block[] {
       text: `${a.sourceRows} source rows = ${a.inSplits} in splits + ${a.quarantined} quarantined + ${a.removed} removed: ${a.balanced ? 'balanced' : 'NOT BALANCED'}.`,
     },
   );
+  if (report.knowledge.length > 0)
+    blocks.push(
+      { kind: 'heading', level: 2, text: 'Knowledge files' },
+      {
+        kind: 'paragraph',
+        text:
+          'Searched by the retriever beside the training split, never trained on or evaluated. A pair that repeats a ' +
+          "question of the data is left out: a training question's answer is already indexed, a validation or test question stays held out.",
+      },
+      {
+        kind: 'table',
+        header: [
+          'file',
+          'rows in',
+          'quarantined',
+          'removed by cleaning',
+          'duplicates',
+          'repeat train',
+          'repeat validation',
+          'repeat test',
+          'indexed',
+          'accounting',
+        ],
+        numeric: [false, true, true, true, true, true, true, true, true, false],
+        rows: report.knowledge.map((f) => [
+          f.path,
+          f.rowsIn,
+          f.quarantined,
+          f.removedByCleaning,
+          f.duplicates,
+          f.repeatsData.train,
+          f.repeatsData.validation,
+          f.repeatsData.test,
+          f.indexed,
+          f.balanced ? 'balanced' : 'NOT BALANCED',
+        ]),
+      },
+    );
   return blocks;
 }
 

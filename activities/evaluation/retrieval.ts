@@ -1,7 +1,8 @@
 /**
  * The retrieval baseline (cpu task queue): each question answered with the answer of the most similar
- * training question, by the same retriever that grounds prompts, over the whole training split (not
- * only the rows the model was trained on): what a search box over the support records would give.
+ * known question, by the same retriever that grounds prompts, over the whole training split (not
+ * only the rows the model was trained on) and the knowledge files: what a search box over the
+ * support records would give.
  */
 import { EvaluationRow, type Prediction } from '../../schemas/engine';
 import type { ArtifactRef, StepContext, StepResult } from '../../schemas/manifests';
@@ -9,7 +10,7 @@ import type { RetrievalStats } from '../../schemas/steps';
 import { readJsonl, toJsonl } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
-import { openRetriever, type RetrieverParts } from '../grounding';
+import { openRetriever, retrieverInputs, type RetrieverParts } from '../grounding';
 import { runCachedStep } from '../steps';
 
 export async function retrieveAnswers(
@@ -21,11 +22,11 @@ export async function retrieveAnswers(
     {
       step: 'answers-retrieval',
       config: { scope: input.config.retrieval.scope },
-      inputs: [input.train, ...(input.index ? [input.index] : []), ...(input.embedder ? [input.embedder] : []), input.questions],
+      inputs: [...retrieverInputs(input), input.questions],
       code: codeVersion(import.meta.url),
       noCache: input.noCache,
       summarize: (s: RetrievalStats) =>
-        `${s.rows} answers from ${s.indexRows} training rows (mean similarity ${s.similarityMean.toFixed(3)})`,
+        `${s.rows} answers from ${s.indexRows} ${input.knowledge ? 'training and knowledge' : 'training'} rows (mean similarity ${s.similarityMean.toFixed(3)})`,
     },
     async () => {
       const rows = await readJsonl(input.questions, EvaluationRow);

@@ -147,6 +147,70 @@ describe('the run manifest', () => {
   });
 });
 
+describe('knowledge files', () => {
+  const columns = { id: 'qid', question: 'q', answer: 'a', category: 'type' };
+  const knowledgePipeline = (dir: string, faq: string) => {
+    copyFileSync(join(projectRoot, 'test', 'fixtures', 'qa-small.csv'), join(dir, 'qa.csv'));
+    writeFileSync(join(dir, 'faq.csv'), faq);
+    return writePipeline(dir, {
+      name: 'it-knowledge',
+      data: { path: 'qa.csv', columns, maxInvalidFraction: 0.5 },
+      retrieval: { method: 'lexical', knowledge: [{ path: 'faq.csv', columns: { question: 'question', answer: 'answer' } }] },
+    });
+  };
+
+  it('are prepared in the data stage, every row accounted for in the data report and the run folder', async () => {
+    const dir = tempDir();
+    const faq = [
+      'question,answer',
+      'How do I pair the Nimbus Buds??,Press the case button for three seconds.', // repeats a data question
+      'What is the warranty on the Vireo router?,Two years from purchase.',
+      'What is the warranty on the Vireo router?,Two years from purchase.', // duplicate
+      'Is the Kestrel watch sold in black?,', // no answer: quarantined
+    ].join('\n');
+    const handle = await startPipeline(env.client, loadConfigFile(knowledgePipeline(dir, faq)), DATA_ONLY);
+    const result = await handle.result();
+    expect(result.steps.map((s) => s.step)).toEqual(['source', 'ingest', 'clean', 'dedup', 'split', 'knowledge', 'report']);
+    const report = JSON.parse(readFileSync(artifactPath(result.data.dataReport.json), 'utf8'));
+    expect(report.knowledge).toHaveLength(1);
+    const [file] = report.knowledge;
+    expect(file).toMatchObject({
+      path: 'faq.csv',
+      rowsIn: 4,
+      quarantined: 1,
+      removedByCleaning: 0,
+      duplicates: 1,
+      indexed: 1,
+      balanced: true,
+    });
+    expect(file.repeatsData.train + file.repeatsData.validation + file.repeatsData.test).toBe(1);
+    expect(readFileSync(artifactPath(result.data.dataReport.markdown), 'utf8')).toContain('## Knowledge files');
+    const indexed = await readRows(result.data.knowledge!.rows);
+    expect(indexed.map((r) => [r.id, r.question])).toEqual([['k1:row-2', 'What is the warranty on the Vireo router?']]);
+    expect(await readRows({ uri: `file://${join(result.runFolder, 'knowledge.arrow')}` })).toEqual(indexed);
+    const removed = readFileSync(join(result.runFolder, 'knowledge-removed.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(removed.map((r) => r.row.id).sort()).toEqual(['k1:row-1', 'k1:row-3']);
+    const quarantined = JSON.parse(readFileSync(join(result.runFolder, 'knowledge-quarantine.jsonl'), 'utf8'));
+    expect(quarantined).toMatchObject({ file: 'faq.csv', sourceRow: 4, kind: 'empty' });
+  });
+
+  it('a missing knowledge file fails the run with its key and path, after one attempt', async () => {
+    const dir = tempDir();
+    const path = knowledgePipeline(dir, 'question,answer\nQ?,A.\n');
+    const loaded = loadConfigFile(path);
+    (loaded.raw as { retrieval: { knowledge: Array<{ path: string }> } }).retrieval.knowledge[0]!.path = 'missing.csv';
+    const handle = await startPipeline(env.client, loaded, DATA_ONLY);
+    const error = (await handle.result().catch((e: unknown) => e)) as WorkflowFailedError;
+    expect(error.cause?.message).toContain(`retrieval.knowledge[0] (missing.csv): file not found: ${join(dir, 'missing.csv')}`);
+    expect(await activityAttempts(env.client.workflow.getHandle(childWorkflowId.data(handle.workflowId)))).toMatchObject({
+      prepareKnowledgeFiles: 1,
+    });
+  });
+});
+
 describe('user errors fail fast and are not retried', () => {
   it('a bad config fails the run with every problem in the failure message', async () => {
     const dir = tempDir();

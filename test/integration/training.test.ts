@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
@@ -63,8 +63,16 @@ function checkpointsOnDisk(artifacts: string): string[] {
   });
 }
 
-const config = (dir: string, gates: object[]) =>
-  writePipeline(dir, {
+const FAQ = [
+  'question,answer',
+  'Where can I buy spare parts?,From the parts page of our online store.',
+  'Do you ship abroad?,We ship to 30 countries.',
+  'How do I reach support?,Call 555-0100 or use the chat.',
+].join('\n');
+
+const config = (dir: string, gates: object[]) => {
+  writeFileSync(join(dir, 'faq.csv'), FAQ);
+  return writePipeline(dir, {
     name: 'it-train',
     data: { sample: { rows: 400, seed: 5 }, columns: { category: 'category', product: 'product', fact: 'fact' } },
     model: { base: tinyModel },
@@ -80,9 +88,12 @@ const config = (dir: string, gates: object[]) =>
       // Long enough for a loaded 2-core machine; the killed attempt is retried after this long.
       activity: { heartbeat: '30s', maxAttempts: 3 },
     },
+    // The retriever also searches a small FAQ (its columns are data.columns without the ones it lacks).
+    retrieval: { knowledge: [{ path: 'faq.csv' }] },
     evaluation: { maxTestRows: 12, maxNewTokens: 12, batchSize: 4 },
     gates,
   });
+};
 
 describe('training, export and evaluation on a real dev server', () => {
   const dir = tempDir();
@@ -193,6 +204,12 @@ describe('training, export and evaluation on a real dev server', () => {
       ]),
     );
     expect(manifest.steps.find((s) => s.step === 'train')).toMatchObject({ stage: 'trial', attempt: 2, reused: false });
+    // The knowledge rows are indexed beside the training split, and the retrieval baseline searches them all.
+    expect(manifest.steps.find((s) => s.step === 'knowledge')).toMatchObject({ stage: 'data', stats: { rows: 3 } });
+    const indexed = first.data.splits.train.rows! + 3;
+    expect(manifest.steps.find((s) => s.step === 'retrieval-index')?.stats).toMatchObject({ rows: indexed });
+    expect(manifest.steps.find((s) => s.step === 'answers-retrieval')?.stats).toMatchObject({ indexRows: indexed });
+    expect(existsSync(join(first.runFolder, 'knowledge.arrow'))).toBe(true);
     expect(manifest.baseModel).toMatchObject({ kind: 'folder', path: tinyModel, sha256: (await sha256Tree(tinyModel)).sha256 });
     expect(manifest.gate?.verdict).toBe('not-promoted');
     for (const ref of Object.values(manifest.artifacts)) {

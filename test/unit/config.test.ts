@@ -98,6 +98,14 @@ describe('pipeline config', () => {
     expect(problems({ review: { enabled: false }, gates: [{ metric: 'satisfaction', min: 0.9 }] })).toEqual([
       'gates[0].metric: satisfaction is decided by human review, which review.enabled turns off; enable review or drop this gate',
     ]);
+    const knowledge = [{ path: 'faq.csv' }];
+    expect(problems({ retrieval: { knowledge }, evaluation: { baselines: ['base'] }, training: { grounding: { k: 0 } } })).toEqual([
+      'retrieval.knowledge: nothing retrieves, so these files would have no effect; set training.grounding.k above 0, add the ' +
+        'retrieval or base-grounded baseline to evaluation.baselines, or remove retrieval.knowledge',
+    ]);
+    expect(
+      problems({ retrieval: { knowledge }, evaluation: { baselines: ['base', 'retrieval'] }, training: { grounding: { k: 0 } } }),
+    ).toEqual([]);
     expect(problems({ training: { keepCheckpoints: 0, maxSteps: 12 } })).toEqual([
       'training.keepCheckpoints: Too small: expected number to be >=1, found number 0',
     ]);

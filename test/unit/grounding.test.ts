@@ -4,12 +4,13 @@
  * rows gets random pairs, and a grounded question renders exactly as the engine renders it.
  */
 import { describe, expect, it } from 'vitest';
-import { ArtifactStore, readJsonl } from '../../activities/artifacts';
+import { ArtifactStore, readJsonl, toJsonl } from '../../activities/artifacts';
 import { writeRows } from '../../activities/data/arrow-io';
 import { normalizeForMatch } from '../../activities/data/dedup';
 import { retrieveKnownPairs } from '../../activities/grounding';
+import { retrieveAnswers } from '../../activities/evaluation/retrieval';
 import { PipelineConfig } from '../../schemas/config';
-import { ContextRow } from '../../schemas/engine';
+import { ContextRow, Prediction } from '../../schemas/engine';
 import type { GroupedRow } from '../../schemas/rows';
 import { groundedQuestion } from '../../serve/grounding';
 import { tempDir } from '../integration/harness';
@@ -84,6 +85,68 @@ describe('known pairs for grounded training', () => {
     const randomised = first.lines.filter((l) => l.context.every((p) => p.similarity === 0));
     expect(randomised.length).toBe(first.result.stats.distractorRows);
     expect(randomised.every((l) => Number(l.id.slice(1)) < 200)).toBe(true);
+  });
+});
+
+describe('knowledge rows beside the training split', () => {
+  it('are searched by grounding and by the retrieval baseline, and never hand a training row its own answer', async () => {
+    const dir = tempDir();
+    const config = PipelineConfig.parse({
+      name: 'x',
+      data: { sample: { rows: 10 } },
+      storage: { artifacts: dir },
+      retrieval: { method: 'lexical', knowledge: [{ path: 'faq.csv' }] },
+      training: { grounding: { k: 3, distractors: 0 } },
+    });
+    const store = new ArtifactStore(dir);
+    const trainRows = rows(40);
+    // A knowledge row per product, and one that gives a training row's answer to another question.
+    const knowledgeRows: GroupedRow[] = products.map((product, n) => ({
+      ...rows(1, n)[0]!,
+      id: `k1:row-${n + 1}`,
+      question: `What is the warranty on the ${product}?`,
+      answer: `The ${product} has a ${n + 1}-year warranty.`,
+      groupId: `k1:row-${n + 1}`,
+    }));
+    knowledgeRows.push({
+      ...knowledgeRows[0]!,
+      id: 'k1:row-9',
+      groupId: 'k1:row-9',
+      question: 'How do I reset the router? (asked once more)',
+      answer: trainRows[0]!.answer,
+    });
+    const train = await writeRows(store, trainRows);
+    const knowledge = await writeRows(store, knowledgeRows);
+    const parts = { config, configDir: dir, train, knowledge };
+
+    const questions = await store.put(
+      toJsonl(
+        ['drone', 'kettle'].map((product) => ({
+          id: `t-${product}`,
+          question: `How long is the warranty on the ${product}?`,
+          reference: '',
+          fact: null,
+          category: null,
+          product,
+        })),
+      ),
+      '.jsonl',
+      2,
+    );
+    const answers = await retrieveAnswers({ ...parts, questions });
+    expect(answers.stats.indexRows).toBe(49);
+    expect((await readJsonl(answers.outputs.answers, Prediction)).map((p) => p.prediction)).toEqual([
+      'The drone has a 8-year warranty.',
+      'The kettle has a 4-year warranty.',
+    ]);
+
+    // The same question in the validation split (never excluded) gets the knowledge row with r0's answer; r0 must not.
+    const validation = await writeRows(store, [{ ...trainRows[0]!, id: 'v0', groupId: 'v0' }]);
+    const grounded = await retrieveKnownPairs({ ...parts, mode: 'training', rows: [train, validation] });
+    const pairsOf = async (id: string) =>
+      (await readJsonl(grounded.outputs.contexts, ContextRow)).find((line) => line.id === id)!.context.map((pair) => pair.id);
+    expect(await pairsOf('v0')).toContain('k1:row-9');
+    expect(await pairsOf('r0')).not.toContain('k1:row-9');
   });
 });
 

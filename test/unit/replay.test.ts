@@ -3,6 +3,8 @@
  * break running or past runs (non-determinism) fails here, not in production. When a change is
  * meant to alter histories, guard it with `patched()` and record new fixtures
  * (`npx tsx scripts/record-histories.ts`, which writes every workflow of each recorded run).
+ * `histories/past/` keeps a whole run recorded by earlier code (the recorder leaves it alone): runs
+ * started before an upgrade must still replay, their inputs lacking keys added since.
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,10 +15,16 @@ import { describe, expect, it } from 'vitest';
 const fixtures = join(import.meta.dirname, '..', 'fixtures');
 const historiesDir = join(fixtures, 'histories');
 const workflowsPath = join(import.meta.dirname, '..', '..', 'workflows', 'index.ts');
-const workflowIds = JSON.parse(readFileSync(join(historiesDir, 'workflow-ids.json'), 'utf8')) as Record<string, string>;
-const files = readdirSync(historiesDir).filter((f) => f.endsWith('.json') && f !== 'workflow-ids.json');
+const pastDir = join(historiesDir, 'past');
+const idsIn = (dir: string) => JSON.parse(readFileSync(join(dir, 'workflow-ids.json'), 'utf8')) as Record<string, string>;
+const historiesIn = (dir: string) => readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'workflow-ids.json');
+const workflowIds = idsIn(historiesDir);
+const files = historiesIn(historiesDir);
+const pastIds = idsIn(pastDir);
+const pastFiles = historiesIn(pastDir);
 
-const load = (file: string) => JSON.parse(readFileSync(join(historiesDir, file), 'utf8')) as { events: Array<Record<string, any>> };
+const read = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as { events: Array<Record<string, any>> };
+const load = (file: string) => read(join(historiesDir, file));
 const workflowType = (file: string): string => load(file).events[0]!.workflowExecutionStartedEventAttributes.workflowType.name;
 
 describe('workflow history replay', () => {
@@ -33,6 +41,11 @@ describe('workflow history replay', () => {
 
   it.each(files)('replays %s without a determinism error', { timeout: 60_000 }, async (file) => {
     await expect(Worker.runReplayHistory({ workflowsPath }, load(file), workflowIds[file])).resolves.toBeUndefined();
+  });
+
+  it.each(pastFiles)('replays past/%s, recorded by earlier code', { timeout: 60_000 }, async (file) => {
+    expect(Object.keys(pastIds)).toContain(file);
+    await expect(Worker.runReplayHistory({ workflowsPath }, read(join(pastDir, file)), pastIds[file])).resolves.toBeUndefined();
   });
 
   it('fails on workflow code that changed what a recorded run did', { timeout: 60_000 }, async () => {

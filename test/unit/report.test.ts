@@ -108,6 +108,18 @@ function reportData(): RunReportData {
       splits: { train: 80, validation: 9, test: 9 },
       splitsByCategory: {},
       accounting: { sourceRows: 100, inSplits: 98, quarantined: 2, removed: 0, balanced: true },
+      knowledge: [
+        {
+          path: 'faq.csv',
+          rowsIn: 40,
+          quarantined: 1,
+          removedByCleaning: 2,
+          duplicates: 1,
+          repeatsData: { train: 3, validation: 0, test: 1 },
+          indexed: 32,
+          balanced: true,
+        },
+      ],
     },
   };
 }
@@ -123,6 +135,7 @@ describe('run report', () => {
     expect(markdown).toContain('| factual accuracy | 0.400 | 0.000 | 0.100 |');
     expect(markdown).toContain('| perplexity, general English | 21.30 | 20.10 | - |');
     expect(markdown).toContain('**Not promoted**: bleu >= 90: tuned 30.5.');
+    expect(markdown).toContain('| faq.csv | 40 | 1 | 2 | 1 | 3 | 0 | 1 | 32 | balanced |');
     expect(markdown).toContain('![Training curve](training-curve.png)');
     expect(markdown).toContain('## Sample answers (20)');
     expect(markdown).toContain('### Splits'); // the data report, nested one level down
