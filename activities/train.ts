@@ -123,7 +123,8 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         args: ['train', '--spec', specPath],
         heartbeatDetails: () => progress,
         onEvent: (event) => {
-          appendFileSync(eventsLog, JSON.stringify({ attempt: ctx.info.attempt, ...event }) + '\n');
+          // `at` (ms since the epoch) dates the line: when trials trained, and how many at once.
+          appendFileSync(eventsLog, JSON.stringify({ attempt: ctx.info.attempt, at: Date.now(), ...event }) + '\n');
           if (event.event === 'start') {
             start = event;
             Object.assign(progress, { step: event.step, totalSteps: event.totalSteps });

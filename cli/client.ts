@@ -1,10 +1,13 @@
 /**
  * The typed client library for scripts: start a pipeline run, follow it (into the stage workflows it
- * starts), read its result and its run manifest.
+ * starts), read its result and its run manifest; start, follow and cancel a sweep.
  *
  *   const session = await openSession();
  *   const handle = await startPipeline(session.client, requireValidConfig('temporal.yaml'));
  *   const result = await handle.result();
+ *
+ *   const sweep = await startSweep(session.client, requireValidConfig('temporal.yaml'));
+ *   const { trials } = await sweepStatus(session.client, sweep.workflowId);
  */
 import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
@@ -17,11 +20,15 @@ import {
   type PipelineInput,
   type PipelineResult,
   type StartedBy,
+  type SweepInput,
+  type SweepProgress,
+  type SweepResult,
   type TrainProgress,
   type WorkflowProgress,
 } from '../schemas/manifests';
-import { SearchAttributes, TaskQueues, progressQuery } from '../workflows/definitions';
+import { SearchAttributes, TaskQueues, progressQuery, sweepQuery } from '../workflows/definitions';
 import type { finetunePipeline } from '../workflows/pipeline';
+import type { sweep } from '../workflows/sweep';
 import type { LoadedConfig } from './config';
 
 export type PipelineHandle = WorkflowHandleWithFirstExecutionRunId<typeof finetunePipeline>;
@@ -52,18 +59,22 @@ export function startedBy(command = `script ${process.argv[1] ?? 'node'}`): Star
   return { user, host: hostname(), cwd: process.cwd(), command };
 }
 
-export async function startPipeline(client: Client, loaded: LoadedConfig, options: StartOptions = {}): Promise<PipelineHandle> {
-  const name = loaded.config?.name ?? 'invalid-config';
-  const input: PipelineInput = {
+/** What a run or a sweep is started with: the pipeline file as written, and who started it. */
+function startInput(loaded: LoadedConfig, options: StartOptions): Omit<PipelineInput, 'stopAfter'> {
+  return {
     config: loaded.raw,
     configDir: loaded.configDir,
     configFile: loaded.path,
     configHash: loaded.configHash,
     noCache: options.noCache,
     dataHeartbeatTimeout: options.dataHeartbeatTimeout,
-    stopAfter: options.stopAfter,
     startedBy: startedBy(options.command),
   };
+}
+
+export async function startPipeline(client: Client, loaded: LoadedConfig, options: StartOptions = {}): Promise<PipelineHandle> {
+  const name = loaded.config?.name ?? 'invalid-config';
+  const input: PipelineInput = { ...startInput(loaded, options), stopAfter: options.stopAfter };
   return client.workflow.start('finetunePipeline', {
     taskQueue: TaskQueues.cpu,
     workflowId: options.workflowId ?? newRunId(name),
@@ -127,3 +138,57 @@ export function readRunManifest(result: Pick<PipelineResult, 'manifest'>): RunMa
 }
 
 export type { PipelineResult };
+
+export type SweepHandle = WorkflowHandleWithFirstExecutionRunId<typeof sweep>;
+
+export interface SweepStartOptions extends Pick<StartOptions, 'noCache' | 'workflowId' | 'dataHeartbeatTimeout' | 'command'> {
+  /** Continue as new at the next rung once the history has this many events (tests set a few). */
+  continueAsNewAfterEvents?: number;
+}
+
+/** Starts a sweep of the pipeline file's `sweep:` grid; its id is `<pipeline>-sweep-<UTC time>-<random>`. */
+export async function startSweep(client: Client, loaded: LoadedConfig, options: SweepStartOptions = {}): Promise<SweepHandle> {
+  const name = loaded.config?.name ?? 'invalid-config';
+  const input: SweepInput = { ...startInput(loaded, options), continueAsNewAfterEvents: options.continueAsNewAfterEvents };
+  const workflowId = options.workflowId ?? newRunId(`${name}-sweep`);
+  return client.workflow.start('sweep', {
+    taskQueue: TaskQueues.cpu,
+    workflowId,
+    args: [input],
+    typedSearchAttributes: [
+      { key: SearchAttributes.pipeline, value: name },
+      { key: SearchAttributes.stage, value: 'queued' },
+      { key: SearchAttributes.sweep, value: workflowId },
+    ],
+  }) as Promise<SweepHandle>;
+}
+
+/** A sweep as it stands: the server's status, and every trial (from its result once it has ended, else its `sweep` query). */
+export async function sweepStatus(
+  client: Client,
+  sweepId: string,
+): Promise<{ status: string; progress: SweepProgress | undefined; result?: SweepResult; error?: string }> {
+  const handle = client.workflow.getHandle<typeof sweep>(sweepId);
+  const status = (await handle.describe()).status.name;
+  if (status === 'COMPLETED') {
+    const result = await handle.result();
+    const { metric, totalSteps, rungs, trials, winner } = result;
+    return { status, result, progress: { stage: 'done', metric, totalSteps, rungs, trials, winner } };
+  }
+  let error: string | undefined;
+  if (status === 'FAILED')
+    error = await handle.result().then(
+      () => undefined,
+      (err: Error & { cause?: Error }) => err.cause?.message ?? err.message,
+    );
+  // Only a worker answers the query; without one, say what the server knows instead of waiting.
+  const progress = await client.withDeadline(Date.now() + 5_000, () => handle.query(sweepQuery)).catch(() => undefined);
+  return { status, progress, error };
+}
+
+/** Cancels a sweep: its running trials are cancelled with it (training stops at a checkpoint). */
+export async function cancelSweep(client: Client, sweepId: string): Promise<void> {
+  await client.workflow.getHandle(sweepId).cancel();
+}
+
+export type { SweepProgress, SweepResult };

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { registerRun } from './commands/run';
 import { registerSampleData } from './commands/sample-data';
 import { registerStatus } from './commands/status';
+import { registerSweep } from './commands/sweep';
 import { registerTemporal } from './commands/temporal';
 import { registerValidate } from './commands/validate';
 import { registerWorker } from './commands/worker';
@@ -17,6 +18,7 @@ const program = new Command('tuneline')
 registerValidate(program);
 registerRun(program);
 registerStatus(program);
+registerSweep(program);
 registerWorker(program);
 registerTemporal(program);
 registerSampleData(program);

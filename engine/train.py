@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """CUDA: the most memory torch had allocated on the device; CPU: the process's peak resident set."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
 
 
 def pick_device(choice: str) -> torch.device:
@@ -309,6 +317,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         "trainSeconds": state.trainSeconds,
         "tokensPerSecond": state.trainTokens / state.trainSeconds if state.trainSeconds else None,
         "wallSeconds": time.perf_counter() - started,
+        "peakMemoryBytes": peak_memory_bytes(device),
     }
     final_dir = write_final_artifact(output_dir, model, tokenizer, encoder, spec, state.history, metrics)
     emit({"event": "done", "step": state.step, "outputDir": str(output_dir), "metrics": metrics})

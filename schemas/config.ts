@@ -524,15 +524,51 @@ export const ReviewSection = z
   })
   .describe('Human review before promotion (the review page and its ratings are planned).');
 
+/** What a sweep optimises: validation loss (known at every rung) or an evaluation metric of the served system. */
+export const SweepMetric = z.union([z.literal('validationLoss'), MetricName.exclude(['perplexity', 'satisfaction'])]);
+export type SweepMetric = z.infer<typeof SweepMetric>;
+
 export const SweepSection = z
   .strictObject({
-    rank: z.array(LoraRank).min(1).default([8, 16]),
-    alpha: z.array(LoraAlpha).min(1).default([16, 32]),
-    learningRate: z.array(LearningRate).min(1).optional(),
-    maxParallel: z.number().int().positive().max(1000).default(2),
-    successiveHalving: z.boolean().default(true).describe('Stop the weaker half of trials at each rung, by validation loss.'),
+    strategy: z
+      .array(z.enum(['lora', 'full']))
+      .min(1)
+      .default(['lora'])
+      .describe('Strategies to try; `full` is one point per learning rate (rank and alpha are LoRA settings).'),
+    rank: z.array(LoraRank).min(1).default([4, 8, 16, 32]).describe('LoRA ranks to try.'),
+    alpha: z
+      .union([z.array(LoraAlpha).min(1), z.strictObject({ perRank: z.number().positive().max(64).describe('alpha = perRank × rank.') })])
+      .default({ perRank: 2 })
+      .describe('LoRA alphas to try (a list, crossed with the ranks), or `{perRank: 2}` for alpha = 2 × rank.'),
+    learningRate: z.array(LearningRate).min(1).optional().describe('Learning rates to try; training.learningRate when absent.'),
+    sample: z
+      .strictObject({
+        trials: z.number().int().min(1).max(10_000),
+        seed: z.number().int().default(0),
+      })
+      .optional()
+      .describe('Random search: this many points drawn from the grid without replacement (seeded); the whole grid when absent.'),
+    metric: SweepMetric.default('validationLoss').describe(
+      'What picks the winner. `validationLoss` (lower is better) needs no evaluation until the winner; an evaluation metric ' +
+        '(of the system that would be served; degeneration lower is better, the rest higher) evaluates every trial that ' +
+        'finishes. Successive halving always ranks by validation loss, the one measure a rung has.',
+    ),
+    maxParallel: z.number().int().positive().max(1000).default(2).describe('Trials training at once.'),
+    halving: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        rungs: z
+          .array(z.number().gt(0).lt(1))
+          .min(1)
+          .default([0.25, 0.5])
+          .describe('Where trials are compared, as shares of the training budget (steps).'),
+        reduction: z.number().min(1.5).max(16).default(2).describe('At each rung the best 1/reduction of the trials go on.'),
+        minTrials: z.number().int().min(1).default(1).describe('Never keep fewer trials than this.'),
+      })
+      .default({ enabled: true, rungs: [0.25, 0.5], reduction: 2, minTrials: 1 })
+      .describe('Successive halving: stop the weaker trials at each rung; the rest continue from their checkpoint.'),
   })
-  .describe(`Grid of LoRA settings for sweeps (the planned \`tuneline sweep\` command). ${PLANNED}`);
+  .describe('The grid `tuneline sweep start` searches: one trial per point, each a durable child workflow.');
 
 export const Schedule = z
   .strictObject({

@@ -87,6 +87,7 @@ export const TrainMetrics = z
     trainSeconds: seconds.describe('Time in optimizer steps, over every resume.'),
     tokensPerSecond: z.number().nullable(),
     wallSeconds: seconds.describe('This process, loading included.'),
+    peakMemoryBytes: count.describe("CUDA: the most memory torch allocated on the device; CPU: the process's peak resident set size."),
   })
   .describe('Training metrics (`final/metrics.json` and the `done` event of `engine train`).');
 export type TrainMetrics = z.infer<typeof TrainMetrics>;

@@ -189,8 +189,8 @@ export interface TrialInput {
   /** The knowledge files' rows, searched by the retriever beside the training split. */
   knowledge?: ArtifactRef;
   overrides: TrainingOverrides;
-  /** End after this step: `export` skips evaluation and the gate. */
-  stopAfter?: 'export';
+  /** End after this step: `export` skips evaluation and the gate; `train` (a sweep's rung) the export too. */
+  stopAfter?: 'train' | 'export';
 }
 
 /** A trained model and its training numbers. */
@@ -217,7 +217,8 @@ export interface TrialResult {
   /** The training settings the trial used, after its overrides. */
   training: TrainingSection;
   trained: TrainingSummary;
-  onnx: ArtifactRef;
+  /** Null when the trial stopped after training. */
+  onnx: ArtifactRef | null;
   evaluation: EvaluationSummary | null;
   /** What a reader of the numbers must know (a skipped baseline and why). */
   notes: string[];
@@ -330,3 +331,80 @@ export const RunManifest = z
   })
   .describe('What a run read, made and decided (`run.json`).');
 export type RunManifest = z.infer<typeof RunManifest>;
+
+/** One trial of a sweep: its grid point, where it got to and why it ended. */
+export interface SweepTrial {
+  /** 1-based, in grid order; the child workflows are `<sweep>/trial-<n>/…`. */
+  trial: number;
+  point: TrainingOverrides;
+  /** The point in words, e.g. `lora r8 a16 lr 0.001`. */
+  label: string;
+  status: 'pending' | 'running' | 'paused' | 'stopped' | 'finished' | 'failed';
+  /** Optimizer steps trained so far. */
+  steps: number;
+  /** Validation loss at each rung it reached. */
+  rungs: Array<{ step: number; validationLoss: number }>;
+  /** Validation loss of its model at the end (the best weights seen); null until it finishes. */
+  validationLoss: number | null;
+  /** The sweep's metric (sweep.metric) of the finished trial; null until then. */
+  metric: number | null;
+  /** Seconds in optimizer steps, over every rung. */
+  trainSeconds: number;
+  tokensPerSecond: number | null;
+  trainableParameters: number | null;
+  /** The most memory any of its legs used (see TrainMetrics.peakMemoryBytes); null before it trained. */
+  peakMemoryBytes: number | null;
+  /** Set when successive halving stopped it: the rung's step. */
+  stoppedAtStep?: number;
+  error?: string;
+  best?: boolean;
+}
+
+/** What a sweep carries across continue-as-new: everything it decided so far. */
+export interface SweepState {
+  data: Pick<DataStageResult, 'splits' | 'knowledge'>;
+  /** The training budget in optimizer steps, and the rungs inside it. */
+  totalSteps: number;
+  rungs: number[];
+  /** The next rung to run (rungs.length: the final one, to the end of the budget). */
+  stage: number;
+  trials: SweepTrial[];
+  /** Stage progress lines of the data stage, kept for the progress query. */
+  dataSteps: StepProgress[];
+}
+
+/** Input of the `sweep` workflow: a run's, without a stop point. */
+export interface SweepInput extends Omit<PipelineInput, 'stopAfter'> {
+  /** Continue as new at the next rung once the history has this many events (default 10,000; tests set a few). */
+  continueAsNewAfterEvents?: number;
+  /** Set by the sweep itself when it continues as new. */
+  state?: SweepState;
+}
+
+/** What `tuneline sweep status` and `results` show: the trials as they stand. */
+export interface SweepProgress {
+  stage: 'validate' | 'data' | 'trials' | 'winner' | 'done' | 'failed';
+  metric: string | null;
+  totalSteps: number | null;
+  rungs: number[];
+  trials: SweepTrial[];
+  winner: number | null;
+  error?: string;
+}
+
+/** Returned by the `sweep` workflow. */
+export interface SweepResult {
+  pipeline: string;
+  metric: string;
+  totalSteps: number;
+  rungs: number[];
+  trials: SweepTrial[];
+  /** The best trial by sweep.metric; null when every trial failed. */
+  winner: number | null;
+  /** The winner's evaluation and gate verdict, as a single run's. */
+  outcome: RunOutcome | 'no-winner';
+  evaluation: EvaluationSummary | null;
+  /** Trial steps trained in all, and what the whole grid without halving would have trained. */
+  trialSteps: number;
+  gridSteps: number;
+}

@@ -6,7 +6,8 @@
  *   npx tsx scripts/record-histories.ts
  *
  * It starts a Temporal dev server and both workers in this process, builds the engine's tiny random
- * model, and runs: the data stage alone, a bad config, and a whole run through the gate (with a knowledge file). Every
+ * model, and runs: the data stage alone, a bad config, a whole run through the gate (with a knowledge
+ * file), and a sweep. Every
  * workflow of each run (the pipeline and its stage children) is written with `historyToJSON` to
  * `test/fixtures/histories/<run>.<workflow>.json`, and `workflow-ids.json` maps each file to its
  * workflow id (a replay needs it). About two minutes on 2 cores.
@@ -16,7 +17,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { startPipeline } from '../cli/client';
+import { startPipeline, startSweep } from '../cli/client';
 import { loadConfigFile } from '../cli/config';
 import { startDevServer } from '../cli/server';
 import { connectWorker, createWorker, installWorkerLogging } from '../workers/create';
@@ -82,6 +83,18 @@ try {
   await (await startPipeline(client, loadConfigFile(full), { workflowId: 'fixture-full' })).result();
   for (const id of ['fixture-full', childWorkflowId.data('fixture-full'), childWorkflowId.trial('fixture-full')])
     await save(client, 'full-run', id);
+
+  // A sweep of two points with one rung: one stopped there, one trained on and won.
+  const sweepFile = writePipeline(tempDir(), {
+    name: 'fixture-sweep',
+    data: sample,
+    model: { base: tinyModel },
+    training: { maxSteps: 4, batchSize: 4, maxLength: 96, evalEvery: 2, checkpointEvery: 2, maxValidationRows: 8, device: 'cpu' },
+    evaluation: { maxTestRows: 4, maxNewTokens: 8, batchSize: 4 },
+    sweep: { rank: [2, 4], maxParallel: 2, halving: { rungs: [0.5] } },
+  });
+  await (await startSweep(client, loadConfigFile(sweepFile), { workflowId: 'fixture-sweep' })).result();
+  await save(client, 'sweep', 'fixture-sweep');
   writeFileSync(join(out, 'workflow-ids.json'), JSON.stringify(index, null, 2) + '\n');
 } finally {
   for (const w of workers) w.shutdown();

@@ -4,7 +4,7 @@
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery } from '@temporalio/workflow';
-import type { WorkflowProgress } from '../schemas/manifests';
+import type { SweepProgress, WorkflowProgress } from '../schemas/manifests';
 
 export const TaskQueues = { cpu: 'tuneline-cpu', gpu: 'tuneline-gpu' } as const;
 export type QueueName = keyof typeof TaskQueues;
@@ -13,6 +13,8 @@ export const SearchAttributes = {
   stage: defineSearchAttributeKey('TunelineStage', SearchAttributeType.KEYWORD),
   pipeline: defineSearchAttributeKey('TunelinePipeline', SearchAttributeType.KEYWORD),
   configHash: defineSearchAttributeKey('TunelineConfigHash', SearchAttributeType.KEYWORD),
+  /** A sweep's id, on the sweep and every workflow it starts: `TunelineSweep = "<id>"` lists them together. */
+  sweep: defineSearchAttributeKey('TunelineSweep', SearchAttributeType.KEYWORD),
 } as const;
 
 /** Every search attribute the project uses, for registering them on a server. */
@@ -21,8 +23,14 @@ export const allSearchAttributes = Object.values(SearchAttributes);
 /** Every workflow answers it: its stage, its steps, and the stage workflows it started. */
 export const progressQuery = defineQuery<WorkflowProgress>('progress');
 
+/** A sweep answers it too: every trial as it stands. */
+export const sweepQuery = defineQuery<SweepProgress>('sweep');
+
 /** Deterministic child ids, so a retried parent finds its children and a person can guess them. */
 export const childWorkflowId = {
   data: (runId: string) => `${runId}/data`,
   trial: (runId: string, name = 'trial') => `${runId}/${name}`,
+  /** A sweep trial's run to one rung (`rung-1`, …) or to the end of its budget (`final`). */
+  sweepTrial: (sweepId: string, trial: number, leg: string) => `${sweepId}/trial-${trial}/${leg}`,
+  winner: (sweepId: string) => `${sweepId}/winner`,
 };

@@ -2,3 +2,4 @@
 export { dataStage } from './data-stage';
 export { finetunePipeline } from './pipeline';
 export { trial } from './trial';
+export { sweep } from './sweep';

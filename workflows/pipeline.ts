@@ -47,7 +47,8 @@ function runFiles(data: DataStageResult | null, made: TrialResult | null, report
     }
   }
   if (made) {
-    Object.assign(files, { model: made.trained.model, 'training-events.jsonl': made.trained.events, onnx: made.onnx });
+    Object.assign(files, { model: made.trained.model, 'training-events.jsonl': made.trained.events });
+    if (made.onnx) files.onnx = made.onnx;
     Object.assign(files, made.evaluation?.files ?? {});
   }
   if (report) files.report = report;

@@ -35,9 +35,12 @@ export async function trial(input: TrialInput & { heartbeatTimeout?: string }): 
         : undefined;
     const { stopAtStep } = input.overrides;
     const trained = record(await tracker.step('train', () => gpu.trainModel({ ...context, train, validation, contexts, stopAtStep })));
-    const exported = record(await tracker.step('export', () => gpu.exportModel({ ...context, model: trained.outputs.model })));
+    const exported =
+      input.stopAfter === 'train'
+        ? null
+        : record(await tracker.step('export', () => gpu.exportModel({ ...context, model: trained.outputs.model })));
     const evaluated =
-      input.stopAfter === 'export'
+      exported === null || input.stopAfter === 'export'
         ? null
         : await evaluateModel(
             tracker,
@@ -49,7 +52,7 @@ export async function trial(input: TrialInput & { heartbeatTimeout?: string }): 
     return {
       training: config.training,
       trained: { ...trained.outputs, steps: trainSteps, resumedFromStep, device, trainableParameters, metrics },
-      onnx: exported.outputs.onnx,
+      onnx: exported?.outputs.onnx ?? null,
       evaluation: evaluated?.evaluation ?? null,
       notes: evaluated?.notes ?? [],
       steps: [...steps, ...(evaluated?.steps ?? [])],

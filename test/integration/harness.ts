@@ -2,7 +2,7 @@
  * Integration-test helpers: a real Temporal dev server on a temp SQLite file, worker processes
  * started through the real CLI (so they can be killed), and pipeline files in temp folders.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -107,4 +107,14 @@ export async function activityAttempts(handle: WorkflowHandle): Promise<Record<s
     for (const [type, n] of Object.entries(inChild)) attempts[type] = Math.max(attempts[type] ?? 0, n);
   }
   return attempts;
+}
+
+/** A random 2-layer Llama with the default model's real tokenizer and chat template (engine/tests/tiny_models.py): real training, fractions of a second per step. */
+export function buildTinyModel(): string {
+  const path = join(tempDir('tuneline-tiny-'), 'tiny-llama');
+  execFileSync(join(projectRoot, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', 'llama', path], {
+    cwd: projectRoot,
+    stdio: 'inherit',
+  });
+  return path;
 }

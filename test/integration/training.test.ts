@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,8 +9,8 @@ import type { PipelineResult, TrialInput, TrialResult } from '../../schemas/mani
 import { TaskQueues, childWorkflowId } from '../../workflows/definitions';
 import {
   activityAttempts,
+  buildTinyModel,
   killAndWait,
-  projectRoot,
   spawnWorker,
   startTestServer,
   tempDir,
@@ -26,12 +25,7 @@ const workers: Array<ReturnType<typeof spawnWorker>> = [];
 
 beforeAll(async () => {
   env = await startTestServer();
-  tinyModel = join(tempDir('tuneline-tiny-'), 'tiny-llama');
-  // A random 2-layer Llama with the default model's real tokenizer and chat template: real training, fractions of a second per step.
-  execFileSync(join(projectRoot, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', 'llama', tinyModel], {
-    cwd: projectRoot,
-    stdio: 'inherit',
-  });
+  tinyModel = buildTinyModel();
   workers.push(spawnWorker('cpu', env.server.address));
 });
 

@@ -67,19 +67,19 @@ describe('tuneline CLI', () => {
 
   it('validate notes each planned key the file sets, after "is valid", and in --json', () => {
     const path = join(tempDir(), 'temporal.yaml');
-    writeFileSync(path, 'name: planned\ndata:\n  sample: {rows: 50}\nreview:\n  timeout: 24h\nsweep:\n  rank: [4]\n');
+    writeFileSync(path, 'name: planned\ndata:\n  sample: {rows: 50}\nreview:\n  timeout: 24h\nschedules: []\n');
     const { code, stdout } = tuneline('validate', '--config', path);
     expect(code).toBe(0);
     expect(stdout.trim().split('\n')).toEqual([
       `${path} is valid (pipeline "planned").`,
       'note: review.timeout is planned; nothing reads it yet, so it has no effect',
-      'note: sweep is planned; nothing reads it yet, so it has no effect',
+      'note: schedules is planned; nothing reads it yet, so it has no effect',
     ]);
     const json = JSON.parse(tuneline('validate', '--config', path, '--json').stdout);
     expect(json).toMatchObject({ valid: true, problems: [] });
     expect(json.notes).toEqual([
       'review.timeout is planned; nothing reads it yet, so it has no effect',
-      'sweep is planned; nothing reads it yet, so it has no effect',
+      'schedules is planned; nothing reads it yet, so it has no effect',
     ]);
   });
 

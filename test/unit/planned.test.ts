@@ -6,12 +6,12 @@ const note = (key: string) => `${key} is planned; nothing reads it yet, so it ha
 
 describe('planned keys', () => {
   it('are the keys whose schema description says nothing reads them yet', () => {
-    expect(plannedKeys()).toEqual(['review.sampleSize', 'review.satisfactionTarget', 'review.timeout', 'sweep', 'schedules']);
+    expect(plannedKeys()).toEqual(['review.sampleSize', 'review.satisfactionTarget', 'review.timeout', 'schedules']);
   });
 
   it('get no note when the file leaves them out, even though defaults fill them in', () => {
     const raw = { name: 'quiet', data: { sample: { rows: 10 } }, review: { enabled: false } };
-    expect(PipelineConfig.parse(raw).sweep).toBeDefined();
+    expect(PipelineConfig.parse(raw).schedules).toBeDefined();
     expect(plannedNotes(raw)).toEqual([]);
   });
 
@@ -22,11 +22,11 @@ describe('planned keys', () => {
       sweep: { rank: [4, 8] },
       review: { timeout: '24h', sampleSize: 10 },
     };
-    expect(plannedNotes(raw)).toEqual([note('review.sampleSize'), note('review.timeout'), note('sweep'), note('schedules')]);
+    expect(plannedNotes(raw)).toEqual([note('review.sampleSize'), note('review.timeout'), note('schedules')]);
   });
 
   it('count a key as set even when its value is empty', () => {
-    expect(plannedNotes({ schedules: [], sweep: {} })).toEqual([note('sweep'), note('schedules')]);
+    expect(plannedNotes({ schedules: [], review: { timeout: '1h' } })).toEqual([note('review.timeout'), note('schedules')]);
   });
 
   it('say nothing about a file that did not parse, or parsed to something else', () => {

@@ -33,7 +33,7 @@ describe('workflow history replay', () => {
     expect(files).toEqual(
       expect.arrayContaining(['data-stage.pipeline.json', 'bad-config.pipeline.json', 'full-run.pipeline.json', 'full-run.trial.json']),
     );
-    expect(new Set(files.map(workflowType))).toEqual(new Set(['finetunePipeline', 'dataStage', 'trial']));
+    expect(new Set(files.map(workflowType))).toEqual(new Set(['finetunePipeline', 'dataStage', 'trial', 'sweep']));
     // The whole run went through training, export, evaluation and the report.
     const activities = load('full-run.trial.json').events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
     expect(activities).toEqual(expect.arrayContaining(['trainModel', 'exportModel', 'generateAnswers', 'scoreAnswers']));

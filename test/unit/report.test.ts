@@ -97,6 +97,7 @@ function reportData(): RunReportData {
         trainSeconds: 120,
         tokensPerSecond: 75,
         wallSeconds: 150,
+        peakMemoryBytes: 2e9,
       },
     },
     exportMetrics: { onnxBytes: 540e6, parityTokens: 60, parityPrompts: 4, paritySeconds: 2, exportSeconds: 30 },
