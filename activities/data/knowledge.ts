@@ -16,7 +16,7 @@ import type { GroupedRow, QaRow, QuarantineRecord, SplitName } from '../../schem
 import { cleanRows } from './clean';
 import { deduplicate, normalizeForMatch, numberTokens } from './dedup';
 import { DatasetError, checkInvalidShare, validateRecords } from './ingest';
-import { UnionFind, joinNearDuplicates } from './minhash';
+import { UnionFind, groupBy, joinNearDuplicates } from './minhash';
 import type { SourceRecord } from './readers';
 
 export interface KnowledgeFileStats {
@@ -76,27 +76,18 @@ function repeatedQuestions(
   const questions = all.map((row) => normalizeForMatch(row.question) || row.question);
   const keys = all.map((row) => numberTokens(row.question).join(' '));
   const joined = new UnionFind(all.length);
-  const exact = new Map<string, number>();
-  all.forEach((_, i) => {
-    const first = exact.get(`${keys[i]}\u0000${questions[i]}`);
-    if (first === undefined) exact.set(`${keys[i]}\u0000${questions[i]}`, i);
-    else joined.union(first, i);
-  });
+  // The same question joins even with near-duplicate detection off.
+  for (const same of groupBy(all.keys(), (i) => `${keys[i]}\u0000${questions[i]}`).values())
+    for (const i of same) joined.union(same[0]!, i);
   if (config.dedup.nearDuplicates.enabled) joinNearDuplicates([...all.keys()], questions, keys, config.dedup.nearDuplicates, joined);
 
   const product = (row: QaRow) => (row.product === null ? null : normalizeForMatch(row.product));
-  const dataByRoot = new Map<number, number[]>();
-  dataRows.forEach((_, i) => {
-    const root = joined.find(i);
-    const list = dataByRoot.get(root);
-    if (list) list.push(i);
-    else dataByRoot.set(root, [i]);
-  });
+  const dataByRoot = groupBy(dataRows.keys(), (i) => String(joined.find(i)));
   const repeats = new Map<number, { split: SplitName; id: string }>();
   knowledge.forEach((row, k) => {
     const own = product(row);
     // A held-out split wins: leaving a pair out for it is the reason that matters to the evaluation.
-    const matches = (dataByRoot.get(joined.find(dataRows.length + k)) ?? [])
+    const matches = (dataByRoot.get(String(joined.find(dataRows.length + k))) ?? [])
       .map((i) => dataRows[i]!)
       .filter((d) => own === null || d.row.product === null || product(d.row) === own)
       .sort((a, b) => Number(a.split === 'train') - Number(b.split === 'train'));

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
+import type { NativeConnection, Worker } from '@temporalio/worker';
 import type { SweepProgress, SweepTrial } from '../../schemas/manifests';
 import { closeWorkerConnection, connectWorker, createWorker, installWorkerLogging } from '../../workers/create';
 import { cancelSweep, startSweep, sweepStatus } from '../client';
@@ -101,10 +101,14 @@ export function registerSweep(program: Command): void {
       const say = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
       const session = await openSession({ log: say });
       const workers: Worker[] = [];
-      const connection = opts.detach ? undefined : await connectWorker(session.target);
+      let connection: NativeConnection | undefined;
       try {
-        if (connection) {
-          installWorkerLogging(workerLogPath());
+        if (!opts.detach) {
+          // Logging is installed before the first worker connection creates Temporal's runtime.
+          const logFile = workerLogPath();
+          installWorkerLogging(logFile);
+          say(`Worker logs: ${logFile}`);
+          connection = await connectWorker(session.target);
           workers.push(await createWorker('cpu', connection, session.target.namespace));
           workers.push(await createWorker('gpu', connection, session.target.namespace));
         }
@@ -123,7 +127,16 @@ export function registerSweep(program: Command): void {
             .catch(() => {});
         }, 2000);
         try {
-          const result = await handle.result();
+          // Workers stop before the sweep ends only when a signal (Ctrl-C) shut them down: nothing would finish it then.
+          const interrupted = Promise.all(running).then(() => undefined);
+          const result = await Promise.race([handle.result(), interrupted]);
+          if (result === undefined) {
+            await handle.terminate('interrupted: the workers of `tuneline sweep start` were stopped by a signal').catch(() => {});
+            say(`\nInterrupted: sweep ${handle.workflowId} and its trials stopped (terminated, the reason is in its history).`);
+            say('Start it again to go on: every trial leg that finished is reused from the cache.');
+            process.exitCode = 130;
+            return;
+          }
           show({ ...result, stage: 'done' }, say);
           if (opts.json) console.log(JSON.stringify({ sweepId: handle.workflowId, result }));
           else {
@@ -141,7 +154,7 @@ export function registerSweep(program: Command): void {
           console.error(`Sweep failed: ${err instanceof WorkflowFailedError ? (err.cause?.message ?? err.message) : String(err)}`);
         } finally {
           clearInterval(poll);
-          for (const w of workers) w.shutdown();
+          for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
           await Promise.all(running);
         }
       } finally {

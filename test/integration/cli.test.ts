@@ -17,11 +17,12 @@ function tuneline(home: string, ...args: string[]) {
 }
 
 /**
- * Starts `tuneline run ARGS` in its own process group and, once stdout matches `when`, signals the
- * whole group with SIGINT, as a terminal's Ctrl-C does. Resolves with the exit code and output.
+ * Starts `tuneline ARGS` (`run …` or `sweep start …`) in its own process group and, once stdout
+ * matches `when`, signals the whole group with SIGINT, as a terminal's Ctrl-C does. Resolves with the
+ * exit code and output.
  */
-async function interruptRun(home: string, args: string[], when: RegExp) {
-  const child = spawn(process.execPath, [cliPath, 'run', ...args], { ...inHome(home), detached: true });
+async function interrupt(home: string, args: string[], when: RegExp) {
+  const child = spawn(process.execPath, [cliPath, ...args], { ...inHome(home), detached: true });
   let stdout = '';
   let stderr = '';
   let interrupted = false;
@@ -89,7 +90,7 @@ describe('tuneline on the embedded dev server', () => {
   it('Ctrl-C ends the run (terminated, exit 130) and the same command goes on from the cache', async () => {
     const home = tempDir();
     const config = writePipeline(tempDir(), { name: 'cli-interrupt', data: { sample: { rows: 10000, seed: 5 } } });
-    const { code, stdout, stderr } = await interruptRun(home, ['--config', config, '--until', 'data'], /\+ source/);
+    const { code, stdout, stderr } = await interrupt(home, ['run', '--config', config, '--until', 'data'], /\+ source/);
     expect(code, stderr).toBe(130);
     const runId = /Interrupted: run (cli-interrupt-\S+) stopped/.exec(stdout)?.[1];
     expect(runId, stdout).toBeDefined();
@@ -106,12 +107,24 @@ describe('tuneline on the embedded dev server', () => {
   it('Ctrl-C on run --no-workers detaches the client and leaves the run open', async () => {
     const home = tempDir();
     const config = writePipeline(tempDir(), { name: 'cli-detach', data: { sample: { rows: 300, seed: 6 } } });
-    const { code, stdout } = await interruptRun(home, ['--config', config, '--no-workers'], /^Run /m);
+    const { code, stdout } = await interrupt(home, ['run', '--config', config, '--no-workers'], /^Run /m);
     expect(code).toBe(130);
     const runId = /Detached: run (cli-detach-\S+) stays open/.exec(stdout)?.[1];
     expect(runId, stdout).toBeDefined();
     expect(spawnSync('pgrep', ['-f', join(home, 'temporal.db')]).status).toBe(1);
     expect(JSON.parse(tuneline(home, 'status', runId!, '--json').stdout).status).toBe('RUNNING');
+  });
+
+  it('Ctrl-C on sweep start ends the sweep and its trials (terminated, exit 130)', async () => {
+    const home = tempDir();
+    const config = writePipeline(tempDir(), { name: 'cli-sweep', data: { sample: { rows: 10000, seed: 7 } }, sweep: { rank: [4] } });
+    const { code, stdout, stderr } = await interrupt(home, ['sweep', 'start', '--config', config], /^Sweep /m);
+    expect(code, stderr).toBe(130);
+    const sweepId = /Interrupted: sweep (cli-sweep-sweep-\S+) and its trials stopped/.exec(stdout)?.[1];
+    expect(sweepId, stdout).toBeDefined();
+    expect(spawnSync('pgrep', ['-f', join(home, 'temporal.db')]).status).toBe(1);
+    const shown = JSON.parse(tuneline(home, 'sweep', 'status', sweepId!, '--json').stdout);
+    expect(shown.status).toBe('TERMINATED');
   });
 
   it('a run against a bad dataset exits 1 with the reason', () => {

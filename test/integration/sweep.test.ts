@@ -236,6 +236,30 @@ describe('a sweep with successive halving', () => {
   });
 });
 
+describe('tuneline sweep start', () => {
+  it('runs the workers in-process, follows the trials and prints every trial and the winner', () => {
+    const path = writePipeline(tempDir(), {
+      name: 'it-sweep-cli',
+      data: { sample: { rows: 300, seed: 8 } },
+      model: { base: tinyModel },
+      training: { maxSteps: 4, batchSize: 4, maxLength: 96, checkpointEvery: 2, evalEvery: 2, maxValidationRows: 8, device: 'cpu' },
+      evaluation: { baselines: ['base'], forgettingCheck: false, maxTestRows: 4, maxNewTokens: 8, batchSize: 4 },
+      sweep: { rank: [2, 4], halving: { rungs: [0.5] } },
+    });
+    const out = execFileSync(process.execPath, [cliPath, 'sweep', 'start', '--config', path], {
+      cwd: projectRoot,
+      env: { ...process.env, TEMPORAL_ADDRESS: env.server.address },
+      encoding: 'utf8',
+      timeout: 200_000,
+    });
+    expect(out).toMatch(/^Sweep it-sweep-cli-sweep-\S+$/m);
+    expect(out).toMatch(/^trial +strategy +rank +alpha .*loss@2 +validationLoss/m);
+    expect(out).toMatch(/trial 1 lora r2 a4 lr \S+: (finished|stopped at step 2)/);
+    expect(out).toMatch(/^Best: trial [12] \(lora r[24] a[48] lr \S+\), validationLoss \d+\.\d{4}; gate: candidate\.$/m);
+    expect(out).toContain('Trained 6 trial steps; the whole grid without halving: 8.');
+  });
+});
+
 describe('cancelling a sweep', () => {
   it('cancels its running trials: no trial workflow and no engine process outlive it', async () => {
     const dir = tempDir();
