@@ -16,27 +16,18 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
 import { renderMarkdown } from '../activities/report/document';
 import { startSweep } from '../cli/client';
 import { loadConfigFile } from '../cli/config';
-import { startDevServer } from '../cli/server';
 import type { SweepResult } from '../schemas/manifests';
-import { buildTinyModel, tempDir, writePipeline } from '../test/integration/harness';
-import { connectWorker, createWorker, installWorkerLogging } from '../workers/create';
+import { buildTinyModel, startInProcessTemporal, tempDir, writePipeline } from '../test/integration/harness';
 
 const { values } = parseArgs({ options: { steps: { type: 'string', default: '32' } } });
 const steps = Number(values.steps);
 const work = tempDir('tuneline-bench-sweep-');
 const tinyModel = buildTinyModel();
 
-installWorkerLogging(join(work, 'worker.log'));
-const server = await startDevServer({ dir: join(work, 'temporal') });
-const connection = await connectWorker({ address: server.address, namespace: 'default' });
-const workers = [await createWorker('cpu', connection, 'default'), await createWorker('gpu', connection, 'default')];
-const running = workers.map((w) => w.run());
-const clientConnection = await Connection.connect({ address: server.address });
-const client = new Client({ connection: clientConnection });
+const { client, stop } = await startInProcessTemporal(work);
 
 async function sweep(halving: boolean): Promise<{ result: SweepResult; seconds: number }> {
   // Each run its own store, so neither reuses the other's training.
@@ -100,9 +91,5 @@ try {
     JSON.stringify({ steps, halving: halved, grid, sameWinner: same }, null, 2) + '\n',
   );
 } finally {
-  for (const w of workers) w.shutdown();
-  await Promise.all(running);
-  await clientConnection.close();
-  await connection.close();
-  await server.stop();
+  await stop();
 }

@@ -12,17 +12,14 @@
  * `test/fixtures/histories/<run>.<workflow>.json`, and `workflow-ids.json` maps each file to its
  * workflow id (a replay needs it). About two minutes on 2 cores.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startPipeline, startSweep } from '../cli/client';
 import { loadConfigFile } from '../cli/config';
-import { startDevServer } from '../cli/server';
-import { connectWorker, createWorker, installWorkerLogging } from '../workers/create';
 import { childWorkflowId } from '../workflows/definitions';
-import { tempDir, writePipeline } from '../test/integration/harness';
+import { buildTinyModel, startInProcessTemporal, tempDir, writePipeline } from '../test/integration/harness';
 
 const root = join(import.meta.dirname, '..');
 const out = join(root, 'test', 'fixtures', 'histories');
@@ -38,18 +35,8 @@ async function save(client: Client, run: string, workflowId: string): Promise<vo
   console.log(`recorded ${file} (${history.events?.length ?? 0} events)`);
 }
 
-const work = tempDir('tuneline-record-');
-const tinyModel = join(work, 'tiny-llama');
-execFileSync(join(root, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', 'llama', tinyModel], { cwd: root, stdio: 'inherit' });
-
-installWorkerLogging(join(work, 'worker.log'));
-const server = await startDevServer({ dir: join(work, 'temporal') });
-const connection = await connectWorker({ address: server.address, namespace: 'default' });
-const workers = [await createWorker('cpu', connection, 'default'), await createWorker('gpu', connection, 'default')];
-const running = workers.map((w) => w.run());
-const { Client: TemporalClient, Connection } = await import('@temporalio/client');
-const clientConnection = await Connection.connect({ address: server.address });
-const client = new TemporalClient({ connection: clientConnection });
+const tinyModel = buildTinyModel();
+const { client, stop } = await startInProcessTemporal(tempDir('tuneline-record-'));
 try {
   mkdirSync(out, { recursive: true });
   for (const file of readdirSync(out)) if (file.endsWith('.json')) rmSync(join(out, file));
@@ -97,9 +84,5 @@ try {
   await save(client, 'sweep', 'fixture-sweep');
   writeFileSync(join(out, 'workflow-ids.json'), JSON.stringify(index, null, 2) + '\n');
 } finally {
-  for (const w of workers) w.shutdown();
-  await Promise.all(running);
-  await clientConnection.close();
-  await connection.close();
-  await server.stop();
+  await stop();
 }

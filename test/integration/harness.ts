@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { stringify } from 'yaml';
 import { startDevServer, type StartedServer } from '../../cli/server';
+import { connectWorker, createWorker, installWorkerLogging } from '../../workers/create';
 
 export const projectRoot = resolve(import.meta.dirname, '../..');
 export const cliPath = join(projectRoot, 'bin', 'tuneline.mjs');
@@ -117,4 +118,27 @@ export function buildTinyModel(): string {
     stdio: 'inherit',
   });
   return path;
+}
+
+/**
+ * A dev server with a cpu and a gpu worker in this process, for scripts (the replay recorder, the
+ * sweep benchmark); `stop` shuts the workers down, then the connections and the server.
+ */
+export async function startInProcessTemporal(work: string): Promise<{ client: Client; stop: () => Promise<void> }> {
+  installWorkerLogging(join(work, 'worker.log'));
+  const server = await startDevServer({ dir: join(work, 'temporal') });
+  const connection = await connectWorker({ address: server.address, namespace: 'default' });
+  const workers = [await createWorker('cpu', connection, 'default'), await createWorker('gpu', connection, 'default')];
+  const running = workers.map((w) => w.run());
+  const clientConnection = await Connection.connect({ address: server.address });
+  return {
+    client: new Client({ connection: clientConnection }),
+    stop: async () => {
+      for (const w of workers) w.shutdown();
+      await Promise.all(running);
+      await clientConnection.close();
+      await connection.close();
+      await server.stop();
+    },
+  };
 }
