@@ -1,7 +1,7 @@
 /**
  * The cpu task queue's activities: the one list its workers register and its workflow proxies are
  * typed from (`workflows/activities.ts`). Light work: config checks, data steps, the retrieval
- * baseline, scoring, the run manifest and the report.
+ * baseline, scoring, the run and sweep manifests and their reports.
  */
 import { cleanData, dedupData, ingestData, prepareKnowledgeFiles, prepareSource, splitData, writeDataReport } from './data-stage';
 import { prepareEvaluationSet } from './evaluation/eval-set';
@@ -11,6 +11,7 @@ import { scoreAnswers } from './evaluation/score';
 import { writeRunReport } from './report/run-report';
 import { applyTrainingOverrides, validatePipelineConfig } from './run-config';
 import { recordRun } from './run-record';
+import { recordSweep } from './sweep-record';
 
 export const cpuActivities = {
   validatePipelineConfig,
@@ -29,4 +30,5 @@ export const cpuActivities = {
   scoreAnswers,
   recordRun,
   writeRunReport,
+  recordSweep,
 };

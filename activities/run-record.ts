@@ -18,6 +18,7 @@ import {
   type RunOutcome,
   type StepRecord,
   type StepResult,
+  type SweepInput,
 } from '../schemas/manifests';
 import { TrainStats } from '../schemas/steps';
 import { allSourcesVersion } from './code-version';
@@ -61,28 +62,25 @@ function gitCommit(): string | null {
 
 const packageVersion = (): string => (JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
-export function buildRunManifest(input: RecordRunInput): RunManifest {
-  const { config, run } = input;
-  const train = input.steps.find((s) => s.result.step === 'train');
+/**
+ * The parts a run's and a sweep's manifest share: the config as given and resolved, the code that
+ * ran, the data snapshot and the step records.
+ */
+export function manifestSections(
+  run: PipelineInput | SweepInput,
+  config: PipelineConfig | null,
+  source: ArtifactRef | null,
+  steps: Array<{ stage: StepRecord['stage']; result: StepResult }>,
+): Pick<RunManifest, 'config' | 'code' | 'data' | 'steps'> {
   const data = config?.data;
-  return RunManifest.parse({
-    manifestVersion: 1,
-    runId: input.runId,
-    pipeline: config?.name ?? 'invalid-config',
-    status: input.status,
-    outcome: input.outcome,
-    error: input.error,
-    startedAt: input.startedAt,
-    updatedAt: input.updatedAt,
-    startedBy: run.startedBy ?? null,
+  return {
     config: { file: run.configFile ?? null, hash: run.configHash, given: run.config, resolved: config },
     code: { version: packageVersion(), commit: gitCommit(), sources: allSourcesVersion() },
-    baseModel: train ? TrainStats.parse(train.result.stats).baseModel : null,
     data:
-      data && input.source
-        ? { path: data.path ? resolve(run.configDir, data.path) : null, snapshot: data.path ? data.snapshot : true, source: input.source }
+      data && source
+        ? { path: data.path ? resolve(run.configDir, data.path) : null, snapshot: data.path ? data.snapshot : true, source }
         : null,
-    steps: input.steps.map(({ stage, result }) => ({
+    steps: steps.map(({ stage, result }) => ({
       stage,
       step: result.step,
       key: result.key,
@@ -95,6 +93,24 @@ export function buildRunManifest(input: RecordRunInput): RunManifest {
       outputs: result.outputs,
       stats: result.stats,
     })),
+  };
+}
+
+export function buildRunManifest(input: RecordRunInput): RunManifest {
+  const { config, run } = input;
+  const train = input.steps.find((s) => s.result.step === 'train');
+  return RunManifest.parse({
+    manifestVersion: 1,
+    runId: input.runId,
+    pipeline: config?.name ?? 'invalid-config',
+    status: input.status,
+    outcome: input.outcome,
+    error: input.error,
+    startedAt: input.startedAt,
+    updatedAt: input.updatedAt,
+    startedBy: run.startedBy ?? null,
+    ...manifestSections(run, config, input.source, input.steps),
+    baseModel: train ? TrainStats.parse(train.result.stats).baseModel : null,
     metrics: input.metrics,
     gate: input.gate,
     notes: input.notes,

@@ -26,6 +26,7 @@ try {
   const best = result.trials.find((t) => t.best);
   console.log(best ? `best: trial ${best.trial} (${best.label}), ${result.metric} ${best.metric}` : 'no trial finished');
   console.log(`gate: ${result.outcome}; ${result.trialSteps} trial steps trained of ${result.gridSteps} for the whole grid`);
+  if (result.sweepFolder) console.log(`sweep.json and the report: ${result.sweepFolder}`);
 } finally {
   await session.close();
 }

@@ -540,7 +540,19 @@ export const SweepSection = z
       .union([z.array(LoraAlpha).min(1), z.strictObject({ perRank: z.number().positive().max(64).describe('alpha = perRank × rank.') })])
       .default({ perRank: 2 })
       .describe('LoRA alphas to try (a list, crossed with the ranks), or `{perRank: 2}` for alpha = 2 × rank.'),
-    learningRate: z.array(LearningRate).min(1).optional().describe('Learning rates to try; training.learningRate when absent.'),
+    learningRate: z
+      .union([
+        z.array(LearningRate).min(1),
+        z.strictObject({
+          lora: z.array(LearningRate).min(1).optional(),
+          full: z.array(LearningRate).min(1).optional(),
+        }),
+      ])
+      .optional()
+      .describe(
+        'Learning rates to try: a list for every strategy, or one list per strategy (`{lora: [0.002], full: [0.0001]}`: full ' +
+          'fine-tuning wants a far smaller rate than LoRA); training.learningRate where absent.',
+      ),
     sample: z
       .strictObject({
         trials: z.number().int().min(1).max(10_000),

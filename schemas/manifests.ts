@@ -354,6 +354,10 @@ export interface SweepTrial {
   trainableParameters: number | null;
   /** The most memory any of its legs used (see TrainMetrics.peakMemoryBytes); null before it trained. */
   peakMemoryBytes: number | null;
+  /** The model its last leg trained (the best weights so far): its `history.json` holds the whole curve, its size is the artifact's. */
+  model: ArtifactRef | null;
+  /** The tuned systems' rows of its evaluation (tuned, tuned-grounded); null unless every trial is evaluated (an evaluation metric). */
+  evaluation: MetricTable | null;
   /** Set when successive halving stopped it: the rung's step. */
   stoppedAtStep?: number;
   error?: string;
@@ -369,6 +373,8 @@ export interface SweepState {
   /** The next rung to run (rungs.length: the final one, to the end of the budget). */
   stage: number;
   trials: SweepTrial[];
+  /** `sweep.json` as written after the data stage; later records carry its data section over. */
+  manifest?: ArtifactRef;
   /** Stage progress lines of the data stage, kept for the progress query. */
   dataSteps: StepProgress[];
 }
@@ -407,4 +413,38 @@ export interface SweepResult {
   /** Trial steps trained in all, and what the whole grid without halving would have trained. */
   trialSteps: number;
   gridSteps: number;
+  /** `<storage.runs>/<sweep id>/`: `sweep.json`, the report, the data files and the winner's; null for sweeps started before sweeps were recorded. */
+  sweepFolder: string | null;
+  manifest: ArtifactRef | null;
+  report: ArtifactRef | null;
+}
+
+/** What a sweep read, ran and decided (`sweep.json` in its folder); written after the data stage and at the end. */
+export interface SweepManifest {
+  manifestVersion: 1;
+  kind: 'sweep';
+  sweepId: string;
+  pipeline: string;
+  status: RunManifest['status'];
+  error: string | null;
+  startedAt: string;
+  updatedAt: string;
+  startedBy: StartedBy | null;
+  config: RunManifest['config'];
+  code: RunManifest['code'];
+  data: RunManifest['data'];
+  /** The data stage's steps, as a run records them. */
+  steps: StepRecord[];
+  metric: string;
+  totalSteps: number | null;
+  rungs: number[];
+  trials: SweepTrial[];
+  winner: number | null;
+  /** The winner's full evaluation (every system, baselines included) and gate verdict. */
+  metrics: MetricTable | null;
+  gate: GateVerdict | null;
+  trialSteps: number;
+  gridSteps: number;
+  /** The named files of the sweep folder. */
+  artifacts: Record<string, ArtifactRef>;
 }

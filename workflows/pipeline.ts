@@ -20,39 +20,12 @@ import { cpuActivitiesFor } from './activities';
 import { dataStage } from './data-stage';
 import { SearchAttributes, childWorkflowId } from './definitions';
 import { StageTracker, asWorkflowFailure, childOptions, rootCause } from './progress';
+import { dataStageFiles, trialFiles } from './run-files';
 import { trial } from './trial';
 
 /** The run folder's named files, from what the stages made so far. */
 function runFiles(data: DataStageResult | null, made: TrialResult | null, report: ArtifactRef | null): Record<string, ArtifactRef> {
-  const files: Record<string, ArtifactRef> = {};
-  if (data) {
-    Object.assign(files, {
-      'source-data': data.source,
-      'train.arrow': data.splits.train,
-      'validation.arrow': data.splits.validation,
-      'test.arrow': data.splits.test,
-      'quarantine.jsonl': data.quarantine,
-      'removed-by-cleaning.jsonl': data.removedByCleaning,
-      'removed-duplicates.jsonl': data.removedDuplicates,
-      'conflicts.jsonl': data.conflicts,
-      'data-report.md': data.dataReport.markdown,
-      'data-report.json': data.dataReport.json,
-    });
-    if (data.knowledge) {
-      Object.assign(files, {
-        'knowledge.arrow': data.knowledge.rows,
-        'knowledge-quarantine.jsonl': data.knowledge.quarantine,
-        'knowledge-removed.jsonl': data.knowledge.removed,
-      });
-    }
-  }
-  if (made) {
-    Object.assign(files, { model: made.trained.model, 'training-events.jsonl': made.trained.events });
-    if (made.onnx) files.onnx = made.onnx;
-    Object.assign(files, made.evaluation?.files ?? {});
-  }
-  if (report) files.report = report;
-  return files;
+  return { ...(data ? dataStageFiles(data) : {}), ...(made ? trialFiles(made) : {}), ...(report ? { report } : {}) };
 }
 
 export async function finetunePipeline(input: PipelineInput): Promise<PipelineResult> {

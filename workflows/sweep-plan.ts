@@ -9,10 +9,11 @@ import type { TrainingOverrides } from '../schemas/manifests';
 /** The grid's points as training overrides, in grid order (strategy, learning rate, rank, alpha); a random sample when `sample` is set. */
 export function sweepPoints(config: Pick<PipelineConfig, 'sweep' | 'training'>): TrainingOverrides[] {
   const { sweep, training } = config;
-  const rates = sweep.learningRate ?? [training.learningRate];
+  const ratesOf = (strategy: 'lora' | 'full') =>
+    (Array.isArray(sweep.learningRate) ? sweep.learningRate : sweep.learningRate?.[strategy]) ?? [training.learningRate];
   const points: TrainingOverrides[] = [];
   for (const strategy of sweep.strategy) {
-    for (const learningRate of rates) {
+    for (const learningRate of ratesOf(strategy)) {
       if (strategy === 'full') {
         points.push({ strategy, learningRate });
         continue;

@@ -14,16 +14,29 @@ import {
   continueAsNew,
   executeChild,
   isCancellation,
+  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { PipelineConfig } from '../schemas/config';
-import type { SweepInput, SweepProgress, SweepResult, SweepState, TrainingOverrides, TrialInput, TrialResult } from '../schemas/manifests';
+import type { SystemName } from '../schemas/engine';
+import type {
+  ArtifactRef,
+  MetricTable,
+  SweepInput,
+  SweepProgress,
+  SweepResult,
+  SweepState,
+  TrainingOverrides,
+  TrialInput,
+  TrialResult,
+} from '../schemas/manifests';
 import { cpuActivitiesFor } from './activities';
 import { dataStage } from './data-stage';
 import { SearchAttributes, childWorkflowId, sweepQuery } from './definitions';
 import { StageTracker, asWorkflowFailure, childOptions, rootCause } from './progress';
+import { dataStageFiles, trialFiles } from './run-files';
 import { bestTrial, budgetSteps, describePoint, lowerIsBetter, rungSteps, survivors, sweepPoints } from './sweep-plan';
 import { trial } from './trial';
 
@@ -41,6 +54,15 @@ const errorText = (err: unknown) => {
   return cause instanceof Error ? cause.message : String(cause);
 };
 
+const TUNED_SYSTEMS: readonly SystemName[] = ['tuned', 'tuned-grounded'];
+
+/** The tuned systems' rows of an evaluation: the baselines are the same for every trial, and recorded once. */
+const tunedRows = (metrics: MetricTable): MetricTable =>
+  Object.fromEntries(TUNED_SYSTEMS.filter((s) => metrics[s]).map((s) => [s, metrics[s]]));
+
+/** Sweeps started before sweeps were recorded replay without the record. */
+const RECORD_PATCH = 'sweep-record';
+
 export async function sweep(input: SweepInput): Promise<SweepResult> {
   const sweepId = workflowInfo().workflowId;
   const tracker = new StageTracker('validate');
@@ -50,6 +72,35 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
   const progress: SweepProgress = { stage: 'validate', metric: null, totalSteps: null, rungs: [], trials: [], winner: null };
   setHandler(sweepQuery, () => ({ ...progress, trials: state?.trials ?? [] }));
   const heartbeatTimeout = input.dataHeartbeatTimeout;
+  const { state: _carried, ...sweepInput } = input;
+  const startedAt = workflowInfo().startTime.toISOString();
+  /** Writes `sweep.json` (and, once trials ran, the report) as the sweep stands now. */
+  const record = (
+    status: 'running' | 'completed' | 'failed',
+    extra: Partial<Parameters<typeof cpu.recordSweep>[0]> = {},
+  ): Promise<{ manifest: ArtifactRef; sweepFolder: string; report: ArtifactRef | null }> => {
+    const trials = state?.trials ?? [];
+    return cpu.recordSweep({
+      sweepId,
+      sweep: sweepInput,
+      config,
+      status,
+      error: null,
+      startedAt,
+      updatedAt: new Date().toISOString(),
+      metric: config?.sweep.metric ?? 'validationLoss',
+      totalSteps: state?.totalSteps ?? null,
+      rungs: state?.rungs ?? [],
+      trials,
+      winner: progress.winner,
+      metrics: null,
+      gate: null,
+      trialSteps: trials.reduce((sum, t) => sum + t.steps, 0),
+      gridSteps: trials.length * (state?.totalSteps ?? 0),
+      previous: state?.manifest,
+      ...extra,
+    });
+  };
 
   try {
     config = await cpu.validatePipelineConfig({ config: input.config, configDir: input.configDir });
@@ -88,9 +139,15 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
           tokensPerSecond: null,
           trainableParameters: null,
           peakMemoryBytes: null,
+          model: null,
+          evaluation: null,
         })),
         dataSteps: data.progress,
       };
+      if (patched(RECORD_PATCH)) {
+        const steps = data.steps.map((result) => ({ stage: 'data' as const, result }));
+        state.manifest = (await record('running', { data: { source: data.source, steps, files: dataStageFiles(data) } })).manifest;
+      }
     }
     const current = state;
     Object.assign(progress, { stage: 'trials', totalSteps: current.totalSteps, rungs: current.rungs });
@@ -139,6 +196,7 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
             tokensPerSecond: m.tokensPerSecond,
             trainableParameters: result.trained.trainableParameters,
             peakMemoryBytes: Math.max(t.peakMemoryBytes ?? 0, m.peakMemoryBytes),
+            model: result.trained.model,
           });
           if (rung !== undefined) {
             t.rungs.push({ step: rung, validationLoss: m.lastValidationLoss });
@@ -147,6 +205,7 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
             t.validationLoss = m.finalValidationLoss;
             const evaluation = result.evaluation;
             t.metric = evaluateEach ? (evaluation?.metrics[evaluation.gate.system]?.[plan.metric] ?? null) : m.finalValidationLoss;
+            t.evaluation = evaluation ? tunedRows(evaluation.metrics) : null;
             t.status = 'finished';
           }
         } catch (err) {
@@ -175,6 +234,13 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
       const id = childWorkflowId.winner(sweepId);
       result = await tracker.child('trial', id, () => runTrial(id, current.trials[winner - 1]!.point, undefined));
     }
+    const recorded = patched(RECORD_PATCH)
+      ? await record('completed', {
+          metrics: result?.evaluation?.metrics ?? null,
+          gate: result?.evaluation?.gate ?? null,
+          winnerFiles: result ? trialFiles(result) : undefined,
+        })
+      : null;
     progress.stage = 'done';
     tracker.enter('done');
     const trialSteps = current.trials.reduce((sum, t) => sum + t.steps, 0);
@@ -189,12 +255,17 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
       evaluation: result?.evaluation ?? null,
       trialSteps,
       gridSteps: current.trials.length * current.totalSteps,
+      sweepFolder: recorded?.sweepFolder ?? null,
+      manifest: recorded?.manifest ?? null,
+      report: recorded?.report ?? null,
     };
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
     progress.stage = 'failed';
     progress.error = errorText(err);
     tracker.fail(err);
+    // The record of a failed sweep says what it ran and why it stopped; failing to write it must not hide the error.
+    if (!isCancellation(err) && patched(RECORD_PATCH)) await record('failed', { error: progress.error }).catch(() => undefined);
     throw asWorkflowFailure(err);
   }
 }

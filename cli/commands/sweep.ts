@@ -3,6 +3,7 @@
  * trials. `start` runs the workers in this process and follows the sweep to its end (or, with
  * --detach, leaves it to `tuneline worker` processes); the others read or cancel a sweep by id.
  */
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
@@ -148,6 +149,10 @@ export function registerSweep(program: Command): void {
                 : '\nNo trial finished: no winner.',
             );
             say(`Trained ${result.trialSteps} trial steps; the whole grid without halving: ${result.gridSteps}.`);
+            if (result.sweepFolder) {
+              if (result.report) say(`Sweep report: ${join(result.sweepFolder, 'report', 'report.html')} (and report.md)`);
+              say(`Sweep manifest: ${join(result.sweepFolder, 'sweep.json')}`);
+            }
           }
         } catch (err) {
           process.exitCode = 1;

@@ -5,13 +5,14 @@
  * cancellation leaving no trial or engine process behind.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath } from '../../activities/artifacts';
 import { cancelSweep, startSweep, sweepStatus } from '../../cli/client';
 import { loadConfigFile } from '../../cli/config';
-import type { SweepResult, TrialResult } from '../../schemas/manifests';
+import type { SweepManifest, SweepResult, TrialResult } from '../../schemas/manifests';
 import { SearchAttributes, childWorkflowId } from '../../workflows/definitions';
 import {
   buildTinyModel,
@@ -190,6 +191,27 @@ describe('a sweep with successive halving', () => {
     const status = await sweepStatus(env.client, sweepId);
     expect(status.status).toBe('COMPLETED');
     expect(status.progress?.trials).toEqual(result.trials);
+
+    // The sweep's folder: its manifest with every trial, the data files, the winner's files, the report.
+    const folder = result.sweepFolder!;
+    const manifest = JSON.parse(readFileSync(join(folder, 'sweep.json'), 'utf8')) as SweepManifest;
+    expect(manifest).toMatchObject({ kind: 'sweep', sweepId, status: 'completed', winner: result.winner, rungs: [4, 8], trialSteps: 52 });
+    expect(manifest.trials).toEqual(result.trials);
+    expect(manifest.gate?.verdict).toBe('candidate');
+    expect(manifest.metrics?.base).toEqual(result.evaluation?.metrics.base);
+    expect(manifest.steps.map((s) => s.step)).toEqual(expect.arrayContaining(['ingest', 'split']));
+    for (const name of ['train.arrow', 'data-report.md', 'winner-model', 'winner-onnx', 'report'])
+      expect(existsSync(join(folder, name)), name).toBe(true);
+    expect(manifest.artifacts['winner-model']).toEqual(result.trials[result.winner! - 1]!.model);
+    const report = readFileSync(join(folder, 'report', 'report.md'), 'utf8');
+    expect(report).toContain(`**Best: trial ${result.winner}**`);
+    expect(report.match(/\| stopped at step \d+ \|/g)).toHaveLength(byStatus('stopped').length);
+    const curves = readFileSync(join(folder, 'report', 'validation-loss.svg'), 'utf8');
+    expect(curves.match(/>rung \d<\/text>/g)).toEqual(['>rung 1</text>', '>rung 2</text>']);
+    expect(curves.match(/<polyline[^>]*stroke-dasharray/g)).toHaveLength(byStatus('stopped').length);
+    // Each curve reaches as far as its trial trained: the finished ones to step 16, the stopped ones to their rung.
+    for (const t of result.trials) expect(curves).toContain(`${t.trial}: ${t.label} at ${t.steps}:`);
+    expect(readFileSync(join(folder, 'report', 'metric-by-rank.svg'), 'utf8')).toContain('validation loss by LoRA rank');
   });
 
   it('`tuneline sweep results --csv` prints every trial with its rungs, and marks the best', () => {
@@ -257,6 +279,7 @@ describe('tuneline sweep start', () => {
     expect(out).toMatch(/trial 1 lora r2 a4 lr \S+: (finished|stopped at step 2)/);
     expect(out).toMatch(/^Best: trial [12] \(lora r[24] a[48] lr \S+\), validationLoss \d+\.\d{4}; gate: candidate\.$/m);
     expect(out).toContain('Trained 6 trial steps; the whole grid without halving: 8.');
+    expect(out).toMatch(/^Sweep report: \S+\/it-sweep-cli-sweep-\S+\/report\/report\.html \(and report\.md\)$/m);
   });
 });
 

@@ -26,6 +26,12 @@ describe('sweep grid', () => {
     ]);
   });
 
+  it('takes a learning-rate list per strategy, the training rate where a strategy has none', () => {
+    const perStrategy = (learningRate: object) => sweepPoints(config({ strategy: ['full', 'lora'], rank: [4], learningRate })).map(describePoint);
+    expect(perStrategy({ lora: [0.002], full: [1e-4, 4e-4] })).toEqual(['full lr 0.0001', 'full lr 0.0004', 'lora r4 a8 lr 0.002']);
+    expect(perStrategy({ full: [1e-4] })).toEqual(['full lr 0.0001', 'lora r4 a8 lr 0.001']);
+  });
+
   it('defaults to LoRA ranks 4 to 32 with alpha twice the rank, at the training rate', () => {
     expect(sweepPoints(config({})).map(describePoint)).toEqual([
       'lora r4 a8 lr 0.001',
