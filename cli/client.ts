@@ -11,9 +11,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
+import { resolve } from 'node:path';
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { artifactPath } from '../activities/artifacts';
+import { StorageSection } from '../schemas/config';
 import {
   RunManifest,
   type GenerationProgress,
@@ -130,6 +132,20 @@ export function trainingProgress(handle: WorkflowHandle): Promise<TrainProgress 
 /** The generation activity's last heartbeat (rows answered, tokens), while it runs. */
 export function generationProgress(handle: WorkflowHandle): Promise<GenerationProgress | undefined> {
   return activityProgress<GenerationProgress>(handle, 'generateAnswers');
+}
+
+/**
+ * A run's or sweep's folder (`<storage.runs>/<id>/`, where `run.json` or `sweep.json` is), found
+ * through the workflow's own input, so a failed run's is found too; undefined when its input is gone.
+ */
+export async function recordFolder(handle: WorkflowHandle): Promise<string | undefined> {
+  const history = await handle.fetchHistory();
+  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+  if (!payload) return undefined;
+  const input = defaultPayloadConverter.fromPayload<PipelineInput>(payload);
+  const storage = StorageSection.safeParse((input.config as { storage?: unknown } | null)?.storage ?? {});
+  const runs = storage.success ? storage.data.runs : StorageSection.parse({}).runs;
+  return resolve(input.configDir, runs, handle.workflowId);
 }
 
 /** A finished run's manifest (`run.json`), read from the artifact store and checked against its schema. */

@@ -2,7 +2,9 @@
  * `tuneline`: the command users type. Each subcommand is one user task; its --help is its documentation.
  */
 import { Command, CommanderError } from 'commander';
+import { registerAudit } from './commands/audit';
 import { registerRun } from './commands/run';
+import { registerRuns } from './commands/runs';
 import { registerSampleData } from './commands/sample-data';
 import { registerStatus } from './commands/status';
 import { registerSweep } from './commands/sweep';
@@ -18,10 +20,12 @@ const program = new Command('tuneline')
 registerValidate(program);
 registerRun(program);
 registerStatus(program);
+registerRuns(program);
 registerSweep(program);
 registerWorker(program);
 registerTemporal(program);
 registerSampleData(program);
+registerAudit(program);
 
 try {
   await program.parseAsync(process.argv);

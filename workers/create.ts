@@ -13,7 +13,8 @@ import { cpuActivities } from '../activities/cpu';
 import { gpuActivities } from '../activities/gpu';
 import { TaskQueues, type QueueName } from '../workflows/definitions';
 
-const workflowsPath = new URL('../workflows/index.ts', import.meta.url).pathname;
+/** The workflow bundle's entry, for workers and for replaying histories. */
+export const workflowsPath = new URL('../workflows/index.ts', import.meta.url).pathname;
 
 const LOG_LEVELS: readonly LogLevel[] = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'];
 

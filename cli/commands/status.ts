@@ -1,28 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
-import { StorageSection } from '../../schemas/config';
-import { RunManifest, type PipelineInput, type PipelineResult } from '../../schemas/manifests';
+import { RunManifest, type PipelineResult } from '../../schemas/manifests';
 import { SearchAttributes } from '../../workflows/definitions';
-import { queryProgress } from '../client';
+import { queryProgress, recordFolder } from '../client';
 import { printSummary } from './run';
 import { openSession } from '../session';
 
-/**
- * The run's `run.json`, found through the run's own input (its config's `storage.runs`), so a failed
- * run's manifest is found too. Undefined when the run has written none yet.
- */
+/** The run's `run.json`; undefined when the run has written none yet. */
 async function readManifest(handle: WorkflowHandle): Promise<{ path: string; manifest: RunManifest } | undefined> {
-  const history = await handle.fetchHistory();
-  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) return undefined;
-  const input = defaultPayloadConverter.fromPayload<PipelineInput>(payload);
-  const storage = StorageSection.safeParse((input.config as { storage?: unknown } | null)?.storage ?? {});
-  const runs = storage.success ? storage.data.runs : StorageSection.parse({}).runs;
-  const path = resolve(input.configDir, runs, handle.workflowId, 'run.json');
-  return existsSync(path) ? { path, manifest: RunManifest.parse(JSON.parse(readFileSync(path, 'utf8'))) } : undefined;
+  const folder = await recordFolder(handle);
+  const path = folder && join(folder, 'run.json');
+  return path && existsSync(path) ? { path, manifest: RunManifest.parse(JSON.parse(readFileSync(path, 'utf8'))) } : undefined;
 }
 
 export function registerStatus(program: Command): void {

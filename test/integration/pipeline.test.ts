@@ -1,20 +1,27 @@
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, chmodSync, copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
 import { readRows } from '../../activities/data/arrow-io';
+import { manifestArtifacts, recordedWorkflows, replayWorkflows, type ArtifactCheck } from '../../cli/audit';
+import type { RunListing } from '../../cli/commands/runs';
 import { queryProgress, readRunManifest, startPipeline } from '../../cli/client';
 import { loadConfigFile } from '../../cli/config';
 import { RunManifest } from '../../schemas/manifests';
+import { workflowsPath } from '../../workers/create';
 import { SearchAttributes, childWorkflowId } from '../../workflows/definitions';
 import {
   activityAttempts,
+  cliPath,
   killAndWait,
   projectRoot,
   spawnWorker,
   startTestServer,
   tempDir,
+  waitFor,
   writePipeline,
   type TestServer,
 } from './harness';
@@ -144,6 +151,75 @@ describe('the run manifest', () => {
     expect(readFileSync(artifactPath(manifest.data!.source))).toEqual(original);
     writeFileSync(join(dir, 'qa.csv'), 'question,answer\nchanged?,yes\n');
     expect(readFileSync(artifactPath(manifest.data!.source))).toEqual(original);
+  });
+});
+
+describe('tuneline runs list and audit', () => {
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [cliPath, 'audit', ...args], {
+      cwd: projectRoot,
+      env: { ...process.env, TEMPORAL_ADDRESS: env.server.address },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+
+  it('lists a run by its attributes, replays it with its children, exports its history, and finds tampered and deleted artifacts', async () => {
+    const path = samplePipeline(tempDir(), 500);
+    const handle = await startPipeline(env.client, loadConfigFile(path), DATA_ONLY);
+    const manifest = readRunManifest(await handle.result());
+    const runId = handle.workflowId;
+
+    // Listed by its attributes (visibility is eventually consistent: wait for it).
+    const listed = (...filters: string[]) => {
+      const out = spawnSync(process.execPath, [cliPath, 'runs', 'list', '--json', ...filters], {
+        cwd: projectRoot,
+        env: { ...process.env, TEMPORAL_ADDRESS: env.server.address },
+        encoding: 'utf8',
+      });
+      return (JSON.parse(out.stdout) as RunListing[]).map((r) => `${r.id} ${r.kind} ${r.pipeline} ${r.status}`);
+    };
+    await waitFor(
+      async () => listed('--pipeline', 'it-sample', '--status', 'completed'),
+      (rows) => rows.includes(`${runId} run it-sample completed`),
+    );
+    expect(listed('--pipeline', 'it-sample', '--status', 'failed')).toEqual([]);
+    expect(listed('--pipeline', 'it-manifest', '--since', new Date().toISOString())).toEqual([]);
+
+    const replay = cli('replay', runId);
+    expect(replay.status, replay.stderr).toBe(0);
+    expect(replay.stdout).toContain(`replays  ${runId} (`);
+    expect(replay.stdout).toContain(`replays  ${childWorkflowId.data(runId)} (`);
+    expect(replay.stdout).toContain('2 of 2 histories replay against this code.');
+    // The same histories against workflow code with an unguarded change: caught, and the event named.
+    const recorded = await recordedWorkflows(env.client, runId);
+    const changed = await replayWorkflows(recorded, join(projectRoot, 'test', 'fixtures', 'workflows-changed', 'index.ts'));
+    const broken = changed.find((o) => o.workflowId === childWorkflowId.data(runId))!;
+    expect(broken).toMatchObject({ nondeterministic: true });
+    expect(broken.error).toMatch(/ActivityTaskScheduled|activity|Nondeterminism/i);
+
+    const file = join(tempDir(), 'history.json');
+    expect(cli('export', runId, '-o', file).status).toBe(0);
+    await expect(Worker.runReplayHistory({ workflowsPath }, JSON.parse(readFileSync(file, 'utf8')), runId)).resolves.toBeUndefined();
+
+    const intact = cli('verify', runId);
+    expect(intact.status, intact.stderr).toBe(0);
+    const count = manifestArtifacts(manifest).length;
+    expect(intact.stdout).toContain(`${count} of ${count} artifacts intact.`);
+    // One artifact changed, one deleted: both named, exit 1.
+    const train = artifactPath(manifest.artifacts['train.arrow']!);
+    chmodSync(train, 0o644);
+    appendFileSync(train, 'tampered');
+    rmSync(artifactPath(manifest.artifacts['data-report.md']!));
+    const tampered = cli('verify', join(dirname(path), '.tuneline', 'runs', runId, 'run.json'), '--json');
+    expect(tampered.status).toBe(1);
+    const checks = (JSON.parse(tampered.stdout) as { checks: ArtifactCheck[] }).checks.filter((c) => c.status !== 'intact');
+    expect(
+      checks.map((c) => [c.status, c.names.includes('artifacts.train.arrow') || c.names.includes('artifacts.data-report.md')]),
+    ).toEqual([
+      ['changed', true],
+      ['missing', true],
+    ]);
+    expect(checks[0]!.found).toBe(await sha256File(train));
   });
 });
 
