@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { SearchAttributes } from '../../workflows/definitions';
 import { UserError } from '../config';
 import { openSession } from '../session';
+import { printTable } from '../table';
 
 const STATUSES = ['running', 'completed', 'failed', 'canceled', 'terminated', 'timed-out', 'continued-as-new'] as const;
 /** The visibility store's spelling of each status. */
@@ -92,13 +93,6 @@ export function registerRuns(program: Command): void {
         ['id', 'kind', 'pipeline', 'status', 'stage', 'started'],
         ...listed.map((r) => [r.id, r.kind, r.pipeline ?? '', r.status, r.stage ?? '', r.startedAt]),
       ];
-      const widths = rows[0]!.map((_, n) => Math.max(...rows.map((row) => row[n]!.length)));
-      for (const row of rows)
-        console.log(
-          row
-            .map((cell, n) => cell.padEnd(widths[n]!))
-            .join('  ')
-            .trimEnd(),
-        );
+      printTable(rows);
     });
 }

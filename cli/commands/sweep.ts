@@ -13,6 +13,7 @@ import { cancelSweep, startSweep, sweepStatus } from '../client';
 import { UserError, requireValidConfig } from '../config';
 import { workerLogPath } from '../logs';
 import { openSession } from '../session';
+import { csvField, printTable } from '../table';
 
 const fixed = (value: number | null | undefined, digits: number) => (typeof value === 'number' ? value.toFixed(digits) : '');
 
@@ -53,19 +54,6 @@ export function trialRows(progress: Pick<SweepProgress, 'rungs' | 'trials'>): st
     t.best ? 'best' : '',
   ]);
   return [header, ...rows];
-}
-
-const csvField = (field: string) => (/[",\n]/.test(field) ? `"${field.replace(/"/g, '""')}"` : field);
-
-function printTable(rows: string[][]): void {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  for (const row of rows)
-    console.log(
-      row
-        .map((cell, column) => cell.padEnd(widths[column]!))
-        .join('  ')
-        .trimEnd(),
-    );
 }
 
 /** One line per trial that changed since the last call. */
