@@ -17,10 +17,11 @@ import { writeReportFolder } from './report/run-report';
 import { publishRunFolder } from './run-folder';
 import { manifestSections } from './run-record';
 
-export interface RecordSweepInput
-  extends
-    Pick<SweepManifest, 'sweepId' | 'status' | 'error' | 'startedAt' | 'updatedAt' | 'metric' | 'totalSteps' | 'rungs' | 'trials'>,
-    Pick<SweepManifest, 'winner' | 'metrics' | 'gate' | 'trialSteps' | 'gridSteps'> {
+/** The sweep's decisions as the workflow knows them now; the record adds what it reads from the input, the code and the store. */
+export interface RecordSweepInput extends Omit<
+  SweepManifest,
+  'manifestVersion' | 'kind' | 'pipeline' | 'startedBy' | 'config' | 'code' | 'data' | 'steps' | 'artifacts'
+> {
   /** The workflow's input, without the state it carries across continue-as-new. */
   sweep: Omit<SweepInput, 'state'>;
   config: PipelineConfig | null;
