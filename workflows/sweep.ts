@@ -60,6 +60,12 @@ const TUNED_SYSTEMS: readonly SystemName[] = ['tuned', 'tuned-grounded'];
 const tunedRows = (metrics: MetricTable): MetricTable =>
   Object.fromEntries(TUNED_SYSTEMS.filter((s) => metrics[s]).map((s) => [s, metrics[s]]));
 
+/** Optimizer steps the trials trained, and what the whole grid would train without halving. */
+const stepsSpent = (trials: SweepState['trials'], totalSteps: number) => ({
+  trialSteps: trials.reduce((sum, t) => sum + t.steps, 0),
+  gridSteps: trials.length * totalSteps,
+});
+
 /** Sweeps started before sweeps were recorded replay without the record. */
 const RECORD_PATCH = 'sweep-record';
 
@@ -95,8 +101,7 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
       winner: progress.winner,
       metrics: null,
       gate: null,
-      trialSteps: trials.reduce((sum, t) => sum + t.steps, 0),
-      gridSteps: trials.length * (state?.totalSteps ?? 0),
+      ...stepsSpent(trials, state?.totalSteps ?? 0),
       previous: state?.manifest,
       ...extra,
     });
@@ -243,7 +248,6 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
       : null;
     progress.stage = 'done';
     tracker.enter('done');
-    const trialSteps = current.trials.reduce((sum, t) => sum + t.steps, 0);
     return {
       pipeline: config.name,
       metric: plan.metric,
@@ -253,8 +257,7 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
       winner,
       outcome: result?.evaluation ? result.evaluation.gate.verdict : 'no-winner',
       evaluation: result?.evaluation ?? null,
-      trialSteps,
-      gridSteps: current.trials.length * current.totalSteps,
+      ...stepsSpent(current.trials, current.totalSteps),
       sweepFolder: recorded?.sweepFolder ?? null,
       manifest: recorded?.manifest ?? null,
       report: recorded?.report ?? null,

@@ -14,6 +14,13 @@ const COLORS = ['#2f6fdf', '#e07b39', '#5aa469', '#9467bd'];
 const COLORS_WIDE = [...COLORS, '#c44e52', '#8c564b', '#17becf', '#7f7f7f', '#bcbd22', '#e377c2'];
 const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
+/** The opening of every chart: the canvas, a white background, the title. */
+const svgOpen = (width: number, height: number, title: string): string[] => [
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+  `<rect width="${width}" height="${height}" fill="white"/>`,
+  `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
+];
+
 export function groupedBarChartSvg(options: { title: string; groups: string[]; series: BarSeries[]; max: number }): string {
   const { title, groups, series, max } = options;
   const width = 640;
@@ -24,11 +31,7 @@ export function groupedBarChartSvg(options: { title: string; groups: string[]; s
   const groupWidth = plotWidth / Math.max(1, groups.length);
   const barWidth = (groupWidth * 0.75) / Math.max(1, series.length);
   const y = (value: number) => plot.top + plotHeight * (1 - Math.min(Math.max(value / max, 0), 1));
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
-  ];
+  const parts = svgOpen(width, height, title);
   for (let tick = 0; tick <= 4; tick++) {
     const value = (max * tick) / 4;
     parts.push(
@@ -98,10 +101,8 @@ export function lineChartSvg(options: {
   const py = (y: number) => plot.top + (1 - (y - yMin) / (yMax - yMin)) * (height - plot.top - plot.bottom);
   const bottom = height - plot.bottom;
   const color = (n: number) => COLORS_WIDE[n % COLORS_WIDE.length]!;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
+  const parts = [
+    ...svgOpen(width, height, title),
     `<text x="${(plot.left + width - plot.right) / 2}" y="${bottom + 34}" text-anchor="middle" fill="#555">${escapeXml(xLabel)}</text>`,
     `<text transform="translate(14 ${(plot.top + bottom) / 2}) rotate(-90)" text-anchor="middle" fill="#555">${escapeXml(yLabel)}</text>`,
   ];
