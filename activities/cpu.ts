@@ -10,6 +10,7 @@ import { retrieveAnswers } from './evaluation/retrieval';
 import { scoreAnswers } from './evaluation/score';
 import { writeRunReport } from './report/run-report';
 import { applyTrainingOverrides, validatePipelineConfig } from './run-config';
+import { checkUnchanged, promoteModel } from './registry';
 import { recordRun } from './run-record';
 import { recordSweep } from './sweep-record';
 
@@ -31,4 +32,6 @@ export const cpuActivities = {
   recordRun,
   writeRunReport,
   recordSweep,
+  promoteModel,
+  checkUnchanged,
 };

@@ -119,12 +119,15 @@ export function buildRunManifest(input: RecordRunInput): RunManifest {
 }
 
 /** Writes `run.json` into the store and links it, with the run's files, into the run folder. */
-export async function recordRun(input: RecordRunInput): Promise<{ manifest: ArtifactRef; runFolder: string }> {
+/** How the code that recorded a manifest is named in search attributes: its commit, else its version and sources hash. */
+export const codeVersionOf = (code: RunManifest['code']): string => code.commit ?? `${code.version}+${code.sources.slice(0, 12)}`;
+
+export async function recordRun(input: RecordRunInput): Promise<{ manifest: ArtifactRef; runFolder: string; codeVersion: string }> {
   const manifest = buildRunManifest(input);
   // An invalid config has no storage section: its run is recorded where the defaults put it.
   const config = input.config ?? { storage: StorageSection.parse({}) };
   const context = { config: config as PipelineConfig, configDir: input.run.configDir };
   const ref = await storeFor(context).put(JSON.stringify(manifest, null, 2) + '\n', '.json', null);
   const runFolder = await publishRunFolder({ ...context, runId: input.runId, files: { ...input.artifacts, 'run.json': ref } });
-  return { manifest: ref, runFolder };
+  return { manifest: ref, runFolder, codeVersion: codeVersionOf(manifest.code) };
 }

@@ -12,6 +12,7 @@ import type { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { artifactPath, sha256File, sha256Tree } from '../activities/artifacts';
 import type { ArtifactRef, RunManifest } from '../schemas/manifests';
+import { dataConverterFromEnv } from '../lib/encryption';
 import { workflowsPath } from '../workers/create';
 
 type History = temporal.api.history.v1.IHistory;
@@ -53,7 +54,7 @@ export async function replayWorkflows(recorded: RecordedWorkflow[], workflows = 
   const outcomes: ReplayOutcome[] = [];
   const histories = recorded.map(({ workflowId, history }) => ({ workflowId, history }));
   let n = 0;
-  for await (const result of Worker.runReplayHistories({ workflowsPath: workflows }, histories)) {
+  for await (const result of Worker.runReplayHistories({ workflowsPath: workflows, dataConverter: dataConverterFromEnv() }, histories)) {
     const error = result.error ? result.error.message : null;
     outcomes.push({
       workflowId: result.workflowId,

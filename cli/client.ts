@@ -10,11 +10,14 @@
  *   const { trials } = await sweepStatus(session.client, sweep.workflowId);
  */
 import { readFileSync } from 'node:fs';
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import type { LoadedDataConverter, Payload } from '@temporalio/common';
+import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { artifactPath } from '../activities/artifacts';
+import { ENCRYPTED_ENCODING, EncryptionKeyError, KEYS_ENV } from '../lib/encryption';
+import { currentUser } from '../lib/who';
 import { StorageSection } from '../schemas/config';
 import {
   RunManifest,
@@ -40,6 +43,8 @@ export interface StartOptions {
   workflowId?: string;
   dataHeartbeatTimeout?: string;
   stopAfter?: PipelineInput['stopAfter'];
+  /** End as `unchanged` when the data and config are those of the production model. */
+  onlyIfChanged?: boolean;
   /** What started the run, for its manifest: `tuneline run`, or this script by default. */
   command?: string;
 }
@@ -52,17 +57,26 @@ export function newRunId(pipeline: string): string {
 
 /** Who is starting a run, from where: the manifest records it. */
 export function startedBy(command = `script ${process.argv[1] ?? 'node'}`): StartedBy {
-  let user = process.env.USER ?? 'unknown';
-  try {
-    user = userInfo().username;
-  } catch {
-    // No passwd entry (some containers): keep $USER.
-  }
-  return { user, host: hostname(), cwd: process.cwd(), command };
+  return { user: currentUser(), host: hostname(), cwd: process.cwd(), command };
+}
+
+/** The search attributes and memo every run and sweep starts with: what it is and who started it. */
+export function startAttributes(name: string, input: Omit<PipelineInput, 'stopAfter'>, sweepId?: string) {
+  const by = input.schedule ? `schedule ${input.schedule}` : `${input.startedBy!.user}@${input.startedBy!.host}`;
+  return {
+    typedSearchAttributes: [
+      { key: SearchAttributes.pipeline, value: name },
+      { key: SearchAttributes.stage, value: 'queued' },
+      { key: SearchAttributes.configHash, value: input.configHash },
+      { key: SearchAttributes.startedBy, value: by },
+      ...(sweepId ? [{ key: SearchAttributes.sweep, value: sweepId }] : []),
+    ],
+    memo: { startedBy: input.startedBy, configFile: input.configFile ?? null, schedule: input.schedule ?? null },
+  };
 }
 
 /** What a run or a sweep is started with: the pipeline file as written, and who started it. */
-function startInput(loaded: LoadedConfig, options: StartOptions): Omit<PipelineInput, 'stopAfter'> {
+export function startInput(loaded: LoadedConfig, options: StartOptions): Omit<PipelineInput, 'stopAfter'> {
   return {
     config: loaded.raw,
     configDir: loaded.configDir,
@@ -76,15 +90,12 @@ function startInput(loaded: LoadedConfig, options: StartOptions): Omit<PipelineI
 
 export async function startPipeline(client: Client, loaded: LoadedConfig, options: StartOptions = {}): Promise<PipelineHandle> {
   const name = loaded.config?.name ?? 'invalid-config';
-  const input: PipelineInput = { ...startInput(loaded, options), stopAfter: options.stopAfter };
+  const input: PipelineInput = { ...startInput(loaded, options), stopAfter: options.stopAfter, onlyIfChanged: options.onlyIfChanged };
   return client.workflow.start('finetunePipeline', {
     taskQueue: TaskQueues.cpu,
     workflowId: options.workflowId ?? newRunId(name),
     args: [input],
-    typedSearchAttributes: [
-      { key: SearchAttributes.pipeline, value: name },
-      { key: SearchAttributes.stage, value: 'queued' },
-    ],
+    ...startAttributes(name, input),
   }) as Promise<PipelineHandle>;
 }
 
@@ -118,8 +129,8 @@ export async function queryProgress(handle: WorkflowHandle): Promise<WorkflowPro
 export async function activityProgress<T>(handle: WorkflowHandle, activityType: string): Promise<T | undefined> {
   const description = await handle.describe().catch(() => undefined);
   const pending = description?.raw.pendingActivities?.find((a) => a.activityType?.name === activityType);
-  const payload = pending?.heartbeatDetails?.payloads?.[0];
-  if (payload) return defaultPayloadConverter.fromPayload<T>(payload);
+  const payloads = pending?.heartbeatDetails?.payloads;
+  if (payloads?.length) return decodePayload<T>(handle.client, payloads);
   const running = (await ownProgress(handle))?.children.find((c) => c.status === 'running');
   return running ? activityProgress<T>(handle.client.getHandle(running.workflowId), activityType) : undefined;
 }
@@ -140,12 +151,29 @@ export function generationProgress(handle: WorkflowHandle): Promise<GenerationPr
  */
 export async function recordFolder(handle: WorkflowHandle): Promise<string | undefined> {
   const history = await handle.fetchHistory();
-  const payload = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-  if (!payload) return undefined;
-  const input = defaultPayloadConverter.fromPayload<PipelineInput>(payload);
+  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+  if (!started?.input?.payloads?.length) return undefined;
+  return recordFolderOf(await decodePayload<PipelineInput>(handle.client, started.input.payloads), handle.workflowId);
+}
+
+/** Where a run's or sweep's record is, from its input. */
+export function recordFolderOf(input: Pick<PipelineInput, 'config' | 'configDir'>, workflowId: string): string {
   const storage = StorageSection.safeParse((input.config as { storage?: unknown } | null)?.storage ?? {});
   const runs = storage.success ? storage.data.runs : StorageSection.parse({}).runs;
-  return resolve(input.configDir, runs, handle.workflowId);
+  return resolve(input.configDir, runs, workflowId);
+}
+
+/** One payload of a history event, decoded as this client's data converter (and its encryption codec) says. */
+export function decodePayload<T>(
+  client: { options: { loadedDataConverter: LoadedDataConverter } },
+  payloads: Payload[] | null | undefined,
+  index = 0,
+): Promise<T> {
+  const converter = client.options.loadedDataConverter;
+  const encoding = Buffer.from(payloads?.[index]?.metadata?.encoding ?? []).toString();
+  if (encoding === ENCRYPTED_ENCODING && converter.payloadCodecs.length === 0)
+    throw new EncryptionKeyError(`this history is encrypted; set ${KEYS_ENV} to the key file its workers used`);
+  return decodeFromPayloadsAtIndex<T>(converter, index, payloads);
 }
 
 /** A finished run's manifest (`run.json`), read from the artifact store and checked against its schema. */
@@ -171,11 +199,7 @@ export async function startSweep(client: Client, loaded: LoadedConfig, options: 
     taskQueue: TaskQueues.cpu,
     workflowId,
     args: [input],
-    typedSearchAttributes: [
-      { key: SearchAttributes.pipeline, value: name },
-      { key: SearchAttributes.stage, value: 'queued' },
-      { key: SearchAttributes.sweep, value: workflowId },
-    ],
+    ...startAttributes(name, input, workflowId),
   }) as Promise<SweepHandle>;
 }
 

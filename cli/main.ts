@@ -3,14 +3,18 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerAudit } from './commands/audit';
+import { registerKeys } from './commands/keys';
+import { registerModels } from './commands/models';
 import { registerRun } from './commands/run';
 import { registerRuns } from './commands/runs';
 import { registerSampleData } from './commands/sample-data';
+import { registerSchedule } from './commands/schedule';
 import { registerStatus } from './commands/status';
 import { registerSweep } from './commands/sweep';
 import { registerTemporal } from './commands/temporal';
 import { registerValidate } from './commands/validate';
 import { registerWorker } from './commands/worker';
+import { keyErrorOf } from '../lib/encryption';
 import { UserError } from './config';
 
 const program = new Command('tuneline')
@@ -26,12 +30,16 @@ registerWorker(program);
 registerTemporal(program);
 registerSampleData(program);
 registerAudit(program);
+registerSchedule(program);
+registerModels(program);
+registerKeys(program);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof UserError) {
-    console.error(err.message);
+  const keyError = keyErrorOf(err);
+  if (err instanceof UserError || keyError) {
+    console.error((keyError ?? (err as Error)).message);
     process.exitCode = 2;
   } else if (!(err instanceof CommanderError)) {
     console.error(err);

@@ -261,6 +261,8 @@ export async function startDevServer(options: { dir?: string; port?: number; det
     'frontend.enableServerVersionCheck=false',
     '--ui-disable-news-fetch',
     ...allSearchAttributes.flatMap((k) => ['--search-attribute', `${k.name}=Keyword`]),
+    // The Web UI decodes encrypted payloads through `tuneline keys codec-server` when told where it is.
+    ...(process.env.TUNELINE_CODEC_ENDPOINT ? ['--ui-codec-endpoint', process.env.TUNELINE_CODEC_ENDPOINT] : []),
   ];
   const log = openSync(join(dir, 'temporal-server.log'), 'a');
   // Its own process group either way: a Ctrl-C in the terminal reaches `tuneline run`, which ends its

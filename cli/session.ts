@@ -4,6 +4,7 @@
  * a run that died without stopping it) and stops.
  */
 import { Client, Connection } from '@temporalio/client';
+import { dataConverterFromEnv } from '../lib/encryption';
 import { UserError } from './config';
 import { targetFromEnv, type TemporalTarget } from './connection';
 import { adoptServer, inspectServer, removeServerRecord, startDevServer, stateDir, type ServerRecord } from './server';
@@ -71,7 +72,7 @@ export async function openSession(options: { log?: (line: string) => void } = {}
     await stopServer?.();
     throw err;
   }
-  const client = new Client({ connection, namespace: target.namespace });
+  const client = new Client({ connection, namespace: target.namespace, dataConverter: dataConverterFromEnv() });
   return {
     target,
     client,

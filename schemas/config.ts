@@ -582,17 +582,58 @@ export const SweepSection = z
   })
   .describe('The grid `tuneline sweep start` searches: one trial per point, each a durable child workflow.');
 
+/** Overlap policies of a schedule: what happens when a run is due while the previous one still runs. */
+export const SCHEDULE_OVERLAP = ['skip', 'buffer-one', 'buffer-all', 'cancel-other', 'allow-all'] as const;
+
+const isTimeZone = (zone: string) => {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 export const Schedule = z
   .strictObject({
-    id: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dots, dashes and underscores'),
-    cron: z.string().optional().describe('Cron expression, e.g. `0 3 * * 1` for Mondays at 03:00.'),
-    every: Duration.optional().describe('Interval, e.g. `7d`.'),
-    overlap: z.enum(['skip', 'buffer-one']).default('skip').describe('What to do when the previous run is still going.'),
-    paused: z.boolean().default(false),
-    note: z.string().optional(),
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, dots, dashes and underscores')
+      .describe('Unique within the pipeline; the Temporal schedule is `<pipeline>.<id>`.'),
+    cron: z
+      .string()
+      .refine(
+        (c) => /^@\w+/.test(c.trim()) || c.trim().split(/\s+/).length === 5,
+        'five fields (minute hour day month weekday) or @daily, @hourly, …',
+      )
+      .optional()
+      .describe('Cron expression, e.g. `0 3 * * 1` for Mondays at 03:00.'),
+    every: Duration.optional().describe('Interval, e.g. `7d`, counted from the Unix epoch (so `1d` is at midnight UTC).'),
+    timezone: z
+      .string()
+      .refine(isTimeZone, 'an IANA time zone such as UTC or Europe/Berlin')
+      .default('UTC')
+      .describe('Time zone of `cron`.'),
+    pipeline: z.string().optional().describe('The pipeline file a scheduled run runs, relative to this file; this file when absent.'),
+    overlap: z
+      .enum(SCHEDULE_OVERLAP)
+      .default('skip')
+      .describe('When a run is due while the previous one still runs: skip it, buffer one or all, cancel the other, or allow both.'),
+    catchupWindow: Duration.default('1h').describe('Runs missed while the server was down are started late if they fall in this window.'),
+    jitter: Duration.optional().describe('Each run starts up to this much later, at random, so many schedules do not start at once.'),
+    paused: z.boolean().default(false).describe('Declared paused: `schedule apply` creates or leaves it paused.'),
+    onlyIfChanged: z
+      .boolean()
+      .default(true)
+      .describe(
+        "A scheduled run whose data and config are those of the pipeline's production model ends as `unchanged` " +
+          'after the data stage instead of retraining.',
+      ),
+    note: z.string().optional().describe('Shown by `tuneline schedule describe` and in the Web UI.'),
   })
   .refine((s) => (s.cron === undefined) !== (s.every === undefined), { message: 'set exactly one of `cron` or `every`' })
-  .describe(`A retraining schedule. ${PLANNED}`);
+  .describe('A retraining schedule, made a Temporal Schedule by `tuneline schedule apply`.');
+export type Schedule = z.infer<typeof Schedule>;
 
 export const StorageSection = z
   .strictObject({
@@ -601,6 +642,10 @@ export const StorageSection = z
       .string()
       .default('.tuneline/runs')
       .describe("Folder of per-run folders with named links to each run's artifacts, relative to the YAML file."),
+    registry: z
+      .string()
+      .default('.tuneline/registry')
+      .describe("Model registry folder, relative to the YAML file: each pipeline's `production` pointer and the log of who moved it."),
   })
   .describe('Where artifacts are kept.');
 
@@ -609,7 +654,7 @@ export const PipelineConfig = z
     name: z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits and dashes')
-      .describe('Pipeline name; used in run ids, search attributes and the run manifest (and by the planned model registry).'),
+      .describe('Pipeline name; used in run ids, search attributes, the run manifest and the model registry.'),
     data: DataSection,
     clean: CleanSection.default(CleanSection.parse({})),
     dedup: DedupSection.default(DedupSection.parse({})),
@@ -622,10 +667,25 @@ export const PipelineConfig = z
     gates: z.array(Gate).default([]).describe('Thresholds a model must pass to become a promotion candidate.'),
     review: ReviewSection.default(ReviewSection.parse({})),
     sweep: SweepSection.default(SweepSection.parse({})),
+    promotion: z
+      .enum(['auto', 'manual'])
+      .default('auto')
+      .describe(
+        '`auto`: a run whose every gate passed (and, with review, whose reviewers accepted it) becomes the production model. ' +
+          '`manual`: it stays a candidate until `tuneline models promote`.',
+      ),
     schedules: z
       .array(Schedule)
       .default([])
-      .describe(`Retraining schedules, for the planned \`tuneline schedule apply\` command. ${PLANNED}`),
+      .check((ctx) => {
+        const seen = new Set<string>();
+        ctx.value.forEach((s, n) => {
+          if (seen.has(s.id))
+            ctx.issues.push({ code: 'custom', input: s.id, path: [n, 'id'], message: `schedule id ${s.id} is used twice` });
+          seen.add(s.id);
+        });
+      })
+      .describe("Retraining schedules; `tuneline schedule apply` makes the Temporal server's schedules match them."),
     storage: StorageSection.default(StorageSection.parse({})),
   })
   .check((ctx) => {

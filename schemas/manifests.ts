@@ -122,6 +122,7 @@ export type StageName =
   | 'export'
   | 'evaluate'
   | 'gate'
+  | 'promote'
   | 'manifest'
   | 'done'
   | 'failed';
@@ -242,10 +243,18 @@ export interface PipelineInput {
   /** End the run after this stage (default: run every stage); `train` includes the export. */
   stopAfter?: 'data' | 'train';
   startedBy?: StartedBy;
+  /** End as `unchanged` after the data stage when the data and config are the production model's (schedules set it). */
+  onlyIfChanged?: boolean;
+  /** The schedule that started the run, if one did. */
+  schedule?: string;
 }
 
-/** How far a run went, and what it decided. */
-export const RunOutcome = z.enum(['data-ready', 'exported', 'candidate', 'awaiting-review', 'not-promoted']);
+/**
+ * How a run ended: `promoted` (every gate passed; it is the production model now), `candidate` (every
+ * gate passed, promotion is manual), `unchanged` (a scheduled run found the production model's data
+ * and config and trained nothing).
+ */
+export const RunOutcome = z.enum(['data-ready', 'exported', 'candidate', 'promoted', 'awaiting-review', 'not-promoted', 'unchanged']);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
 /** Returned by `finetunePipeline` when it completes. */

@@ -6,8 +6,8 @@
  *   npx tsx scripts/record-histories.ts
  *
  * It starts a Temporal dev server and both workers in this process, builds the engine's tiny random
- * model, and runs: the data stage alone, a bad config, a whole run through the gate (with a knowledge
- * file), and a sweep. Every
+ * model, and runs: the data stage alone, a bad config, a whole run through the gate to promotion (with
+ * a knowledge file), the same run again finding nothing new, and a sweep. Every
  * workflow of each run (the pipeline and its stage children) is written with `historyToJSON` to
  * `test/fixtures/histories/<run>.<workflow>.json`, and `workflow-ids.json` maps each file to its
  * workflow id (a replay needs it). About two minutes on 2 cores.
@@ -70,6 +70,9 @@ try {
   await (await startPipeline(client, loadConfigFile(full), { workflowId: 'fixture-full' })).result();
   for (const id of ['fixture-full', childWorkflowId.data('fixture-full'), childWorkflowId.trial('fixture-full')])
     await save(client, 'full-run', id);
+  // The same file again, as a schedule starts it: the model it promoted has this data and config, so nothing new.
+  await (await startPipeline(client, loadConfigFile(full), { workflowId: 'fixture-unchanged', onlyIfChanged: true })).result();
+  await save(client, 'unchanged', 'fixture-unchanged');
 
   // A sweep of two points with one rung: one stopped there, one trained on and won.
   const sweepFile = writePipeline(tempDir(), {

@@ -11,6 +11,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from 
 import type { TemporalTarget } from '../cli/connection';
 import { cpuActivities } from '../activities/cpu';
 import { gpuActivities } from '../activities/gpu';
+import { dataConverterFromEnv } from '../lib/encryption';
 import { TaskQueues, type QueueName } from '../workflows/definitions';
 
 /** The workflow bundle's entry, for workers and for replaying histories. */
@@ -69,7 +70,13 @@ export async function connectWorker(target: TemporalTarget): Promise<NativeConne
 }
 
 export async function createWorker(queue: QueueName, connection: NativeConnection, namespace: string, identity?: string): Promise<Worker> {
-  const common = { connection, namespace, taskQueue: TaskQueues[queue], ...(identity ? { identity } : {}) };
+  const common = {
+    connection,
+    namespace,
+    taskQueue: TaskQueues[queue],
+    dataConverter: dataConverterFromEnv(),
+    ...(identity ? { identity } : {}),
+  };
   if (queue === 'cpu') {
     return Worker.create({
       ...common,

@@ -15,6 +15,16 @@ export const SearchAttributes = {
   configHash: defineSearchAttributeKey('TunelineConfigHash', SearchAttributeType.KEYWORD),
   /** A sweep's id, on the sweep and every workflow it starts: `TunelineSweep = "<id>"` lists them together. */
   sweep: defineSearchAttributeKey('TunelineSweep', SearchAttributeType.KEYWORD),
+  /** Of the data the run read (the source snapshot's sha256), set after the data stage. */
+  datasetHash: defineSearchAttributeKey('TunelineDatasetHash', SearchAttributeType.KEYWORD),
+  /** `model.base` as configured (a folder, a GGUF file or a hub id). */
+  baseModel: defineSearchAttributeKey('TunelineBaseModel', SearchAttributeType.KEYWORD),
+  /** The git commit (or package version and sources hash) of the worker that recorded the run. */
+  codeVersion: defineSearchAttributeKey('TunelineCodeVersion', SearchAttributeType.KEYWORD),
+  /** How the run ended: its outcome (`promoted`, `not-promoted`, `unchanged`, ...) or `failed`. */
+  verdict: defineSearchAttributeKey('TunelineVerdict', SearchAttributeType.KEYWORD),
+  /** `user@host`, or `schedule <id>` for a scheduled run. */
+  startedBy: defineSearchAttributeKey('TunelineStartedBy', SearchAttributeType.KEYWORD),
 } as const;
 
 /** Every search attribute the project uses, for registering them on a server. */

@@ -4,7 +4,8 @@
  * orchestration only: every side effect is an activity passing small manifests. A user's error
  * (config, data) ends the run with its message; crashes and lost workers are retried by Temporal.
  */
-import { executeChild, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import { executeChild, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { PipelineConfig } from '../schemas/config';
 import type {
   ArtifactRef,
@@ -29,6 +30,8 @@ function runFiles(data: DataStageResult | null, made: TrialResult | null, report
 }
 
 export async function finetunePipeline(input: PipelineInput): Promise<PipelineResult> {
+  // Runs started before the registry and the lineage search attributes neither promote nor set them.
+  const withRegistry = patched('registry-and-lineage');
   const tracker = new StageTracker('validate');
   const runId = workflowInfo().workflowId;
   const heartbeatTimeout = input.dataHeartbeatTimeout;
@@ -58,12 +61,18 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       artifacts: runFiles(data, made, report?.outputs.report ?? null),
     });
 
+  /** The run's lineage, searchable: set as soon as each part is known, the verdict and code version at the end. */
+  const mark = (...pairs: SearchAttributeUpdatePair[]) => {
+    if (withRegistry) upsertSearchAttributes(pairs);
+  };
+
   try {
     config = await cpu.validatePipelineConfig({ config: input.config, configDir: input.configDir });
     upsertSearchAttributes([
       { key: SearchAttributes.pipeline, value: config.name },
       { key: SearchAttributes.configHash, value: input.configHash },
     ]);
+    mark({ key: SearchAttributes.baseModel, value: config.model.base });
     const context = { config, configDir: input.configDir, noCache: input.noCache };
 
     tracker.enter('data');
@@ -72,9 +81,15 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       executeChild(dataStage, { ...childOptions(dataId), args: [{ context, runId, heartbeatTimeout }] }),
     );
     steps.push(...data.steps.map((result) => ({ stage: 'data' as const, result })));
+    mark({ key: SearchAttributes.datasetHash, value: data.source.sha256 });
 
     let outcome: RunOutcome = 'data-ready';
-    if (input.stopAfter !== 'data') {
+    // A scheduled run with nothing new to learn from: the production model was trained on this data and config.
+    const check = withRegistry && input.onlyIfChanged ? await cpu.checkUnchanged({ context, dataset: data.source.sha256 }) : null;
+    if (check?.unchanged) {
+      outcome = 'unchanged';
+      tracker.decided('unchanged', `nothing new: the production model (run ${check.production}) was made from this data and config`);
+    } else if (input.stopAfter !== 'data') {
       await recordRun('running', null); // the data files are in the run folder while the model trains
       tracker.enter('trial');
       const trialId = childWorkflowId.trial(runId);
@@ -89,6 +104,18 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       );
       steps.push(...made.steps.map((result) => ({ stage: 'trial' as const, result })));
       outcome = made.evaluation ? made.evaluation.gate.verdict : 'exported';
+      if (withRegistry && outcome === 'candidate' && config.promotion === 'auto' && made.onnx) {
+        tracker.enter('promote');
+        const moved = await cpu.promoteModel({
+          context,
+          runId,
+          onnx: made.onnx,
+          dataset: data.source.sha256,
+          configHash: input.configHash,
+        });
+        tracker.decided('promote', `the production model of ${moved.pipeline} now (before: ${moved.previous ?? 'none'})`);
+        outcome = 'promoted';
+      }
     }
     if (made?.evaluation) {
       // The report is written from the manifest, then the manifest records the report.
@@ -97,6 +124,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     }
     tracker.enter('manifest');
     const recorded = await recordRun('completed', outcome);
+    mark({ key: SearchAttributes.verdict, value: outcome }, { key: SearchAttributes.codeVersion, value: recorded.codeVersion });
     tracker.enter('done');
     return {
       pipeline: config.name,
@@ -126,6 +154,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     };
   } catch (err) {
     tracker.fail(err);
+    mark({ key: SearchAttributes.verdict, value: 'failed' });
     const cause = rootCause(err);
     // The manifest of a failed run says what it did and why it stopped; failing to write it must not hide the error.
     await recordRun('failed', null, cause instanceof Error ? cause.message : String(cause)).catch(() => undefined);

@@ -58,6 +58,11 @@ export class StageTracker {
     return result;
   }
 
+  /** A line for what the workflow decided itself, with no activity behind it to time. */
+  decided(name: string, summary: string): void {
+    this.progress.steps.push({ step: name, status: 'done', seconds: 0, summary });
+  }
+
   /** The running line of a step that gave up without failing the workflow, and why. */
   skipped(name: string, reason: string): void {
     const line = this.progress.steps.find((s) => s.step === name && s.status === 'running');

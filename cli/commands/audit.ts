@@ -1,7 +1,7 @@
 /**
- * `tuneline audit replay | export | verify`: whether recorded histories still replay against this
- * checkout's workflow code, a history in the replayable JSON format, and whether every artifact a
- * run or sweep names is still the one it recorded.
+ * `tuneline audit replay | export | report | verify`: whether recorded histories still replay against
+ * this checkout's workflow code, a history in the replayable JSON format, a run's lineage, and whether
+ * every artifact a run or sweep names is still the one it recorded.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +9,8 @@ import type { Command } from 'commander';
 import type { RunManifest } from '../../schemas/manifests';
 import { historyJson, manifestArtifacts, recordedWorkflows, replayWorkflows, verifyArtifacts, type RecordedWorkflow } from '../audit';
 import { recordFolder } from '../client';
+import { buildLineage, lineageMarkdown } from '../lineage';
+import { keyErrorOf } from '../../lib/encryption';
 import { installWorkerLogging } from '../../workers/create';
 import { UserError } from '../config';
 import { workerLogPath } from '../logs';
@@ -98,6 +100,36 @@ export function registerAudit(program: Command): void {
       } finally {
         await session.close();
       }
+    });
+
+  audit
+    .command('report')
+    .description(
+      'The lineage of a run, from its recorded histories and run manifest: inputs with hashes, every activity with its ' +
+        'attempts and timings, every step with its artifacts, metrics, gate decisions, resumes, who started and who promoted it.',
+    )
+    .argument('<run-id>')
+    .option('--format <format>', 'md or json', 'md')
+    .option('-o, --output <file>', 'write it here instead of printing it')
+    .action(async (runId: string, opts: { format: string; output?: string }) => {
+      if (opts.format !== 'md' && opts.format !== 'json') throw new UserError(`--format ${opts.format}: md or json`);
+      const session = await openSession();
+      let text: string;
+      try {
+        const lineage = await buildLineage(session.client, runId).catch((err: unknown) => {
+          if (err instanceof UserError) throw err;
+          const keyError = keyErrorOf(err);
+          if (keyError) throw keyError;
+          throw new UserError(`could not read the history of ${runId}: ${err instanceof Error ? err.message : String(err)}`);
+        });
+        text = opts.format === 'json' ? JSON.stringify(lineage, null, 2) : lineageMarkdown(lineage);
+      } finally {
+        await session.close();
+      }
+      if (opts.output) {
+        writeFileSync(opts.output, text + '\n');
+        console.log(`${opts.output}: lineage of ${runId}`);
+      } else console.log(text);
     });
 
   audit

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { NativeConnection, Worker } from '@temporalio/worker';
@@ -20,6 +20,7 @@ interface RunOptions {
   json?: boolean;
   workers: boolean;
   until?: 'data' | 'train';
+  onlyIfChanged?: boolean;
 }
 
 const marks: Record<StepProgress['status'], string> = { pending: ' ', running: '>', done: '+', reused: '=', failed: 'x' };
@@ -75,8 +76,13 @@ export function printSummary(result: PipelineResult): void {
     console.log(`\nEvaluated on ${rows} test rows, every system on the same rows:`);
     console.log(renderTextTable(metricTableBlock(metrics, { headline: true })));
     console.log(`\n${plain(verdictSentence(gate))}`);
+    if (result.outcome === 'promoted') console.log(`Promoted: the production model of ${result.pipeline} now (tuneline models list).`);
+    if (result.outcome === 'candidate')
+      console.log(`Promotion is manual: tuneline models promote ${basename(result.runFolder)} makes it production.`);
     console.log(`Run report: ${file('report/report.html')} (and report.md)`);
   }
+  if (result.outcome === 'unchanged')
+    console.log('\nNothing new: the production model was trained on this data and this config, so nothing was trained.');
   console.log(`Run manifest: ${file('run.json')}`);
 }
 
@@ -129,6 +135,7 @@ export function registerRun(program: Command): void {
     .option('--no-workers', 'do not run workers in this process (use `tuneline worker` processes)')
     .option('--json', 'print one JSON object with the run id, status and artifact manifests')
     .option('--until <stage>', 'stop after this stage: data or train')
+    .option('--only-if-changed', "end after the data stage when the data and config are the production model's (as scheduled runs do)")
     .action(async (opts: RunOptions) => {
       const loaded = requireValidConfig(opts.config);
       const say = opts.json ? (line: string) => console.error(line) : (line: string) => console.log(line);
@@ -157,6 +164,7 @@ export function registerRun(program: Command): void {
         const handle = await startPipeline(session.client, loaded, {
           noCache: !opts.cache,
           stopAfter: opts.until,
+          onlyIfChanged: opts.onlyIfChanged,
           command: 'tuneline run',
         });
         say(

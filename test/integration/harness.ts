@@ -110,6 +110,30 @@ export async function activityAttempts(handle: WorkflowHandle): Promise<Record<s
   return attempts;
 }
 
+/**
+ * The part of a pipeline file that trains and evaluates a tiny model in seconds: `maxSteps` steps,
+ * checkpoints and validation every 4, no grounding, 4 test rows against the untuned base model.
+ */
+export function tinyRun(tinyModel: string, maxSteps: number) {
+  return {
+    data: { sample: { rows: 300, seed: 5 }, columns: { category: 'category', product: 'product', fact: 'fact' } },
+    model: { base: tinyModel },
+    training: {
+      maxSteps,
+      batchSize: 4,
+      maxLength: 96,
+      checkpointEvery: 4,
+      evalEvery: 4,
+      maxValidationRows: 8,
+      device: 'cpu',
+      grounding: { k: 0 },
+      activity: { heartbeat: '30s', maxAttempts: 3 },
+    },
+    evaluation: { baselines: ['base'], forgettingCheck: false, maxTestRows: 4, maxNewTokens: 8, batchSize: 4 },
+    gates: [{ metric: 'rougeL', min: 0 }],
+  };
+}
+
 /** A random 2-layer Llama with the default model's real tokenizer and chat template (engine/tests/tiny_models.py): real training, fractions of a second per step. */
 export function buildTinyModel(): string {
   const path = join(tempDir('tuneline-tiny-'), 'tiny-llama');

@@ -22,6 +22,7 @@ import {
   spawnWorker,
   startTestServer,
   tempDir,
+  tinyRun,
   waitFor,
   writePipeline,
   type TestServer,
@@ -48,21 +49,7 @@ afterAll(async () => {
 const sweepPipeline = (dir: string, rates: number[]) =>
   writePipeline(dir, {
     name: 'it-sweep',
-    data: { sample: { rows: 300, seed: 5 }, columns: { category: 'category', product: 'product', fact: 'fact' } },
-    model: { base: tinyModel },
-    training: {
-      maxSteps: 16,
-      batchSize: 4,
-      maxLength: 96,
-      checkpointEvery: 4,
-      evalEvery: 4,
-      maxValidationRows: 8,
-      device: 'cpu',
-      grounding: { k: 0 },
-      activity: { heartbeat: '30s', maxAttempts: 3 },
-    },
-    evaluation: { baselines: ['base'], forgettingCheck: false, maxTestRows: 4, maxNewTokens: 8, batchSize: 4 },
-    gates: [{ metric: 'rougeL', min: 0 }],
+    ...tinyRun(tinyModel, 16),
     sweep: { rank: [2, 4, 8], alpha: { perRank: 2 }, learningRate: rates, maxParallel: 2, halving: { rungs: [0.25, 0.5], reduction: 2 } },
   });
 

@@ -65,11 +65,26 @@ describe('runs list', () => {
         'StartTime >= "2026-12-01T00:00:00.000Z"',
     );
     expect(runsQuery({})).toBe('WorkflowType IN ("finetunePipeline", "sweep")');
+    expect(
+      runsQuery({
+        dataset: 'ab12',
+        verdict: 'promoted',
+        startedBy: 'schedule shop.nightly',
+        baseModel: 'm',
+        codeVersion: 'c1',
+        config: 'f0',
+      }),
+    ).toBe(
+      'WorkflowType IN ("finetunePipeline", "sweep") AND TunelineDatasetHash = "ab12" AND TunelineConfigHash = "f0" AND ' +
+        'TunelineBaseModel = "m" AND TunelineCodeVersion = "c1" AND TunelineVerdict = "promoted" AND TunelineStartedBy = "schedule shop.nightly"',
+    );
   });
 
   it('names every bad filter at once', () => {
-    const bad = () => runsQuery({ pipeline: 'Shop"', status: 'done', since: 'yesterday' });
+    const bad = () => runsQuery({ pipeline: 'Shop"', status: 'done', since: 'yesterday', startedBy: 'x" OR 1=1' });
     expect(bad).toThrow(UserError);
-    expect(bad).toThrow(/--pipeline Shop".*\n--status done: one of running, completed.*\n--since yesterday: a date/s);
+    expect(bad).toThrow(
+      /--pipeline Shop".*\n--status done: one of running, completed.*\n--since yesterday: a date.*\n--started-by x" OR 1=1: no quotes/s,
+    );
   });
 });

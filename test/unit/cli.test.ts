@@ -73,14 +73,10 @@ describe('tuneline CLI', () => {
     expect(stdout.trim().split('\n')).toEqual([
       `${path} is valid (pipeline "planned").`,
       'note: review.timeout is planned; nothing reads it yet, so it has no effect',
-      'note: schedules is planned; nothing reads it yet, so it has no effect',
     ]);
     const json = JSON.parse(tuneline('validate', '--config', path, '--json').stdout);
     expect(json).toMatchObject({ valid: true, problems: [] });
-    expect(json.notes).toEqual([
-      'review.timeout is planned; nothing reads it yet, so it has no effect',
-      'schedules is planned; nothing reads it yet, so it has no effect',
-    ]);
+    expect(json.notes).toEqual(['review.timeout is planned; nothing reads it yet, so it has no effect']);
   });
 
   it('validate lists every problem and exits 2', () => {

@@ -6,7 +6,7 @@ const note = (key: string) => `${key} is planned; nothing reads it yet, so it ha
 
 describe('planned keys', () => {
   it('are the keys whose schema description says nothing reads them yet', () => {
-    expect(plannedKeys()).toEqual(['review.sampleSize', 'review.satisfactionTarget', 'review.timeout', 'schedules']);
+    expect(plannedKeys()).toEqual(['review.sampleSize', 'review.satisfactionTarget', 'review.timeout']);
   });
 
   it('get no note when the file leaves them out, even though defaults fill them in', () => {
@@ -22,11 +22,11 @@ describe('planned keys', () => {
       sweep: { rank: [4, 8] },
       review: { timeout: '24h', sampleSize: 10 },
     };
-    expect(plannedNotes(raw)).toEqual([note('review.sampleSize'), note('review.timeout'), note('schedules')]);
+    expect(plannedNotes(raw)).toEqual([note('review.sampleSize'), note('review.timeout')]);
   });
 
   it('count a key as set even when its value is empty', () => {
-    expect(plannedNotes({ schedules: [], review: { timeout: '1h' } })).toEqual([note('review.timeout'), note('schedules')]);
+    expect(plannedNotes({ schedules: [], review: { timeout: '1h' } })).toEqual([note('review.timeout')]);
   });
 
   it('say nothing about a file that did not parse, or parsed to something else', () => {

@@ -37,6 +37,15 @@ describe('workflow history replay', () => {
     // The whole run went through training, export, evaluation and the report.
     const activities = load('full-run.trial.json').events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
     expect(activities).toEqual(expect.arrayContaining(['trainModel', 'exportModel', 'generateAnswers', 'scoreAnswers']));
+    // It was promoted; the same run again, as a schedule starts it, checked and found nothing new to train.
+    const scheduled = (file: string) => load(file).events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(scheduled('full-run.pipeline.json')).toContain('promoteModel');
+    expect(scheduled('unchanged.pipeline.json')).toContain('checkUnchanged');
+    expect(
+      load('unchanged.pipeline.json').events.some(
+        (e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowType?.name === 'trial',
+      ),
+    ).toBe(false);
   });
 
   it.each(files)('replays %s without a determinism error', { timeout: 60_000 }, async (file) => {

@@ -27,7 +27,8 @@ describe('sweep grid', () => {
   });
 
   it('takes a learning-rate list per strategy, the training rate where a strategy has none', () => {
-    const perStrategy = (learningRate: object) => sweepPoints(config({ strategy: ['full', 'lora'], rank: [4], learningRate })).map(describePoint);
+    const perStrategy = (learningRate: object) =>
+      sweepPoints(config({ strategy: ['full', 'lora'], rank: [4], learningRate })).map(describePoint);
     expect(perStrategy({ lora: [0.002], full: [1e-4, 4e-4] })).toEqual(['full lr 0.0001', 'full lr 0.0004', 'lora r4 a8 lr 0.002']);
     expect(perStrategy({ full: [1e-4] })).toEqual(['full lr 0.0001', 'lora r4 a8 lr 0.001']);
   });
