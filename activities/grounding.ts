@@ -130,7 +130,7 @@ export async function openRetriever(context: Pick<StepContext, 'config'> & Retri
 }
 
 /** A pair as a prompt carries it: question and answer cut to `maxChars` (an ellipsis marks a cut). */
-function knownPair(row: { id: string; question: string; answer: string }, similarity: number, maxChars: number): KnownPair {
+export function knownPair(row: { id: string; question: string; answer: string }, similarity: number, maxChars: number): KnownPair {
   const cut = (text: string) => (text.length <= maxChars ? text : `${text.slice(0, maxChars - 1).trimEnd()}…`);
   return { id: row.id, question: cut(row.question), answer: cut(row.answer), similarity: Math.round(similarity * 1e4) / 1e4 };
 }

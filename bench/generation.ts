@@ -17,21 +17,18 @@
  * excluding the end-of-turn token. An export folder has no PyTorch weights, so the PyTorch side
  * (bench/generate_torch.py, a worker process) loads the source folder the export's manifest names.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { generateLabelledSampleRecords } from '../sample-data/generate';
 import { INTRA_OP_THREADS, loadGenerator } from '../serve/generation';
+import { DEFAULT_EXPORT, SAMPLE_SEED, ensureBaseExport, sampleQuestions } from './models';
 
 const root = join(import.meta.dirname, '..');
 const python = join(root, '.venv', 'bin', 'python');
-const DEFAULT_EXPORT = join(root, '.tuneline', 'bench', 'base-onnx');
-const SAMPLE_ROWS = 200; // enough clean rows to pick the questions from
-const SAMPLE_SEED = 7;
 const WARMUP_NEW_TOKENS = 8;
 // Rows per batch size: at least 2 batches (so p50 is over more than one) and at least 8 rows. Batch 1
 // then takes the first 8 questions, not all 16: on 2 cores that keeps the whole run near 3 minutes.
@@ -96,23 +93,6 @@ function readOptions() {
     process.exit(2);
   }
   return { exportDir, count, batchSizes, maxNewTokens, isDefaultExport: values.model === undefined };
-}
-
-/** The default model's export, made once and reused. */
-function ensureBaseExport(exportDir: string): void {
-  if (existsSync(join(exportDir, 'export.json'))) return;
-  const run = (args: string[]) => execFileSync(python, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  const modelDir = run(['-c', 'from engine.models import ensure_default_model; print(ensure_default_model())']).trim();
-  console.error(`exporting the default model ${modelDir} to ${exportDir} (once, about a minute)`);
-  run(['-m', 'engine', 'export', '--model', modelDir, '--output', exportDir]);
-}
-
-/** The first `count` clean questions of the seeded sample data: no planted HTML, odd Unicode or pasted manuals. */
-function sampleQuestions(count: number): string[] {
-  const { records, labels } = generateLabelledSampleRecords(SAMPLE_ROWS, SAMPLE_SEED);
-  const clean = records.filter((_, n) => labels[n]!.kind === 'clean').map((record) => record.question as string);
-  if (clean.length < count) throw new Error(`only ${clean.length} clean questions in ${SAMPLE_ROWS} sample rows; raise SAMPLE_ROWS`);
-  return clean.slice(0, count);
 }
 
 async function onnxSide(exportDir: string): Promise<Side> {

@@ -9,6 +9,7 @@ import { registerRun } from './commands/run';
 import { registerRuns } from './commands/runs';
 import { registerSampleData } from './commands/sample-data';
 import { registerSchedule } from './commands/schedule';
+import { registerServe } from './commands/serve';
 import { registerStatus } from './commands/status';
 import { registerSweep } from './commands/sweep';
 import { registerTemporal } from './commands/temporal';
@@ -33,6 +34,7 @@ registerAudit(program);
 registerSchedule(program);
 registerModels(program);
 registerKeys(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -81,6 +81,9 @@ export function printSummary(result: PipelineResult): void {
       console.log(`Promotion is manual: tuneline models promote ${basename(result.runFolder)} makes it production.`);
     console.log(`Run report: ${file('report/report.html')} (and report.md)`);
   }
+  if (result.outcome === 'promoted')
+    console.log('Chat with it: npx tuneline serve (an OpenAI-compatible API on http://127.0.0.1:8000/v1).');
+  else if (result.onnx) console.log(`Chat with this model: npx tuneline serve --run ${basename(result.runFolder)}`);
   if (result.outcome === 'unchanged')
     console.log('\nNothing new: the production model was trained on this data and this config, so nothing was trained.');
   console.log(`Run manifest: ${file('run.json')}`);

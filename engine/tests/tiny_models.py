@@ -1,6 +1,7 @@
 """Tiny random models built locally, for tests that need real training in seconds.
 
     python -m engine.tests.tiny_models llama OUT_DIR     # 2-layer Llama with SmolLM2's tokenizer and chat template
+    python -m engine.tests.tiny_models wide OUT_DIR      # the same with wider random weights: answers that vary
     python -m engine.tests.tiny_models looping OUT_DIR   # the same, trained to answer with one sentence over and over
     python -m engine.tests.tiny_models terse OUT_DIR     # the same, trained so that plain greedy stops after one sentence
 
@@ -37,6 +38,24 @@ def build_tiny_llama(folder: Path, tokenizer=None) -> Path:
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_wide_llama(folder: Path, tokenizer=None) -> Path:
+    """The tiny Llama with wider random weights (std 0.5): its init (std 0.02, tied embeddings) only ever
+    repeats the last prompt token, which would make any comparison of answers pass trivially; with these
+    weights attention decides the tokens, so different prompts get different answers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    build_tiny_llama(folder, tokenizer)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0.0, 0.5)
+    model.save_pretrained(folder)
     return folder
 
 
@@ -140,7 +159,12 @@ def build_tiny_gpt2(folder: Path, sentences: list[str]) -> Path:
 
 
 if __name__ == "__main__":
-    builders = {"llama": build_tiny_llama, "looping": build_looping_llama, "terse": build_terse_llama}
+    builders = {
+        "llama": build_tiny_llama,
+        "wide": build_wide_llama,
+        "looping": build_looping_llama,
+        "terse": build_terse_llama,
+    }
     if len(sys.argv) != 3 or sys.argv[1] not in builders:
-        sys.exit("usage: python -m engine.tests.tiny_models llama|looping|terse OUT_DIR")
+        sys.exit("usage: python -m engine.tests.tiny_models llama|wide|looping|terse OUT_DIR")
     print(builders[sys.argv[1]](Path(sys.argv[2])))

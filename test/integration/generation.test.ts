@@ -25,20 +25,6 @@ const python = join(root, '.venv', 'bin', 'python');
 const QUESTIONS = ['How do I reset my router?', 'Hi', 'Can I return the smart watch if the strap broke after two weeks?'];
 const NEW_TOKENS = 12;
 
-// The tiny model's init (std 0.02, tied embeddings) only ever repeats the last prompt token, which would
-// make parity and padding checks trivially pass; wider random weights make attention decide the tokens.
-const WIDEN_WEIGHTS = `
-import sys, torch
-from transformers import AutoModelForCausalLM
-torch.manual_seed(1)
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)
-with torch.no_grad():
-    for parameter in model.parameters():
-        if parameter.dim() == 2:
-            parameter.normal_(0.0, 0.5)
-model.save_pretrained(sys.argv[1])
-`;
-
 // PyTorch reference: prompts from the engine's own PromptEncoder, greedy tokens from export.torch_greedy
 // (generate with do_sample=False), eos dropped as the Node side drops it.
 const REFERENCE = `
@@ -75,8 +61,8 @@ function runPython(args: string[]): string {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tuneline-generation-'));
-  runPython(['-m', 'engine.tests.tiny_models', 'llama', join(dir, 'tiny')]);
-  runPython(['-c', WIDEN_WEIGHTS, join(dir, 'tiny')]);
+  // Wider random weights than the tiny model's init, so that attention decides the tokens (see tiny_models.py).
+  runPython(['-m', 'engine.tests.tiny_models', 'wide', join(dir, 'tiny')]);
   runPython(['-m', 'engine', 'export', '--model', join(dir, 'tiny'), '--output', join(dir, 'onnx'), '--parity-prompts', '1']);
   const lines = runPython(['-c', REFERENCE, join(dir, 'tiny'), JSON.stringify(QUESTIONS), String(NEW_TOKENS)])
     .trim()

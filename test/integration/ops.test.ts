@@ -4,7 +4,7 @@
  * registry's promote and rollback; declared schedules applied, triggered, paused and backfilled; a
  * scheduled run with nothing new ends early; and the raw history holds nothing in clear.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@temporalio/client';
@@ -179,6 +179,8 @@ describe('a gated run, its lineage and its encrypted history', () => {
 describe('the model registry', () => {
   const registry = () => join(dir, '.tuneline', 'registry', 'it-ops');
   let refused: string;
+  let server: ChildProcess;
+  let served: () => Promise<string[]>;
 
   it('refuses a model whose gates failed unless forced with a reason, and records who forced it', async () => {
     // The same training (reused from the cache), a gate no model passes.
@@ -196,6 +198,19 @@ describe('the model registry', () => {
     expect(noReason.stderr).toContain('--force needs --reason');
     expect(readProduction(registry())!.runId).toBe(promoted.runId);
 
+    // `tuneline serve` on the production model follows the pointer as it moves.
+    server = spawn(process.execPath, [cliPath, 'serve', '--port', '0'], {
+      cwd: dir,
+      env: { ...process.env, TEMPORAL_ADDRESS: env.server.address, [KEYS_ENV]: keyFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    server.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    server.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    const address = await waitFor(async () => /on (http:\/\/[\d.:]+)\/v1/.exec(output)?.[1], Boolean, 120_000);
+    served = async () => ((await (await fetch(`${address}/v1/models`)).json()) as { data: Array<{ id: string }> }).data.map((m) => m.id);
+    expect(await served()).toEqual([`it-ops@${promoted.runId}`]);
+
     const forced = tuneline(['models', 'promote', refused, '--force', '--reason', 'hotfix for a launch']);
     expect(forced.code, forced.stderr).toBe(0);
     expect(readProduction(registry())).toMatchObject({
@@ -212,6 +227,7 @@ describe('the model registry', () => {
     }>;
     expect(listed.filter((m) => m.production).map((m) => m.runId)).toEqual([refused]);
     expect(listed.map((m) => m.runId).sort()).toEqual([promoted.runId, refused].sort());
+    await waitFor(served, (ids) => ids[0] === `it-ops@${refused}`, 60_000);
   });
 
   it('rolls back to the model it replaced, with the reason in the log', () => {
@@ -229,6 +245,13 @@ describe('the model registry', () => {
       ['rollback', promoted.runId, false],
     ]);
     expect(tuneline(['models', 'show', promoted.runId]).stdout).toContain('(production)');
+  });
+
+  it('the chat server reloaded the production model each time the pointer moved, and stops cleanly', async () => {
+    await waitFor(served, (ids) => ids[0] === `it-ops@${promoted.runId}`, 60_000);
+    const exited = new Promise<number | null>((done) => server.once('exit', done));
+    server.kill('SIGTERM');
+    expect(await exited).toBe(0);
   });
 });
 
