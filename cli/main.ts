@@ -3,6 +3,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerAudit } from './commands/audit';
+import { registerFeedback } from './commands/feedback';
 import { registerKeys } from './commands/keys';
 import { registerModels } from './commands/models';
 import { registerRun } from './commands/run';
@@ -35,6 +36,7 @@ registerSchedule(program);
 registerModels(program);
 registerKeys(program);
 registerServe(program);
+registerFeedback(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -646,6 +646,10 @@ export const StorageSection = z
       .string()
       .default('.tuneline/registry')
       .describe("Model registry folder, relative to the YAML file: each pipeline's `production` pointer and the log of who moved it."),
+    feedback: z
+      .string()
+      .default('.tuneline/feedback.sqlite')
+      .describe('SQLite file where `tuneline serve` keeps every answer it gives and its ratings, relative to the YAML file.'),
   })
   .describe('Where artifacts are kept.');
 

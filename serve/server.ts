@@ -6,6 +6,8 @@
  *   (or `max_completion_tokens`), `temperature` (absent or 0: greedy, as evaluated), `top_p`, `stop`,
  *   `seed`, usage counts; a grounded model's answer names the known pairs it was given (`tuneline`).
  * - `GET /v1/models`, `GET /healthz` (the process is up), `GET /readyz` (a model is loaded).
+ * - `POST /v1/feedback`: a rating of an answer (up or down, comment, corrected answer), kept with the
+ *   answer, its model and its conversation (serve/feedback.ts); `GET /` a web chat page that rates too.
  * - Limits on body size, messages, message length and new tokens; an optional API key; a per-client
  *   rate limit; at most `maxConcurrent` answers generate at once (each a token at a time, so streams
  *   interleave) and `maxQueue` wait, beyond that 503; errors in OpenAI's shape with the right status.
@@ -14,10 +16,12 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { KnownPair } from '../schemas/engine';
-import type { FinishReason, GenerateOptions, Generation, Generator, Prompt } from './generation';
+import type { ChatMessage, FinishReason, GenerateOptions, Generation, Generator, Prompt } from './generation';
+import { CHAT_CSS, CHAT_HTML, CHAT_JS } from './chat-page';
+import { Rating, type FeedbackStore } from './feedback';
 import { groundedQuestion } from './grounding';
 
 export interface ChatModel {
@@ -62,6 +66,8 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>;
   /** Bearer keys that may call the API; empty: no key needed. */
   apiKeys?: string[];
+  /** Where answers and their ratings are kept; without it `POST /v1/feedback` answers 503. */
+  feedback?: FeedbackStore;
   /** Names a request's `model` may use besides the served id (e.g. the pipeline's name). */
   aliases?: string[];
   logger?: boolean;
@@ -192,6 +198,7 @@ export interface ChatServer {
 export async function createChatServer(initial: ChatModel | null, options: ServerOptions = {}): Promise<ChatServer> {
   const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const slot = new ModelSlot(initial);
+  const feedback = options.feedback;
   const gate = new Gate(limits.maxConcurrent, limits.maxQueue);
   const open = new Set<Promise<unknown>>();
   let stopping = false;
@@ -248,6 +255,13 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
         ),
     });
 
+  // The web chat page: its own files only, nothing inline (a strict Content-Security-Policy).
+  const page = (type: string, body: string) => async (_req: FastifyRequest, reply: FastifyReply) =>
+    reply.type(type).header('Content-Security-Policy', "default-src 'self'").header('X-Content-Type-Options', 'nosniff').send(body);
+  app.get('/', page('text/html; charset=utf-8', CHAT_HTML));
+  app.get('/chat.js', page('text/javascript; charset=utf-8', CHAT_JS));
+  app.get('/chat.css', page('text/css; charset=utf-8', CHAT_CSS));
+  app.get('/favicon.ico', async (_req, reply) => reply.status(204).send());
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) =>
     slot.current && !stopping
@@ -280,8 +294,11 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
   }
 
   /** The prompt the model gets: the conversation, its last user turn with its known pairs when grounded. */
-  async function promptOf(model: ChatModel, request: ChatRequest): Promise<{ prompt: Prompt; pairs: KnownPair[] }> {
-    const messages = request.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  async function promptOf(model: ChatModel, request: ChatRequest): Promise<{ prompt: Prompt; pairs: KnownPair[]; asked: ChatMessage[] }> {
+    const asked = request.messages.map(
+      (m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }) as ChatMessage,
+    );
+    const messages = asked.map((m) => ({ ...m }));
     const last = messages.at(-1)!;
     let pairs: KnownPair[] = [];
     if (model.knownPairs && last.role === 'user') {
@@ -294,7 +311,7 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
     } catch (err) {
       throw new ApiError(400, (err as Error).message, 'invalid_request_error', 'invalid_conversation', 'messages');
     }
-    return { prompt, pairs };
+    return { prompt, pairs, asked };
   }
 
   function generateOptions(model: ChatModel, request: ChatRequest, signal: AbortSignal): GenerateOptions {
@@ -346,7 +363,9 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
     reply.raw.on('close', () => abort.abort());
     const done = (async () => {
       try {
-        const { prompt, pairs } = await promptOf(model, request);
+        const { prompt, pairs, asked } = await promptOf(model, request);
+        const keep = (g: Generation) =>
+          feedback?.recordAnswer({ id, model: model.id, messages: asked, answer: g.text, knownPairs: pairs.map((p) => p.id) });
         const options = generateOptions(model, request, abort.signal);
         const promptTokens = model.generator.tokenizer.encodePrompt(prompt).length;
         const id = `chatcmpl-${randomBytes(12).toString('hex')}`;
@@ -360,6 +379,7 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
         });
         if (!request.stream) {
           const [answer] = await model.generator.generate([prompt], options);
+          keep(answer!);
           return reply.send({
             ...base,
             object: 'chat.completion',
@@ -399,6 +419,7 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
           }
           const answer = next.value;
           if (!abort.signal.aborted) {
+            keep(answer);
             send(chunk({}, FINISH[answer.finishReason]));
             if (request.stream_options?.include_usage)
               send({ ...base, object: 'chat.completion.chunk', choices: [], usage: usage(answer) });
@@ -422,6 +443,25 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
     } finally {
       open.delete(done);
     }
+  });
+
+  app.post('/v1/feedback', { preHandler: authorize }, async (req, reply) => {
+    if (!feedback) throw new ApiError(503, 'feedback is off on this server (tuneline serve --no-feedback)', 'server_error', 'feedback_off');
+    const parsed = Rating.safeParse(req.body);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
+      throw new ApiError(400, problems.join('; '), 'invalid_request_error', 'invalid_request', problems[0]!.split(':')[0]!);
+    }
+    const id = feedback.rate(parsed.data, bearer(req) ? 'api-key' : req.ip);
+    if (id === null)
+      throw new ApiError(
+        404,
+        `no answer ${parsed.data.completion_id} on this server; rate the id a chat completion returned`,
+        'not_found_error',
+        'unknown_completion',
+        'completion_id',
+      );
+    return reply.status(201).send({ id, object: 'feedback', completion_id: parsed.data.completion_id, rating: parsed.data.rating });
   });
 
   return {

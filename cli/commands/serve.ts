@@ -2,7 +2,9 @@
  * `tuneline serve`: the chat server (serve/server.ts) on a pipeline's production model, reloaded
  * without downtime when the production pointer moves, or on an export folder.
  */
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
+import { FeedbackStore } from '../../serve/feedback';
 import { DEFAULT_LIMITS, createChatServer, type ChatModel } from '../../serve/server';
 import { loadExportModel, loadRunModel, productionManifest, runManifest, watchProduction } from '../chat-model';
 import { UserError, requireValidConfig } from '../config';
@@ -26,6 +28,8 @@ export function registerServe(program: Command): void {
     .option('--rate-limit <n>', 'chat requests per client per minute; 0 turns it off', String(DEFAULT_LIMITS.rateLimit!.max))
     .option('--max-concurrent <n>', 'answers generating at once; more wait in a queue', String(DEFAULT_LIMITS.maxConcurrent))
     .option('--max-tokens <n>', 'the most new tokens a request may ask for', String(DEFAULT_LIMITS.maxNewTokens))
+    .option('--feedback-db <file>', 'SQLite file for answers and their ratings (default: storage.feedback of the pipeline file)')
+    .option('--no-feedback', 'keep no answers and take no ratings')
     .action(
       async (opts: {
         config: string;
@@ -37,6 +41,8 @@ export function registerServe(program: Command): void {
         rateLimit: string;
         maxConcurrent: string;
         maxTokens: string;
+        feedbackDb?: string;
+        feedback: boolean;
       }) => {
         const port = whole(opts.port, '--port', 0);
         const perMinute = whole(opts.rateLimit, '--rate-limit', 0);
@@ -52,7 +58,10 @@ export function registerServe(program: Command): void {
         if (opts.export) model = await loadExportModel(opts.export);
         else if (opts.run) model = await loadRunModel(runManifest(loaded!.config, loaded!.configDir, opts.run));
         else model = await loadRunModel(productionManifest(loaded!.config, loaded!.configDir).manifest);
-        const server = await createChatServer(model, { limits, apiKeys, aliases: loaded ? [loaded.config.name] : [] });
+        const feedbackFile =
+          opts.feedbackDb ?? (loaded ? resolve(loaded.configDir, loaded.config.storage.feedback) : resolve('.tuneline', 'feedback.sqlite'));
+        const feedback = opts.feedback ? new FeedbackStore(feedbackFile) : undefined;
+        const server = await createChatServer(model, { limits, apiKeys, feedback, aliases: loaded ? [loaded.config.name] : [] });
         if (loaded && !opts.run)
           stopWatching = watchProduction(loaded.config, loaded.configDir, (runId) => {
             console.log(`The production model moved to ${runId}; loading it...`);
@@ -64,10 +73,12 @@ export function registerServe(program: Command): void {
         console.log(
           `Serving ${model.id} on ${address}/v1 (OpenAI-compatible${apiKeys.length ? ', API key required' : ''}); Ctrl-C stops it.`,
         );
+        if (feedback) console.log(`Answers and ratings (POST /v1/feedback) go to ${feedbackFile}.`);
         await new Promise((stop) => process.once('SIGINT', stop).once('SIGTERM', stop));
         console.log('Stopping: open answers finish first...');
         stopWatching();
         await server.shutdown();
+        feedback?.close();
       },
     );
 }

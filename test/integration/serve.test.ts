@@ -5,12 +5,15 @@
  * stream ends on the old one; shutdown lets an open stream finish.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
 import OpenAI from 'openai';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadExportModel } from '../../cli/chat-model';
+import { FeedbackStore } from '../../serve/feedback';
 import { loadGenerator, type Generator } from '../../serve/generation';
 import { groundedQuestion } from '../../serve/grounding';
 import { createChatServer, type ChatModel, type ChatServer, type ServerOptions } from '../../serve/server';
@@ -48,6 +51,7 @@ async function serve(options: ServerOptions = {}, model?: ChatModel) {
 
 const QUESTION = 'How do I reset my router?';
 const MODEL = 'onnx'; // the export folder's name
+const CHROMIUM = '/usr/bin/chromium';
 
 describe('the OpenAI-compatible chat API', () => {
   it('answers as the generator does, whole and streamed, with usage counts', async () => {
@@ -172,6 +176,60 @@ describe('the OpenAI-compatible chat API', () => {
     await expect(ask('b')).resolves.toBeDefined(); // another client has its own budget
   });
 
+  it('keeps every answer with its conversation; ratings land in SQLite and export as dataset rows', async () => {
+    const store = new FeedbackStore(join(dir, 'feedback.sqlite'));
+    const { client, address } = await serve({ feedback: store });
+    const api = client();
+    const ask = (content: string) => api.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: 6 });
+    const [good, fixed, bad] = [await ask('Is it waterproof?'), await ask('Where is the reset button?'), await ask('Does it ship abroad?')];
+    const rate = (body: object) =>
+      fetch(`${address}/v1/feedback`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await rate({ completion_id: good.id, rating: 'up' })).status).toBe(201);
+    expect(
+      (await rate({ completion_id: fixed.id, rating: 'down', comment: 'wrong place', correction: 'On the back, under the cover.' })).status,
+    ).toBe(201);
+    expect((await rate({ completion_id: bad.id, rating: 'down' })).status).toBe(201);
+    const unknown = await rate({ completion_id: 'chatcmpl-nope', rating: 'up' });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ error: { code: 'unknown_completion', param: 'completion_id' } });
+    const invalid = await rate({ completion_id: good.id, rating: 'meh' });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { error: { message: string } }).error.message).toContain('rating');
+
+    const out = (name: string, ...flags: string[]) => {
+      const file = join(dir, name);
+      execFileSync(
+        process.execPath,
+        [join(projectRoot, 'bin', 'tuneline.mjs'), 'feedback', 'export', '--db', store.file, '-o', file, ...flags],
+        {
+          cwd: projectRoot,
+          stdio: 'pipe',
+        },
+      );
+      return readFileSync(file, 'utf8');
+    };
+    const csv = parse(out('feedback.csv'), { columns: true }) as Array<Record<string, string>>;
+    expect(csv.map((r) => [r.id, r.question, r.answer, r.rating, r.rejected])).toEqual([
+      [good.id, 'Is it waterproof?', good.choices[0]!.message.content, 'up', 'false'],
+      [fixed.id, 'Where is the reset button?', 'On the back, under the cover.', 'down', 'false'],
+    ]);
+    expect(csv[1]).toMatchObject({ modelAnswer: fixed.choices[0]!.message.content, comment: 'wrong place', model: MODEL });
+    const all = out('feedback.jsonl', '--include-rejected')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { id: string; rejected: boolean; answer: string });
+    expect(all.map((r) => [r.id, r.rejected, r.answer])).toEqual([
+      [good.id, false, good.choices[0]!.message.content],
+      [fixed.id, false, 'On the back, under the cover.'],
+      [bad.id, true, ''],
+    ]);
+    // A server without a store says so.
+    const { address: off } = await serve();
+    expect(
+      (await fetch(`${off}/v1/feedback`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' })).status,
+    ).toBe(503);
+  });
+
   it('serves 16 concurrent streaming clients with no failed request', async () => {
     const { client } = await serve({ limits: { maxConcurrent: 4, rateLimit: null } });
     const texts = await Promise.all(
@@ -231,5 +289,56 @@ describe('the OpenAI-compatible chat API', () => {
     await server.shutdown(30_000);
     expect(await finishing).not.toBeNull();
     await expect(api.models.list()).rejects.toBeDefined();
+  });
+});
+
+describe('the web chat page, in headless Chromium', () => {
+  it('chats with the model as the API answers, and a rating with a correction lands in SQLite', { timeout: 120_000 }, async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (scripts/test.sh does)`);
+    const store = new FeedbackStore(join(dir, 'page-feedback.sqlite'));
+    const { address } = await serve({ feedback: store });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-background-networking'],
+    });
+    try {
+      const page = await browser.newPage();
+      const failures: string[] = [];
+      page.on('pageerror', (err) => failures.push(err.message));
+      page.on('console', (m) => m.type() === 'error' && failures.push(m.text()));
+      await page.goto(address);
+      await expect.poll(() => page.textContent('#model')).toBe(`model ${MODEL}`);
+      await page.fill('#question', QUESTION);
+      await page.click('#send');
+      await page.waitForSelector('.rate-up');
+      const [expected] = await generator.generate([QUESTION], { maxNewTokens: 256 });
+      expect(await page.textContent('.turn.assistant')).toBe(expected!.text);
+      expect(await page.textContent('.turn.user')).toBe(QUESTION);
+      const completionId = await page.getAttribute('.turn.assistant', 'data-completion-id');
+
+      await page.click('.rate-down');
+      await page.fill('.correction', 'Hold the reset button for ten seconds.');
+      await page.fill('.comment', 'too vague');
+      await page.click('.rate-save');
+      await page.waitForSelector('.feedback-sent');
+      expect(store.ratings()).toEqual([
+        expect.objectContaining({
+          answer_id: completionId,
+          rating: 'down',
+          comment: 'too vague',
+          correction: 'Hold the reset button for ten seconds.',
+        }),
+      ]);
+      // A second question goes with the conversation so far.
+      await page.fill('#question', 'And then?');
+      await page.click('#send');
+      // The first answer's buttons became a thank-you; the second answer has its own once it is complete.
+      await expect.poll(() => page.locator('.rate-up').count(), { timeout: 60_000 }).toBe(1);
+      expect(await page.locator('.turn.assistant').count()).toBe(2);
+      expect(failures).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 });
