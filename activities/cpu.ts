@@ -11,6 +11,7 @@ import { scoreAnswers } from './evaluation/score';
 import { writeRunReport } from './report/run-report';
 import { applyTrainingOverrides, validatePipelineConfig } from './run-config';
 import { checkUnchanged, promoteModel } from './registry';
+import { drawReviewSample } from './review';
 import { recordRun } from './run-record';
 import { recordSweep } from './sweep-record';
 
@@ -34,4 +35,5 @@ export const cpuActivities = {
   recordSweep,
   promoteModel,
   checkUnchanged,
+  drawReviewSample,
 };

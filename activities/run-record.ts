@@ -15,6 +15,7 @@ import {
   type GateVerdict,
   type MetricTable,
   type PipelineInput,
+  type ReviewState,
   type RunOutcome,
   type StepRecord,
   type StepResult,
@@ -44,6 +45,8 @@ export interface RecordRunInput {
   source: ArtifactRef | null;
   metrics: MetricTable | null;
   gate: GateVerdict | null;
+  /** Human review of sampled answers, when the run had one. */
+  review?: ReviewState | null;
   notes: string[];
   /** The run folder's named files (`train.arrow`, `model`, `report`, ...); `run.json` is added. */
   artifacts: Record<string, ArtifactRef>;
@@ -113,6 +116,7 @@ export function buildRunManifest(input: RecordRunInput): RunManifest {
     baseModel: train ? TrainStats.parse(train.result.stats).baseModel : null,
     metrics: input.metrics,
     gate: input.gate,
+    review: input.review ?? null,
     notes: input.notes,
     artifacts: input.artifacts,
   });

@@ -12,7 +12,8 @@ import type { temporal } from '@temporalio/proto';
 import { readRegistryLog, registryFolder, type RegistryEvent } from '../activities/registry';
 import { sha256File } from '../activities/artifacts';
 import { PipelineConfig } from '../schemas/config';
-import { RunManifest, type ArtifactRef, type PipelineInput, type StartedBy } from '../schemas/manifests';
+import { RunManifest, type ArtifactRef, type PipelineInput, type ReviewState, type StartedBy } from '../schemas/manifests';
+import { reviewSummary } from '../workflows/review';
 import { recordedWorkflows } from './audit';
 import { decodePayload, recordFolderOf } from './client';
 import { UserError } from './config';
@@ -55,6 +56,8 @@ export interface Lineage {
   resumes: Array<{ step: string; attempt: number; resumedFromStep: number }>;
   metrics: RunManifest['metrics'];
   gate: RunManifest['gate'];
+  /** Human review: every vote with its reviewer and time, the satisfaction and how it ended. */
+  review: ReviewState | null;
   artifacts: Record<string, ArtifactRef>;
   /** Registry moves that named this run: who promoted it (or rolled back to or away from it), when and why. */
   approvals: RegistryEvent[];
@@ -185,6 +188,7 @@ export async function buildLineage(client: Client, runId: string): Promise<Linea
     resumes,
     metrics: manifest.metrics,
     gate: manifest.gate,
+    review: manifest.review ?? null,
     artifacts: manifest.artifacts,
     approvals,
   };
@@ -279,6 +283,15 @@ export function lineageMarkdown(l: Lineage): string {
           l.gate.results.map((r) => [r.rule, r.value, r.status]),
         )}`
       : 'No gate decision.',
+    '',
+    '## Human review',
+    '',
+    l.review
+      ? `${reviewSummary(l.review)}\n\n${table(
+          ['when', 'reviewer', 'item', 'verdict', 'correction'],
+          l.review.votes.map((v) => [v.at, v.reviewer, v.itemId, v.verdict, v.correction]),
+        )}`
+      : 'No human review.',
     '',
     '## Approvals',
     '',

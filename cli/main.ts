@@ -6,6 +6,7 @@ import { registerAudit } from './commands/audit';
 import { registerFeedback } from './commands/feedback';
 import { registerKeys } from './commands/keys';
 import { registerModels } from './commands/models';
+import { registerReview } from './commands/review';
 import { registerRun } from './commands/run';
 import { registerRuns } from './commands/runs';
 import { registerSampleData } from './commands/sample-data';
@@ -37,6 +38,7 @@ registerModels(program);
 registerKeys(program);
 registerServe(program);
 registerFeedback(program);
+registerReview(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -5,32 +5,31 @@
  * that cannot come.
  */
 import { z } from 'zod';
-import { PipelineConfig } from '../schemas/config';
-
-const PLANNED_MARK = 'Planned: nothing reads this yet';
+import { PLANNED, PipelineConfig } from '../schemas/config';
 
 interface JsonSchemaNode {
   description?: string;
   properties?: Record<string, JsonSchemaNode>;
 }
 
-let plannedPaths: string[][] | undefined;
+const cache = new WeakMap<z.ZodType, string[][]>();
 
-/** Dotted paths of the planned keys (`review.sampleSize`, `sweep`, ...), in schema order. */
-export function plannedKeys(): string[] {
-  if (!plannedPaths) {
-    plannedPaths = [];
-    const found = plannedPaths;
+/** Dotted paths of the planned keys (`review.sampleSize`, `sweep`, ...) of a schema (the pipeline file's by default), in schema order. */
+export function plannedKeys(schema: z.ZodType = PipelineConfig): string[] {
+  let paths = cache.get(schema);
+  if (!paths) {
+    const found: string[][] = [];
     const walk = (node: JsonSchemaNode, path: string[]) => {
-      if (path.length > 0 && node.description?.includes(PLANNED_MARK)) {
+      if (path.length > 0 && node.description?.includes(PLANNED)) {
         found.push(path);
         return; // a planned section's own keys need no note of their own
       }
       for (const [key, child] of Object.entries(node.properties ?? {})) walk(child, [...path, key]);
     };
-    walk(z.toJSONSchema(PipelineConfig, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode, []);
+    walk(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode, []);
+    cache.set(schema, (paths = found));
   }
-  return plannedPaths.map((path) => path.join('.'));
+  return paths.map((path) => path.join('.'));
 }
 
 function isSet(raw: unknown, path: string[]): boolean {
@@ -46,8 +45,8 @@ function isSet(raw: unknown, path: string[]): boolean {
  * One note per planned key that the parsed YAML (before defaults: `LoadedConfig.raw`) sets, e.g.
  * `sweep is planned; nothing reads it yet, so it has no effect`. Print each as `note: <text>`.
  */
-export function plannedNotes(raw: unknown): string[] {
-  return plannedKeys()
+export function plannedNotes(raw: unknown, schema: z.ZodType = PipelineConfig): string[] {
+  return plannedKeys(schema)
     .filter((key) => isSet(raw, key.split('.')))
     .map((key) => `${key} is planned; nothing reads it yet, so it has no effect`);
 }

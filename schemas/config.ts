@@ -20,8 +20,8 @@ export const LoraRank = z.number().int().min(1).max(1024);
 export const LoraAlpha = z.number().positive().max(4096);
 export const LoraDropout = z.number().min(0).max(0.9);
 
-/** Said in the description of every key that validates but that no command reads yet. */
-const PLANNED = 'Planned: nothing reads this yet, so it has no effect.';
+/** How the description of a key that nothing reads yet ends; cli/planned.ts notes every such key a file sets. */
+export const PLANNED = 'Planned: nothing reads this yet, so it has no effect.';
 
 function compilesAsRegex(pattern: string): boolean {
   try {
@@ -515,14 +515,23 @@ export const ReviewSection = z
       .boolean()
       .default(true)
       .describe(
-        'Whether people review answers before promotion. A run with a satisfaction gate ends "awaiting review", never as a ' +
-          'promotion candidate, until reviewers decide; a satisfaction gate with review disabled is a config error.',
+        'Whether people review answers before promotion. A run whose automatic gates pass then waits for reviewers ' +
+          '(`tuneline review`), and is promoted only when their satisfaction reaches the target; a satisfaction gate with ' +
+          'review disabled is a config error.',
       ),
-    sampleSize: z.number().int().positive().max(100_000).default(50).describe(`Answers sampled for people to rate. ${PLANNED}`),
-    satisfactionTarget: ratio.default(0.9).describe(`Share of rated answers that must be accepted. ${PLANNED}`),
-    timeout: Duration.default('72h').describe(`How long to wait for ratings before the run ends unpromoted. ${PLANNED}`),
+    sampleSize: z
+      .number()
+      .int()
+      .positive()
+      .max(10_000)
+      .default(50)
+      .describe("Test answers of the served system drawn (seeded) for people to rate; at most the evaluation's rows."),
+    satisfactionTarget: ratio.default(0.9).describe('Share of votes that must accept an answer (a correction is not an accept).'),
+    timeout: Duration.default('72h').describe(
+      'How long to wait for every sampled answer to have a vote; then the run ends `review-expired`.',
+    ),
   })
-  .describe('Human review before promotion (the review page and its ratings are planned).');
+  .describe('Human review before promotion: a durable gate that waits for reviewers.');
 
 /** What a sweep optimises: validation loss (known at every rung) or an evaluation metric of the served system. */
 export const SweepMetric = z.union([z.literal('validationLoss'), MetricName.exclude(['perplexity', 'satisfaction'])]);

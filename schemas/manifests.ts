@@ -122,6 +122,7 @@ export type StageName =
   | 'export'
   | 'evaluate'
   | 'gate'
+  | 'review'
   | 'promote'
   | 'manifest'
   | 'done'
@@ -252,9 +253,19 @@ export interface PipelineInput {
 /**
  * How a run ended: `promoted` (every gate passed; it is the production model now), `candidate` (every
  * gate passed, promotion is manual), `unchanged` (a scheduled run found the production model's data
- * and config and trained nothing).
+ * and config and trained nothing), `review-expired` (reviewers did not rate every sampled answer in
+ * `review.timeout`).
  */
-export const RunOutcome = z.enum(['data-ready', 'exported', 'candidate', 'promoted', 'awaiting-review', 'not-promoted', 'unchanged']);
+export const RunOutcome = z.enum([
+  'data-ready',
+  'exported',
+  'candidate',
+  'promoted',
+  'awaiting-review',
+  'not-promoted',
+  'review-expired',
+  'unchanged',
+]);
 export type RunOutcome = z.infer<typeof RunOutcome>;
 
 /** Returned by `finetunePipeline` when it completes. */
@@ -300,6 +311,33 @@ export const StepRecord = z.strictObject({
 export type StepRecord = z.infer<typeof StepRecord>;
 
 /** `run.json`: what a run read, made and decided, with hashes. The report and `tuneline status` read it. */
+/** One answer reviewers rate: a test question, the served system's answer, the reference answer. */
+export const ReviewItem = z.strictObject({ id: z.string(), question: z.string(), answer: z.string(), reference: z.string() });
+export type ReviewItem = z.infer<typeof ReviewItem>;
+
+/** A reviewer's verdict on one item, as the `review` Update carries it. */
+export const ReviewVote = z.strictObject({
+  itemId: z.string().min(1),
+  reviewer: z.string().min(1),
+  verdict: z.enum(['accept', 'reject', 'correct']).describe('`correct`: not acceptable, and here is the right answer.'),
+  correction: z.string().min(1).optional(),
+  comment: z.string().optional(),
+});
+export type ReviewVote = z.infer<typeof ReviewVote>;
+
+/** Where a review stands, and how it ended: the `reviewStatus` query, and `review` in run.json. */
+export const ReviewState = z.strictObject({
+  status: z.enum(['open', 'passed', 'failed', 'expired']),
+  target: z.number().describe('review.satisfactionTarget'),
+  deadline: z.string().describe('When the review expires (ISO time).'),
+  items: z.array(ReviewItem),
+  votes: z.array(ReviewVote.extend({ at: z.string() })),
+  rated: z.number().int().describe('Items with at least one vote.'),
+  satisfaction: z.number().nullable().describe('Accepted votes / all votes; null before any vote.'),
+  interval: z.tuple([z.number(), z.number()]).nullable().describe('Wilson 95% interval of the satisfaction.'),
+});
+export type ReviewState = z.infer<typeof ReviewState>;
+
 export const RunManifest = z
   .strictObject({
     manifestVersion: z.literal(1),
@@ -335,6 +373,9 @@ export const RunManifest = z
     steps: z.array(StepRecord),
     metrics: MetricTable.nullable(),
     gate: GateVerdict.nullable(),
+    review: ReviewState.nullable()
+      .optional()
+      .describe('Human review of sampled answers: every vote, with its reviewer; absent before review existed.'),
     notes: z.array(z.string()).describe('What a reader of the numbers must know, e.g. a baseline that was skipped and why.'),
     artifacts: z.record(z.string(), ArtifactRef).describe('The named files of the run folder.'),
   })

@@ -6,19 +6,21 @@
  *   npx tsx scripts/record-histories.ts
  *
  * It starts a Temporal dev server and both workers in this process, builds the engine's tiny random
- * model, and runs: the data stage alone, a bad config, a whole run through the gate to promotion (with
- * a knowledge file), the same run again finding nothing new, and a sweep. Every
+ * model, and runs: the data stage alone, a bad config, a whole run through the gate and human review to
+ * promotion (with a knowledge file), the same run again finding nothing new, and a sweep. Every
  * workflow of each run (the pipeline and its stage children) is written with `historyToJSON` to
  * `test/fixtures/histories/<run>.<workflow>.json`, and `workflow-ids.json` maps each file to its
  * workflow id (a replay needs it). About two minutes on 2 cores.
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { startPipeline, startSweep } from '../cli/client';
 import { loadConfigFile } from '../cli/config';
-import { childWorkflowId } from '../workflows/definitions';
+import type { ReviewState } from '../schemas/manifests';
+import { childWorkflowId, reviewQuery, reviewUpdate } from '../workflows/definitions';
 import { buildTinyModel, startInProcessTemporal, tempDir, writePipeline } from '../test/integration/harness';
 
 const root = join(import.meta.dirname, '..');
@@ -66,8 +68,18 @@ try {
     training: { maxSteps: 4, batchSize: 4, maxLength: 96, evalEvery: 4, checkpointEvery: 2, maxValidationRows: 8, device: 'cpu' },
     evaluation: { maxTestRows: 8, maxNewTokens: 8, batchSize: 4 },
     gates: [{ metric: 'rougeL', min: 0 }],
+    review: { sampleSize: 3 },
   });
-  await (await startPipeline(client, loadConfigFile(full), { workflowId: 'fixture-full' })).result();
+  // The gates pass, so the run waits for review: two reviewers accept every sampled answer, one refused vote between.
+  const fullRun = await startPipeline(client, loadConfigFile(full), { workflowId: 'fixture-full' });
+  let review: ReviewState | undefined;
+  while (!review) review = await fullRun.query(reviewQuery).catch(() => sleep(500).then(() => undefined));
+  for (const item of review.items)
+    await fullRun.executeUpdate(reviewUpdate, { args: [{ itemId: item.id, reviewer: 'ana', verdict: 'accept' }] });
+  await fullRun
+    .executeUpdate(reviewUpdate, { args: [{ itemId: 'no-such-item', reviewer: 'bo', verdict: 'accept' }] })
+    .catch(() => undefined);
+  await fullRun.result();
   for (const id of ['fixture-full', childWorkflowId.data('fixture-full'), childWorkflowId.trial('fixture-full')])
     await save(client, 'full-run', id);
   // The same file again, as a schedule starts it: the model it promoted has this data and config, so nothing new.

@@ -3,8 +3,8 @@
  * workflow ids. Dependency-free apart from Temporal's own definitions, so the workflow bundle can import it.
  */
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
-import { defineQuery } from '@temporalio/workflow';
-import type { SweepProgress, WorkflowProgress } from '../schemas/manifests';
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { ReviewState, ReviewVote, SweepProgress, WorkflowProgress } from '../schemas/manifests';
 
 export const TaskQueues = { cpu: 'tuneline-cpu', gpu: 'tuneline-gpu' } as const;
 export type QueueName = keyof typeof TaskQueues;
@@ -35,6 +35,12 @@ export const progressQuery = defineQuery<WorkflowProgress>('progress');
 
 /** A sweep answers it too: every trial as it stands. */
 export const sweepQuery = defineQuery<SweepProgress>('sweep');
+
+/** A run in human review answers it: the items, every vote so far, the satisfaction. */
+export const reviewQuery = defineQuery<ReviewState>('reviewStatus');
+
+/** A reviewer's verdict on one item; rejected with its reason when it cannot count. Returns the review as it stands. */
+export const reviewUpdate = defineUpdate<ReviewState, [ReviewVote]>('review');
 
 /** Deterministic child ids, so a retried parent finds its children and a person can guess them. */
 export const childWorkflowId = {

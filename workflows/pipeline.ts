@@ -12,6 +12,7 @@ import type {
   DataStageResult,
   PipelineInput,
   PipelineResult,
+  ReviewState,
   RunOutcome,
   StepRecord,
   StepResult,
@@ -22,6 +23,7 @@ import { dataStage } from './data-stage';
 import { SearchAttributes, childWorkflowId } from './definitions';
 import { StageTracker, asWorkflowFailure, childOptions, rootCause } from './progress';
 import { dataStageFiles, trialFiles } from './run-files';
+import { humanReview, reviewSummary, reviewedEvaluation } from './review';
 import { trial } from './trial';
 
 /** The run folder's named files, from what the stages made so far. */
@@ -41,6 +43,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
   let data: DataStageResult | null = null;
   let made: TrialResult | null = null;
   let report: StepResult<unknown, 'report'> | null = null;
+  let review: ReviewState | null = null;
 
   /** Writes `run.json` as the run stands now, and links the run folder. */
   const recordRun = (status: 'running' | 'completed' | 'failed', outcome: RunOutcome | null, error: string | null = null) =>
@@ -57,6 +60,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       source: data?.source ?? null,
       metrics: made?.evaluation?.metrics ?? null,
       gate: made?.evaluation?.gate ?? null,
+      review,
       notes: made?.notes ?? [],
       artifacts: runFiles(data, made, report?.outputs.report ?? null),
     });
@@ -104,6 +108,22 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       );
       steps.push(...made.steps.map((result) => ({ stage: 'trial' as const, result })));
       outcome = made.evaluation ? made.evaluation.gate.verdict : 'exported';
+      // Human review: only a model the automatic gates let through, and only in runs started since review existed.
+      if (
+        made.evaluation &&
+        (outcome === 'candidate' || outcome === 'awaiting-review') &&
+        config.review.enabled &&
+        patched('human-review')
+      ) {
+        tracker.enter('review');
+        const { gate, files } = made.evaluation;
+        const items = await cpu.drawReviewSample({ ...context, answers: files[`answers-${gate.system}.jsonl`]! });
+        review = await humanReview(config, items);
+        const decided = reviewedEvaluation(made.evaluation, review);
+        made = { ...made, evaluation: decided };
+        outcome = review.status === 'expired' ? 'review-expired' : decided.gate.verdict;
+        tracker.decided('review', reviewSummary(review));
+      }
       if (withRegistry && outcome === 'candidate' && config.promotion === 'auto' && made.onnx) {
         tracker.enter('promote');
         const moved = await cpu.promoteModel({

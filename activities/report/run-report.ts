@@ -17,6 +17,7 @@ import {
   type MetricTable,
   type StepContext,
   type StepResult,
+  type ReviewState,
 } from '../../schemas/manifests';
 import { EvalSetStats, ExportStats, ForgettingStats, GenerationStats, RetrievalStats, TrainStats } from '../../schemas/steps';
 import { artifactPath, readJsonArtifact, readJsonl } from '../artifacts';
@@ -25,6 +26,7 @@ import { storeFor } from '../context';
 import { DataReport, dataReportBlocks } from '../data/report';
 import { drawEvaluationRows } from '../evaluation/eval-set';
 import { runCachedStep } from '../steps';
+import { reviewSummary } from '../../workflows/review';
 import { groupedBarChartSvg } from './charts';
 import { nested, renderHtml, renderMarkdown, type Block } from './document';
 import { SYSTEM_LABEL, fixedCell as round, metricTableBlock } from './metric-table';
@@ -36,6 +38,8 @@ export interface RunReportData {
   pipeline: string;
   runId: string;
   verdict: GateVerdict;
+  /** Human review of sampled answers, when the run had one. */
+  review: ReviewState | null;
   /** Every system's metrics, the forgetting check's perplexities included. */
   metrics: MetricTable;
   scores: ScoreReport;
@@ -72,6 +76,11 @@ export function verdictSentence(verdict: GateVerdict): string {
 function verdictBlocks(data: RunReportData): Block[] {
   const { verdict } = data;
   const blocks: Block[] = [{ kind: 'paragraph', text: verdictSentence(verdict) }];
+  if (data.review)
+    blocks.push({
+      kind: 'paragraph',
+      text: `**Human review** ${reviewSummary(data.review)}; reviewers: ${[...new Set(data.review.votes.map((v) => v.reviewer))].join(', ') || 'none'}.`,
+    });
   if (verdict.results.length > 0)
     blocks.push({
       kind: 'table',
@@ -360,6 +369,7 @@ export async function readRunReportData(manifest: RunManifest, config: StepConte
     pipeline: manifest.pipeline,
     runId: manifest.runId,
     verdict: manifest.gate,
+    review: manifest.review ?? null,
     metrics: manifest.metrics,
     scores: await readJsonArtifact(need('score').outputs.scores!, ScoreReport),
     answers,

@@ -8,6 +8,7 @@ import { metricTableBlock } from '../../activities/report/metric-table';
 import { verdictSentence } from '../../activities/report/run-report';
 import type { GenerationProgress, PipelineResult, StepProgress, TrainProgress, WorkflowProgress } from '../../schemas/manifests';
 import { closeWorkerConnection, connectWorker, createWorker, installWorkerLogging } from '../../workers/create';
+import { reviewQuery } from '../../workflows/definitions';
 import { generationProgress, queryProgress, startPipeline, trainingProgress } from '../client';
 import { UserError, requireValidConfig } from '../config';
 import { workerLogPath } from '../logs';
@@ -185,6 +186,7 @@ export function registerRun(program: Command): void {
         };
         let lastTrainLine = '';
         let lastGenerationLine = '';
+        let toldReview = false;
         const showTraining = async () => {
           const line = trainingLine(await trainingProgress(handle));
           if (line && line !== lastTrainLine) say((lastTrainLine = line));
@@ -199,6 +201,14 @@ export function registerRun(program: Command): void {
             .then(async (p) => {
               show(p);
               if (p?.stage === 'train') await calls.run(showTraining);
+              if (p?.stage === 'review' && !toldReview) {
+                toldReview = true;
+                const state = await calls.run(() => handle.query(reviewQuery)).catch(() => undefined);
+                say(
+                  `  > review   the gates passed; ${state?.items.length ?? 'the'} sampled answers wait for reviewers until ${state?.deadline ?? 'review.timeout'}. ` +
+                    `See them with tuneline review items ${handle.workflowId}, vote with tuneline review vote (this command waits; Ctrl-C ends the run).`,
+                );
+              }
               if (p?.stage === 'evaluate') {
                 const line = generationLine(await calls.run(() => generationProgress(handle)));
                 if (line && line !== lastGenerationLine) say((lastGenerationLine = line));

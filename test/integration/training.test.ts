@@ -1,16 +1,20 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
 import { readRunManifest, startPipeline } from '../../cli/client';
 import { loadConfigFile, requireValidConfig } from '../../cli/config';
+import type { Lineage } from '../../cli/lineage';
 import { ExportManifest } from '../../schemas/engine';
-import type { PipelineResult, TrialInput, TrialResult } from '../../schemas/manifests';
-import { TaskQueues, childWorkflowId } from '../../workflows/definitions';
+import type { PipelineResult, ReviewVote, TrialInput, TrialResult } from '../../schemas/manifests';
+import { SearchAttributes, TaskQueues, childWorkflowId, reviewQuery, reviewUpdate } from '../../workflows/definitions';
 import {
   activityAttempts,
   buildTinyModel,
+  cliPath,
   killAndWait,
+  projectRoot,
   spawnWorker,
   startTestServer,
   tempDir,
@@ -64,7 +68,7 @@ const FAQ = [
   'How do I reach support?,Call 555-0100 or use the chat.',
 ].join('\n');
 
-const config = (dir: string, gates: object[]) => {
+const config = (dir: string, gates: object[], review: object = { enabled: false }) => {
   writeFileSync(join(dir, 'faq.csv'), FAQ);
   return writePipeline(dir, {
     name: 'it-train',
@@ -86,6 +90,7 @@ const config = (dir: string, gates: object[]) => {
     retrieval: { knowledge: [{ path: 'faq.csv' }] },
     evaluation: { maxTestRows: 12, maxNewTokens: 12, batchSize: 4 },
     gates,
+    review,
   });
 };
 
@@ -212,23 +217,100 @@ describe('training, export and evaluation on a real dev server', () => {
     }
   });
 
-  it('an unreviewed satisfaction gate ends the run awaiting review, every step reused from the cache', async () => {
+  /** A run of the same model (every step reused) that waits for review of 4 answers, and its review once open. */
+  async function reviewedRun(review: object) {
+    const gates = [
+      { metric: 'rougeL', min: 0 },
+      { metric: 'satisfaction', min: 0.5 },
+    ];
     const handle = await startPipeline(
       env.client,
-      loadConfigFile(
-        config(dir, [
-          { metric: 'rougeL', min: 0 },
-          { metric: 'satisfaction', min: 0.9 },
-        ]),
-      ),
+      loadConfigFile(config(dir, gates, { sampleSize: 4, satisfactionTarget: 0.75, ...review })),
     );
+    const state = await waitFor(
+      () => handle.query(reviewQuery),
+      (s) => s?.status === 'open',
+      120_000,
+    );
+    const vote = (itemId: string, reviewer: string, verdict: string, correction?: string) =>
+      handle.executeUpdate(reviewUpdate, { args: [{ itemId, reviewer, verdict, ...(correction ? { correction } : {}) } as ReviewVote] });
+    return { handle, state, vote };
+  }
+
+  it('human review: the run waits for reviewers; votes are checked; all accepted promotes it, the votes in run.json', async () => {
+    const { handle, state, vote } = await reviewedRun({});
+    expect(state.items).toHaveLength(4);
+    expect((await handle.describe()).typedSearchAttributes.get(SearchAttributes.stage)).toBe('review');
+    const [item, ...rest] = state.items;
+    // Each refusal says why, and counts nothing.
+    // A refused Update fails with the workflow's reason as its cause.
+    const refusal = (update: Promise<unknown>) =>
+      update.then(
+        () => 'counted',
+        (err: Error) => (err.cause as Error | undefined)?.message,
+      );
+    expect(await refusal(vote('no-such-item', 'ana', 'accept'))).toBe('no item no-such-item in this review');
+    expect(await refusal(vote(item!.id, 'ana', 'correct'))).toBe('a correct verdict carries the corrected answer');
+    // A vote from the command line, then the same reviewer again.
+    const cli = spawnSync(process.execPath, [cliPath, 'review', 'vote', handle.workflowId, item!.id, 'accept', '--reviewer', 'ana'], {
+      cwd: projectRoot,
+      env: { ...process.env, TEMPORAL_ADDRESS: env.server.address },
+      encoding: 'utf8',
+    });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toContain('1 of 4 answers rated');
+    expect(await refusal(vote(item!.id, 'ana', 'reject'))).toBe(`ana has voted on ${item!.id} already`);
+    for (const item of rest) await vote(item.id, 'ana', 'accept');
+
     const result = await handle.result();
-    // Only the report is new: its input, the run manifest, names a new run.
+    expect(result.outcome).toBe('promoted');
     expect(result.steps.filter((s) => !s.reused).map((s) => s.step)).toEqual(['run-report']);
-    expect(result.outcome).toBe('awaiting-review');
-    expect(result.evaluation!.gate.results.map((r) => r.status)).toEqual(['passed', 'pending']);
-    expect(readFileSync(join(result.runFolder, 'report', 'report.md'), 'utf8')).toContain('**Awaiting review**');
     expect(result.training!.model).toEqual(first.training!.model);
+    expect(result.evaluation!.gate.results.map((r) => r.status)).toEqual(['passed', 'passed']);
+    const manifest = readRunManifest(result);
+    expect(manifest.review).toMatchObject({ status: 'passed', satisfaction: 1, rated: 4, target: 0.75 });
+    expect(manifest.review!.votes.map((v) => [v.itemId, v.reviewer, v.verdict])).toEqual(state.items.map((i) => [i.id, 'ana', 'accept']));
+    expect(manifest.review!.interval![0]).toBeCloseTo(0.5101, 3); // Wilson 95% for 4 of 4
+    expect(manifest.metrics![result.evaluation!.gate.system]!.satisfaction).toBe(1);
+    // The audit report names who reviewed, and who promoted.
+    const audit = spawnSync(process.execPath, [cliPath, 'audit', 'report', handle.workflowId, '--format', 'json'], {
+      cwd: projectRoot,
+      env: { ...process.env, TEMPORAL_ADDRESS: env.server.address },
+      encoding: 'utf8',
+    });
+    expect(audit.status, audit.stderr).toBe(0);
+    const lineage = JSON.parse(audit.stdout) as Lineage;
+    expect(lineage.review?.votes.map((v) => v.reviewer)).toEqual(['ana', 'ana', 'ana', 'ana']);
+    expect(lineage.approvals).toEqual([expect.objectContaining({ runId: handle.workflowId, by: `pipeline ${handle.workflowId}` })]);
+    // The review is closed: a late vote is refused.
+    const late = spawnSync(process.execPath, [cliPath, 'review', 'vote', handle.workflowId, item!.id, 'accept', '--reviewer', 'bo'], {
+      cwd: projectRoot,
+      env: { ...process.env, TEMPORAL_ADDRESS: env.server.address },
+      encoding: 'utf8',
+    });
+    expect(late.status).toBe(2);
+    expect(late.stderr).toMatch(/^vote not counted: .*completed/);
+  });
+
+  it('human review: enough rejected answers fail it, and the run is not promoted, saying why', async () => {
+    const { handle, state, vote } = await reviewedRun({});
+    const [a, b, c, d] = state.items;
+    await vote(a!.id, 'ana', 'accept');
+    await vote(b!.id, 'ana', 'accept');
+    await vote(c!.id, 'bo', 'reject');
+    await vote(d!.id, 'bo', 'correct', 'Hold the button for ten seconds.');
+    const result = await handle.result();
+    expect(result.outcome).toBe('not-promoted');
+    expect(result.evaluation!.gate.reasons.at(-1)).toMatch(/^review: satisfaction 0\.500 is below the target 0\.75/);
+    expect(readRunManifest(result).review).toMatchObject({ status: 'failed', satisfaction: 0.5 });
+  });
+
+  it('human review: a review nobody finishes expires at its timeout', async () => {
+    const { handle, vote, state } = await reviewedRun({ timeout: '4s' });
+    await vote(state.items[0]!.id, 'ana', 'accept');
+    const result = await handle.result();
+    expect(result.outcome).toBe('review-expired');
+    expect(readRunManifest(result).review).toMatchObject({ status: 'expired', rated: 1 });
   });
 
   it('a trial paused at a rung keeps its checkpoint, and continuing it trains only the remaining steps', async () => {

@@ -39,7 +39,9 @@ describe('workflow history replay', () => {
     expect(activities).toEqual(expect.arrayContaining(['trainModel', 'exportModel', 'generateAnswers', 'scoreAnswers']));
     // It was promoted; the same run again, as a schedule starts it, checked and found nothing new to train.
     const scheduled = (file: string) => load(file).events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
-    expect(scheduled('full-run.pipeline.json')).toContain('promoteModel');
+    expect(scheduled('full-run.pipeline.json')).toEqual(expect.arrayContaining(['drawReviewSample', 'promoteModel']));
+    // Its review's votes are Updates in the history.
+    expect(load('full-run.pipeline.json').events.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes)).toHaveLength(3);
     expect(scheduled('unchanged.pipeline.json')).toContain('checkUnchanged');
     expect(
       load('unchanged.pipeline.json').events.some(

@@ -46,6 +46,7 @@ function reportData(): RunReportData {
     pipeline: 'electronics-support',
     runId: 'run-1',
     verdict: checkGates([Gate.parse({ metric: 'rougeL', relativeTo: 'retrieval' }), Gate.parse({ metric: 'bleu', min: 90 })], metrics),
+    review: null,
     metrics,
     scores: {
       systems: { tuned: scores(0.61, 0.4), base: scores(0.11, 0), retrieval: scores(0.33, 0.1) },
