@@ -77,7 +77,9 @@ async function withLock<T>(folder: string, body: () => T): Promise<T> {
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > 60_000 || tries > 300) rmSync(lock, { force: true });
+      // A lock gone since the failed open is taken on the next try; one left by a holder that died is taken over.
+      const since = Date.now() - (statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (since > 60_000 || tries > 300) rmSync(lock, { force: true });
       else await sleep(100);
     }
   }
