@@ -37,6 +37,7 @@ import { questionTemplates } from '../sample-data/questions';
 import { EMBEDDER_MANIFEST_FILE, loadEmbedder, type Embedder } from '../serve/embedder';
 import { INTRA_OP_THREADS } from '../serve/generation';
 import { EmbeddingIndex, LexicalIndex, type RetrievalRow } from '../serve/retriever';
+import { percentile } from './stats';
 
 const root = join(import.meta.dirname, '..');
 const python = join(root, '.venv', 'bin', 'python');
@@ -152,10 +153,6 @@ function recall(found: BenchRow[][], intents: string[]) {
   return { at1: within(1), at5: within(K) };
 }
 
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-};
 const latency = (ms: number[]) => ({ p50: percentile(ms, 50), p95: percentile(ms, 95), queries: ms.length });
 
 async function measureSize(size: number, queries: string[], qualityQueries: number, embedder: Embedder) {

@@ -20,6 +20,7 @@ import OpenAI from 'openai';
 import { loadExportModel } from '../cli/chat-model';
 import { createChatServer } from '../serve/server';
 import { DEFAULT_EXPORT, ensureBaseExport, sampleQuestions } from './models';
+import { percentile } from './stats';
 
 const CONCURRENCY = [1, 4, 16];
 
@@ -28,11 +29,6 @@ interface RequestTiming {
   seconds: number;
   tokens: number;
 }
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-};
 
 async function timedRequest(api: OpenAI, model: string, question: string, maxTokens: number): Promise<RequestTiming> {
   const started = performance.now();
@@ -94,16 +90,16 @@ async function main() {
       requests: timings.length,
       p50FirstTokenSeconds: percentile(
         timings.map((t) => t.firstTokenSeconds),
-        0.5,
+        50,
       ),
       p95FirstTokenSeconds: percentile(
         timings.map((t) => t.firstTokenSeconds),
-        0.95,
+        95,
       ),
       // Per stream, after its first token: how fast one user sees the answer grow.
       streamTokensPerSecond: percentile(
         timings.map((t) => (t.tokens - 1) / Math.max(t.seconds - t.firstTokenSeconds, 1e-3)),
-        0.5,
+        50,
       ),
       totalTokensPerSecond: tokens / wall,
       wallSeconds: wall,

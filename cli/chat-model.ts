@@ -1,15 +1,16 @@
 /**
  * The model `tuneline serve` answers with: a pipeline's production model (from the registry and its
  * run manifest, served with the retrieval and decoding it was evaluated with) or an export folder
- * named on the command line (no retrieval). `watchProduction` reloads when the pointer moves.
+ * named on the command line (no retrieval). `watchProduction` reloads when the pointer moves; which
+ * run is production is cli/models.ts's to say.
  */
-import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { artifactPath } from '../activities/artifacts';
 import { knownPair, openRetriever } from '../activities/grounding';
-import { readProduction, registryFolder, type RegistryEvent } from '../activities/registry';
+import { readProduction, registryFolder } from '../activities/registry';
 import { PipelineConfig } from '../schemas/config';
-import { RunManifest } from '../schemas/manifests';
+import type { RunManifest } from '../schemas/manifests';
 import { loadGenerator } from '../serve/generation';
 import type { ChatModel } from '../serve/server';
 import { UserError } from './config';
@@ -55,23 +56,6 @@ export async function loadRunModel(manifest: RunManifest): Promise<ChatModel> {
 export async function loadExportModel(exportDir: string): Promise<ChatModel> {
   const generator = await loadGenerator(exportDir);
   return { id: basename(resolve(exportDir)), generator, decoding: {}, knownPairs: null, close: () => generator.close() };
-}
-
-/** The run manifest of the pipeline's production model, or a clear error when there is none. */
-export function productionManifest(config: PipelineConfig, configDir: string): { pointer: RegistryEvent; manifest: RunManifest } {
-  const pointer = readProduction(registryFolder(config, configDir));
-  if (!pointer)
-    throw new UserError(
-      `${config.name} has no production model yet: run the pipeline until a model passes its gates, or promote one with tuneline models promote RUN_ID`,
-    );
-  return { pointer, manifest: runManifest(config, configDir, pointer.runId) };
-}
-
-/** A named run's manifest, from the pipeline's runs folder. */
-export function runManifest(config: PipelineConfig, configDir: string, runId: string): RunManifest {
-  const path = join(resolve(configDir, config.storage.runs), runId, 'run.json');
-  if (!existsSync(path)) throw new UserError(`${runId}: no run.json at ${path}; tuneline models list shows the runs with a model`);
-  return RunManifest.parse(JSON.parse(readFileSync(path, 'utf8')));
 }
 
 /** Calls `moved` with the new pointer each time the production pointer moves (polled every `intervalMs`). */

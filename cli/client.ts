@@ -16,7 +16,6 @@ import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } fr
 import type { LoadedDataConverter, Payload } from '@temporalio/common';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { artifactPath } from '../activities/artifacts';
-import { ENCRYPTED_ENCODING, EncryptionKeyError, KEYS_ENV } from '../lib/encryption';
 import { currentUser } from '../lib/who';
 import { StorageSection } from '../schemas/config';
 import {
@@ -163,17 +162,17 @@ export function recordFolderOf(input: Pick<PipelineInput, 'config' | 'configDir'
   return resolve(input.configDir, runs, workflowId);
 }
 
-/** One payload of a history event, decoded as this client's data converter (and its encryption codec) says. */
+/**
+ * One payload of a history event, decoded as this client's data converter (and its encryption codec)
+ * says; an encrypted payload without the key fails, and the command line says which variable to set
+ * (lib/encryption.ts `keyErrorOf`).
+ */
 export function decodePayload<T>(
   client: { options: { loadedDataConverter: LoadedDataConverter } },
   payloads: Payload[] | null | undefined,
   index = 0,
 ): Promise<T> {
-  const converter = client.options.loadedDataConverter;
-  const encoding = Buffer.from(payloads?.[index]?.metadata?.encoding ?? []).toString();
-  if (encoding === ENCRYPTED_ENCODING && converter.payloadCodecs.length === 0)
-    throw new EncryptionKeyError(`this history is encrypted; set ${KEYS_ENV} to the key file its workers used`);
-  return decodeFromPayloadsAtIndex<T>(converter, index, payloads);
+  return decodeFromPayloadsAtIndex<T>(client.options.loadedDataConverter, index, payloads);
 }
 
 /** A finished run's manifest (`run.json`), read from the artifact store and checked against its schema. */

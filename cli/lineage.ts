@@ -14,6 +14,8 @@ import { sha256File } from '../activities/artifacts';
 import { PipelineConfig } from '../schemas/config';
 import { RunManifest, type ArtifactRef, type PipelineInput, type ReviewState, type StartedBy } from '../schemas/manifests';
 import { reviewSummary } from '../workflows/review';
+import { renderMarkdown, type Block } from '../activities/report/document';
+import { metricTableBlock } from '../activities/report/metric-table';
 import { recordedWorkflows } from './audit';
 import { decodePayload, recordFolderOf } from './client';
 import { UserError } from './config';
@@ -194,121 +196,119 @@ export async function buildLineage(client: Client, runId: string): Promise<Linea
   };
 }
 
-const cell = (v: unknown) => String(v ?? '-').replace(/\|/g, '\\|');
-const table = (head: string[], rows: unknown[][]) =>
-  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`)].join('\n');
+/** A table block whose cells are shown as they are (booleans and missing values in words). */
+const table = (header: string[], rows: unknown[][]): Block => ({
+  kind: 'table',
+  header,
+  rows: rows.map((row) => row.map((v) => (typeof v === 'number' || typeof v === 'string' ? v : v == null ? null : String(v)))),
+});
+const section = (title: string, ...blocks: Block[]): Block[] => [{ kind: 'heading', level: 2, text: title }, ...blocks];
+const paragraph = (text: string): Block => ({ kind: 'paragraph', text });
 
-/** The lineage as a Markdown document for people. */
+/** The lineage as a Markdown document for people, in the report's blocks (activities/report/document.ts). */
 export function lineageMarkdown(l: Lineage): string {
   const by = l.startedBy ? `${l.startedBy.user}@${l.startedBy.host} (${l.startedBy.command}, in ${l.startedBy.cwd})` : 'unknown';
-  const out = [
-    `# Lineage of run ${l.runId}`,
-    '',
-    `Pipeline **${l.pipeline}**, ${l.status}, outcome **${l.outcome ?? '-'}**${l.error ? `, error: ${l.error}` : ''}.`,
-    `Started ${l.startedAt} by ${by}${l.schedule ? ` on schedule ${l.schedule}` : ''}; closed ${l.closedAt ?? '(still running)'}.`,
-    '',
-    '## Inputs',
-    '',
-    table(
-      ['what', 'identity'],
-      [
-        ['pipeline file', `${l.config.file ?? '(in memory)'}, config hash ${l.config.hash}`],
+  const manifest = l.manifest.matchesHistory
+    ? 'the one the history recorded'
+    : `the history recorded ${l.manifest.recordedInHistory ?? 'none'}: DIFFERS`;
+  const data = l.data
+    ? `${l.data.path ?? 'generated sample set'}: sha256 ${l.data.source.sha256}, ${l.data.source.bytes} bytes${l.data.snapshot ? ' (snapshot in the store)' : ''}`
+    : '-';
+  return renderMarkdown([
+    { kind: 'heading', level: 1, text: `Lineage of run ${l.runId}` },
+    paragraph(
+      `Pipeline **${l.pipeline}**, ${l.status}, outcome **${l.outcome ?? '-'}**${l.error ? `, error: ${l.error}` : ''}. ` +
+        `Started ${l.startedAt} by ${by}${l.schedule ? ` on schedule ${l.schedule}` : ''}; closed ${l.closedAt ?? '(still running)'}.`,
+    ),
+    ...section(
+      'Inputs',
+      table(
+        ['what', 'identity'],
         [
-          'data',
-          l.data
-            ? `${l.data.path ?? 'generated sample set'}: sha256 ${l.data.source.sha256}, ${l.data.source.bytes} bytes${l.data.snapshot ? ' (snapshot in the store)' : ''}`
-            : '-',
+          ['pipeline file', `${l.config.file ?? '(in memory)'}, config hash ${l.config.hash}`],
+          ['data', data],
+          ['base model', l.baseModel ? JSON.stringify(l.baseModel) : '-'],
+          ['code', `${l.code.version}, commit ${l.code.commit ?? '-'}, sources ${l.code.sources}`],
+          ['run manifest', `${l.manifest.path}: sha256 ${l.manifest.sha256} (${manifest})`],
         ],
-        ['base model', l.baseModel ? JSON.stringify(l.baseModel) : '-'],
-        ['code', `${l.code.version}, commit ${l.code.commit ?? '-'}, sources ${l.code.sources}`],
-        [
-          'run manifest',
-          `${l.manifest.path}: sha256 ${l.manifest.sha256} (${l.manifest.matchesHistory ? 'the one the history recorded' : `the history recorded ${l.manifest.recordedInHistory ?? 'none'}: DIFFERS`})`,
-        ],
-      ],
+      ),
     ),
-    '',
-    '## Workflows',
-    '',
-    table(
-      ['workflow', 'type', 'started', 'closed', 'status'],
-      l.workflows.map((w) => [w.workflowId, w.type, w.startedAt, w.closedAt, w.status]),
+    ...section(
+      'Workflows',
+      table(
+        ['workflow', 'type', 'started', 'closed', 'status'],
+        l.workflows.map((w) => [w.workflowId, w.type, w.startedAt, w.closedAt, w.status]),
+      ),
     ),
-    '',
-    '## Activities',
-    '',
-    table(
-      ['workflow', 'activity', 'scheduled', 'seconds', 'attempts', 'status', 'last failure'],
-      l.activities.map((a) => [a.workflowId, a.activity, a.scheduledAt, a.seconds, a.attempts, a.status, a.lastFailure]),
+    ...section(
+      'Activities',
+      table(
+        ['workflow', 'activity', 'scheduled', 'seconds', 'attempts', 'status', 'last failure'],
+        l.activities.map((a) => [a.workflowId, a.activity, a.scheduledAt, a.seconds, a.attempts, a.status, a.lastFailure]),
+      ),
+      paragraph(
+        l.resumes.length
+          ? `Resumed from a checkpoint: ${l.resumes.map((r) => `${r.step} at step ${r.resumedFromStep} (attempt ${r.attempt})`).join('; ')}.`
+          : 'No step resumed from a checkpoint.',
+      ),
     ),
-    '',
-    l.resumes.length
-      ? `Resumed from a checkpoint: ${l.resumes.map((r) => `${r.step} at step ${r.resumedFromStep} (attempt ${r.attempt})`).join('; ')}.`
-      : 'No step resumed from a checkpoint.',
-    '',
-    '## Steps and their artifacts',
-    '',
-    table(
-      ['stage', 'step', 'reused', 'attempt', 'seconds', 'cache key', 'outputs (sha256)'],
-      l.steps.map((s) => [
-        s.stage,
-        s.step,
-        s.reused,
-        s.attempt,
-        s.seconds,
-        s.key,
-        Object.entries(s.outputs)
-          .map(([n, r]) => `${n} ${r.sha256}`)
-          .join('<br>'),
-      ]),
+    ...section(
+      'Steps and their artifacts',
+      table(
+        ['stage', 'step', 'reused', 'attempt', 'seconds', 'cache key', 'outputs (sha256)'],
+        l.steps.map((s) => [
+          s.stage,
+          s.step,
+          s.reused,
+          s.attempt,
+          s.seconds,
+          s.key,
+          Object.entries(s.outputs)
+            .map(([n, r]) => `${n} ${r.sha256}`)
+            .join('; '),
+        ]),
+      ),
     ),
-    '',
-    '## Metrics',
-    '',
-    l.metrics
-      ? table(
-          ['system', ...Object.keys(Object.values(l.metrics)[0] ?? {})],
-          Object.entries(l.metrics).map(([system, m]) => [
-            system,
-            ...Object.values(m ?? {}).map((v) => (typeof v === 'number' ? v.toFixed(4) : v)),
-          ]),
-        )
-      : 'Not evaluated.',
-    '',
-    '## Gates',
-    '',
-    l.gate
-      ? `${l.gate.verdict} (served system ${l.gate.system})\n\n${table(
-          ['gate', 'value', 'status'],
-          l.gate.results.map((r) => [r.rule, r.value, r.status]),
-        )}`
-      : 'No gate decision.',
-    '',
-    '## Human review',
-    '',
-    l.review
-      ? `${reviewSummary(l.review)}\n\n${table(
-          ['when', 'reviewer', 'item', 'verdict', 'correction'],
-          l.review.votes.map((v) => [v.at, v.reviewer, v.itemId, v.verdict, v.correction]),
-        )}`
-      : 'No human review.',
-    '',
-    '## Approvals',
-    '',
-    l.approvals.length
-      ? table(
-          ['when', 'action', 'run', 'by', 'reason', 'forced'],
-          l.approvals.map((e) => [e.at, e.action, e.runId, e.by, e.reason, e.forced]),
-        )
-      : 'Nobody promoted this run.',
-    '',
-    '## Files',
-    '',
-    table(
-      ['name', 'sha256', 'bytes', 'uri'],
-      Object.entries(l.artifacts).map(([n, r]) => [n, r.sha256, r.bytes, r.uri]),
+    ...section('Metrics', l.metrics ? metricTableBlock(l.metrics) : paragraph('Not evaluated.')),
+    ...section(
+      'Gates',
+      ...(l.gate
+        ? [
+            paragraph(`${l.gate.verdict} (served system ${l.gate.system})`),
+            table(
+              ['gate', 'value', 'status'],
+              l.gate.results.map((r) => [r.rule, r.value, r.status]),
+            ),
+          ]
+        : [paragraph('No gate decision.')]),
     ),
-    '',
-  ];
-  return out.join('\n');
+    ...section(
+      'Human review',
+      ...(l.review
+        ? [
+            paragraph(reviewSummary(l.review)),
+            table(
+              ['when', 'reviewer', 'item', 'verdict', 'correction'],
+              l.review.votes.map((v) => [v.at, v.reviewer, v.itemId, v.verdict, v.correction]),
+            ),
+          ]
+        : [paragraph('No human review.')]),
+    ),
+    ...section(
+      'Approvals',
+      l.approvals.length
+        ? table(
+            ['when', 'action', 'run', 'by', 'reason', 'forced'],
+            l.approvals.map((e) => [e.at, e.action, e.runId, e.by, e.reason, e.forced]),
+          )
+        : paragraph('Nobody promoted this run.'),
+    ),
+    ...section(
+      'Files',
+      table(
+        ['name', 'sha256', 'bytes', 'uri'],
+        Object.entries(l.artifacts).map(([n, r]) => [n, r.sha256, r.bytes, r.uri]),
+      ),
+    ),
+  ]);
 }

@@ -53,6 +53,16 @@ async function embeddedServer(log: (line: string) => void): Promise<{ record: Se
   return { record: started, stop: started.stop };
 }
 
+/** Runs `body` with a client of a session opened for it, and closes the session however `body` ends. */
+export async function withSession<T>(body: (client: Client) => Promise<T>): Promise<T> {
+  const session = await openSession();
+  try {
+    return await body(session.client);
+  } finally {
+    await session.close();
+  }
+}
+
 export async function openSession(options: { log?: (line: string) => void } = {}): Promise<TemporalSession> {
   const log = options.log ?? (() => {});
   let target = targetFromEnv();

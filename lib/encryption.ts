@@ -58,6 +58,21 @@ export function readKeyFile(path: string): KeyFile {
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
 
+/** A payload as JSON (base64 bytes): what a codec endpoint takes and gives, and what the codec seals. */
+interface JsonPayload {
+  metadata?: Record<string, string>;
+  data?: string;
+}
+
+const fromJson = (p: JsonPayload): Payload => ({
+  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+  data: Buffer.from(p.data ?? '', 'base64'),
+});
+const toJson = (p: Payload): JsonPayload => ({
+  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, b64(v)])),
+  data: b64(p.data ?? new Uint8Array()),
+});
+
 export class AesGcmCodec implements PayloadCodec {
   private readonly keys: Map<string, Buffer>;
 
@@ -69,12 +84,7 @@ export class AesGcmCodec implements PayloadCodec {
     const keyId = this.file.current;
     const key = this.keys.get(keyId)!;
     return payloads.map((payload) => {
-      const plain = Buffer.from(
-        JSON.stringify({
-          metadata: Object.fromEntries(Object.entries(payload.metadata ?? {}).map(([k, v]) => [k, b64(v)])),
-          data: b64(payload.data ?? new Uint8Array()),
-        }),
-      );
+      const plain = Buffer.from(JSON.stringify(toJson(payload)));
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
@@ -102,11 +112,7 @@ export class AesGcmCodec implements PayloadCodec {
           `a payload encrypted with key "${keyId}" does not authenticate: it was changed, or the key is not the one that sealed it`,
         );
       }
-      const inner = JSON.parse(plain.toString()) as { metadata: Record<string, string>; data: string };
-      return {
-        metadata: Object.fromEntries(Object.entries(inner.metadata).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
-        data: Buffer.from(inner.data, 'base64'),
-      };
+      return fromJson(JSON.parse(plain.toString()) as JsonPayload);
     });
   }
 }
@@ -126,21 +132,6 @@ export function rotateKeys(previous: KeyFile | null, now = new Date()): KeyFile 
   const keyId = previous?.keys[id] ? `${id}-${randomBytes(2).toString('hex')}` : id;
   return { current: keyId, keys: { ...(previous?.keys ?? {}), [keyId]: randomBytes(32).toString('base64') } };
 }
-
-/** The JSON form of a payload that Temporal's Web UI and CLI send to a codec endpoint. */
-interface JsonPayload {
-  metadata?: Record<string, string>;
-  data?: string;
-}
-
-const fromJson = (p: JsonPayload): Payload => ({
-  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
-  data: Buffer.from(p.data ?? '', 'base64'),
-});
-const toJson = (p: Payload): JsonPayload => ({
-  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, b64(v)])),
-  data: b64(p.data ?? new Uint8Array()),
-});
 
 /**
  * A codec endpoint (`POST /encode`, `POST /decode`, `{payloads: [...]}` both ways) for the Temporal

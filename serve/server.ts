@@ -92,6 +92,13 @@ export class ApiError extends Error {
   }
 }
 
+/** Each problem of a request body as `path: message`. */
+const issueLines = (error: z.ZodError) => error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
+
+/** A 400 naming every problem, the first one's field as its `param`. */
+const invalidRequest = (problems: string[]) =>
+  new ApiError(400, problems.join('; '), 'invalid_request_error', 'invalid_request', problems[0]!.split(':')[0]!);
+
 const TextPart = z.looseObject({ type: z.literal('text'), text: z.string() });
 const Message = z.looseObject({
   role: z.enum(['system', 'developer', 'user', 'assistant']),
@@ -276,7 +283,7 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
   /** The checked request: every problem with it at once, as one 400. */
   function parseRequest(body: unknown): ChatRequest {
     const parsed = ChatRequest.safeParse(body);
-    const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
+    const problems = parsed.success ? [] : issueLines(parsed.error);
     if (parsed.success) {
       const r = parsed.data;
       if (r.messages.length > limits.maxMessages) problems.push(`messages: ${r.messages.length} messages; at most ${limits.maxMessages}`);
@@ -288,8 +295,7 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
       const asked = r.max_completion_tokens ?? r.max_tokens;
       if (asked != null && asked > limits.maxNewTokens) problems.push(`max_tokens: ${asked}; at most ${limits.maxNewTokens}`);
     }
-    if (problems.length > 0)
-      throw new ApiError(400, problems.join('; '), 'invalid_request_error', 'invalid_request', problems[0]!.split(':')[0]!);
+    if (problems.length > 0) throw invalidRequest(problems);
     return parsed.data!;
   }
 
@@ -448,10 +454,7 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
   app.post('/v1/feedback', { preHandler: authorize }, async (req, reply) => {
     if (!feedback) throw new ApiError(503, 'feedback is off on this server (tuneline serve --no-feedback)', 'server_error', 'feedback_off');
     const parsed = Rating.safeParse(req.body);
-    if (!parsed.success) {
-      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
-      throw new ApiError(400, problems.join('; '), 'invalid_request_error', 'invalid_request', problems[0]!.split(':')[0]!);
-    }
+    if (!parsed.success) throw invalidRequest(issueLines(parsed.error));
     const id = feedback.rate(parsed.data, bearer(req) ? 'api-key' : req.ip);
     if (id === null)
       throw new ApiError(

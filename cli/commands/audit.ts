@@ -14,7 +14,7 @@ import { keyErrorOf } from '../../lib/encryption';
 import { installWorkerLogging } from '../../workers/create';
 import { UserError } from '../config';
 import { workerLogPath } from '../logs';
-import { openSession } from '../session';
+import { openSession, withSession } from '../session';
 
 /** The top-level workflows (runs and sweeps) to replay: started since `since`, or all. */
 async function topLevelIds(session: Awaited<ReturnType<typeof openSession>>, since?: string): Promise<string[]> {
@@ -92,14 +92,9 @@ export function registerAudit(program: Command): void {
     .argument('<workflow-id>')
     .requiredOption('-o, --output <file>', 'where to write it')
     .action(async (workflowId: string, opts: { output: string }) => {
-      const session = await openSession();
-      try {
-        const history = await session.client.workflow.getHandle(workflowId).fetchHistory();
-        writeFileSync(opts.output, historyJson(history) + '\n');
-        console.log(`${opts.output}: ${history.events?.length ?? 0} events of ${workflowId}`);
-      } finally {
-        await session.close();
-      }
+      const history = await withSession((client) => client.workflow.getHandle(workflowId).fetchHistory());
+      writeFileSync(opts.output, historyJson(history) + '\n');
+      console.log(`${opts.output}: ${history.events?.length ?? 0} events of ${workflowId}`);
     });
 
   audit
@@ -113,19 +108,13 @@ export function registerAudit(program: Command): void {
     .option('-o, --output <file>', 'write it here instead of printing it')
     .action(async (runId: string, opts: { format: string; output?: string }) => {
       if (opts.format !== 'md' && opts.format !== 'json') throw new UserError(`--format ${opts.format}: md or json`);
-      const session = await openSession();
-      let text: string;
-      try {
-        const lineage = await buildLineage(session.client, runId).catch((err: unknown) => {
-          if (err instanceof UserError) throw err;
-          const keyError = keyErrorOf(err);
-          if (keyError) throw keyError;
-          throw new UserError(`could not read the history of ${runId}: ${err instanceof Error ? err.message : String(err)}`);
-        });
-        text = opts.format === 'json' ? JSON.stringify(lineage, null, 2) : lineageMarkdown(lineage);
-      } finally {
-        await session.close();
-      }
+      const lineage = await withSession((client) => buildLineage(client, runId)).catch((err: unknown) => {
+        if (err instanceof UserError) throw err;
+        const keyError = keyErrorOf(err);
+        if (keyError) throw keyError;
+        throw new UserError(`could not read the history of ${runId}: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      const text = opts.format === 'json' ? JSON.stringify(lineage, null, 2) : lineageMarkdown(lineage);
       if (opts.output) {
         writeFileSync(opts.output, text + '\n');
         console.log(`${opts.output}: lineage of ${runId}`);

@@ -3,8 +3,6 @@
  * models are the runs' exported models, read from their run manifests; the registry adds only the
  * `production` pointer and the log of who moved it, when and why (activities/registry.ts).
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import {
   movePointer,
@@ -17,38 +15,13 @@ import {
   type RegistryEvent,
 } from '../../activities/registry';
 import type { PipelineConfig } from '../../schemas/config';
-import { RunManifest } from '../../schemas/manifests';
+import type { RunManifest } from '../../schemas/manifests';
 import { verifyArtifacts } from '../audit';
 import { UserError, requireValidConfig, type LoadedConfig } from '../config';
+import { pipelineModels, runManifest } from '../models';
 import { printTable } from '../table';
 
 type Loaded = LoadedConfig & { config: PipelineConfig };
-
-const runsFolder = (loaded: Loaded) => resolve(loaded.configDir, loaded.config.storage.runs);
-
-/** Every run of the pipeline that exported a model, newest first. */
-export function pipelineModels(loaded: Loaded): RunManifest[] {
-  const folder = runsFolder(loaded);
-  if (!existsSync(folder)) return [];
-  return readdirSync(folder)
-    .map((id) => join(folder, id, 'run.json'))
-    .filter((path) => existsSync(path))
-    .flatMap((path) => {
-      const parsed = RunManifest.safeParse(JSON.parse(readFileSync(path, 'utf8')));
-      return parsed.success && parsed.data.pipeline === loaded.config.name && parsed.data.artifacts.onnx ? [parsed.data] : [];
-    })
-    .sort((a, b) => (a.startedAt < b.startedAt ? 1 : -1));
-}
-
-function readModel(loaded: Loaded, runId: string): RunManifest {
-  const path = join(runsFolder(loaded), runId, 'run.json');
-  if (!existsSync(path))
-    throw new UserError(`${runId}: no run.json in ${join(runsFolder(loaded), runId)}; tuneline models list shows the models`);
-  const manifest = RunManifest.parse(JSON.parse(readFileSync(path, 'utf8')));
-  if (manifest.pipeline !== loaded.config.name)
-    throw new UserError(`${runId} is a run of pipeline ${manifest.pipeline}, not ${loaded.config.name}; pass that pipeline's file with -c`);
-  return manifest;
-}
 
 /** The served system's value of the first gate's metric, as the list shows it. */
 function headline(m: RunManifest): string {
@@ -89,7 +62,7 @@ export function registerModels(program: Command): void {
     .action((opts: { config: string; json?: boolean }) => {
       const loaded = requireValidConfig(opts.config);
       const production = readProduction(registryFolder(loaded.config, loaded.configDir));
-      const rows = pipelineModels(loaded).map((m) => ({
+      const rows = pipelineModels(loaded.config, loaded.configDir).map((m) => ({
         runId: m.runId,
         production: m.runId === production?.runId,
         startedAt: m.startedAt,
@@ -115,7 +88,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print one JSON object')
     .action((runId: string, opts: { config: string; json?: boolean }) => {
       const loaded = requireValidConfig(opts.config);
-      const m = readModel(loaded, runId);
+      const m = runManifest(loaded.config, loaded.configDir, runId);
       const folder = registryFolder(loaded.config, loaded.configDir);
       const moves = readRegistryLog(folder).filter((e) => e.runId === runId || e.previous === runId);
       const production = readProduction(folder)?.runId === runId;
@@ -136,7 +109,7 @@ export function registerModels(program: Command): void {
     .option('--reason <text>', 'why, for the registry log')
     .action(async (runId: string, opts: { config: string; force?: boolean; reason?: string }) => {
       const loaded = requireValidConfig(opts.config);
-      const moved = await move(loaded, readModel(loaded, runId), 'promote', opts);
+      const moved = await move(loaded, runManifest(loaded.config, loaded.configDir, runId), 'promote', opts);
       console.log(`${moved.runId} is the production model of ${moved.pipeline} (before: ${moved.previous ?? 'none'}).`);
     });
 
@@ -156,7 +129,7 @@ export function registerModels(program: Command): void {
             : `${loaded.config.name} has no production model to roll back`,
         );
       if (target === current?.runId) throw new UserError(`${target} is the production model already`);
-      const moved = await move(loaded, readModel(loaded, target), 'rollback', opts);
+      const moved = await move(loaded, runManifest(loaded.config, loaded.configDir, target), 'rollback', opts);
       console.log(`Rolled back: ${moved.runId} is the production model of ${moved.pipeline} (before: ${moved.previous ?? 'none'}).`);
     });
 

@@ -9,16 +9,10 @@ import { ReviewVote, type ReviewState } from '../../schemas/manifests';
 import { reviewQuery, reviewUpdate } from '../../workflows/definitions';
 import { reviewSummary } from '../../workflows/review';
 import { UserError } from '../config';
-import { openSession } from '../session';
+import { withSession } from '../session';
 
-async function withReview<T>(runId: string, body: (handle: WorkflowHandle) => Promise<T>): Promise<T> {
-  const session = await openSession();
-  try {
-    return await body(session.client.workflow.getHandle(runId));
-  } finally {
-    await session.close();
-  }
-}
+const withReview = <T>(runId: string, body: (handle: WorkflowHandle) => Promise<T>): Promise<T> =>
+  withSession((client) => body(client.workflow.getHandle(runId)));
 
 async function reviewState(runId: string): Promise<ReviewState> {
   return withReview(runId, async (handle) => {

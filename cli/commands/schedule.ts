@@ -9,7 +9,7 @@ import { ScheduleNotFoundError, type Client } from '@temporalio/client';
 import { SCHEDULE_OVERLAP, type Schedule } from '../../schemas/config';
 import { UserError, loadConfigFile, requireValidConfig } from '../config';
 import { OVERLAP, applyPlan, desiredSchedules, markOf, planSchedules, scheduleIdOf, type PlanItem } from '../schedules';
-import { openSession } from '../session';
+import { withSession } from '../session';
 import { printTable } from '../table';
 
 /** A schedule id as typed: `<pipeline>.<id>`, or a declared `<id>` of the pipeline file in this folder. */
@@ -20,18 +20,13 @@ function fullId(id: string, configPath: string): string {
   return scheduleIdOf(loaded.config.name, id);
 }
 
-async function withClient<T>(body: (client: Client) => Promise<T>): Promise<T> {
-  const session = await openSession();
-  try {
-    return await body(session.client);
-  } catch (err) {
+/** A session's client for `body`; a schedule the server lacks is a user's error that says where to look. */
+const withClient = <T>(body: (client: Client) => Promise<T>): Promise<T> =>
+  withSession(body).catch((err: unknown) => {
     if (err instanceof ScheduleNotFoundError)
       throw new UserError(`no schedule ${err.scheduleId} on the server; see tuneline schedule list`);
     throw err;
-  } finally {
-    await session.close();
-  }
-}
+  });
 
 const date = (text: string, flag: string): Date => {
   const parsed = Date.parse(text);

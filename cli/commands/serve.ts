@@ -6,7 +6,8 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FeedbackStore } from '../../serve/feedback';
 import { DEFAULT_LIMITS, createChatServer, type ChatModel } from '../../serve/server';
-import { loadExportModel, loadRunModel, productionManifest, runManifest, watchProduction } from '../chat-model';
+import { loadExportModel, loadRunModel, watchProduction } from '../chat-model';
+import { productionManifest, runManifest } from '../models';
 import { UserError, requireValidConfig } from '../config';
 
 const whole = (value: string, flag: string, min = 1) => {
