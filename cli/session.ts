@@ -17,14 +17,27 @@ export interface TemporalSession {
   close: () => Promise<void>;
 }
 
+export interface SessionOptions {
+  log?: (line: string) => void;
+  /**
+   * A client only (it starts no workers): it may use the embedded server a live run owns, e.g. to
+   * vote in that run's review, and that run still stops the server when it ends.
+   */
+  clientOnly?: boolean;
+  /** Whether to start an embedded server when none runs (a command that only reads live runs has nothing to read on a new one). */
+  start?: boolean;
+}
+
 /** The dev server for the state folder: the shared one, one left by a dead run, or a new one. */
-async function embeddedServer(log: (line: string) => void): Promise<{ record: ServerRecord; stop?: () => Promise<void> }> {
+async function embeddedServer(options: SessionOptions): Promise<{ record: ServerRecord; stop?: () => Promise<void> }> {
+  const log = options.log ?? (() => {});
   const dir = stateDir();
   const state = inspectServer(dir);
   switch (state.kind) {
     case 'long-lived':
       return { record: state.record };
     case 'in-use':
+      if (options.clientOnly) return { record: state.record };
       throw new UserError(
         `another run (pid ${state.record.ownerPid}) is using the embedded Temporal dev server on ${state.record.dbFile}; ` +
           'wait for it to end. To run several at once, start a shared server with `tuneline temporal start` while none runs: ' +
@@ -48,14 +61,18 @@ async function embeddedServer(log: (line: string) => void): Promise<{ record: Se
     case 'none':
       break;
   }
+  if (options.start === false)
+    throw new UserError(
+      'no Temporal server is running: start a run (tuneline run) or a shared server (tuneline temporal start), or set TEMPORAL_ADDRESS',
+    );
   log('Starting the embedded Temporal dev server...');
   const started = await startDevServer({ dir });
   return { record: started, stop: started.stop };
 }
 
 /** Runs `body` with a client of a session opened for it, and closes the session however `body` ends. */
-export async function withSession<T>(body: (client: Client) => Promise<T>): Promise<T> {
-  const session = await openSession();
+export async function withSession<T>(body: (client: Client) => Promise<T>, options: SessionOptions = {}): Promise<T> {
+  const session = await openSession(options);
   try {
     return await body(session.client);
   } finally {
@@ -63,13 +80,13 @@ export async function withSession<T>(body: (client: Client) => Promise<T>): Prom
   }
 }
 
-export async function openSession(options: { log?: (line: string) => void } = {}): Promise<TemporalSession> {
+export async function openSession(options: SessionOptions = {}): Promise<TemporalSession> {
   const log = options.log ?? (() => {});
   let target = targetFromEnv();
   let uiUrl: string | undefined;
   let stopServer: (() => Promise<void>) | undefined;
   if (!target) {
-    const server = await embeddedServer(log);
+    const server = await embeddedServer(options);
     target = { address: server.record.address, namespace: 'default' };
     uiUrl = server.record.uiUrl;
     stopServer = server.stop;

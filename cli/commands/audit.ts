@@ -33,7 +33,7 @@ async function topLevelIds(session: Awaited<ReturnType<typeof openSession>>, sin
 async function readRecord(target: string): Promise<{ path: string; manifest: Pick<RunManifest, 'data' | 'steps' | 'artifacts'> }> {
   let path = target;
   if (!existsSync(target)) {
-    const session = await openSession();
+    const session = await openSession({ clientOnly: true });
     try {
       const folder = await recordFolder(session.client.workflow.getHandle(target)).catch(() => undefined);
       path = [join(folder ?? '', 'run.json'), join(folder ?? '', 'sweep.json')].find((p) => folder && existsSync(p)) ?? '';
@@ -61,7 +61,7 @@ export function registerAudit(program: Command): void {
     .action(async (workflowId: string | undefined, opts: { all?: boolean; since?: string; json?: boolean }) => {
       if ([workflowId !== undefined, opts.all, opts.since !== undefined].filter(Boolean).length !== 1)
         throw new UserError('name one workflow id, or give --all or --since DATE');
-      const session = await openSession();
+      const session = await openSession({ clientOnly: true });
       let recorded: RecordedWorkflow[] = [];
       try {
         const ids = workflowId ? [workflowId] : await topLevelIds(session, opts.since);
@@ -92,7 +92,7 @@ export function registerAudit(program: Command): void {
     .argument('<workflow-id>')
     .requiredOption('-o, --output <file>', 'where to write it')
     .action(async (workflowId: string, opts: { output: string }) => {
-      const history = await withSession((client) => client.workflow.getHandle(workflowId).fetchHistory());
+      const history = await withSession((client) => client.workflow.getHandle(workflowId).fetchHistory(), { clientOnly: true });
       writeFileSync(opts.output, historyJson(history) + '\n');
       console.log(`${opts.output}: ${history.events?.length ?? 0} events of ${workflowId}`);
     });
@@ -108,7 +108,7 @@ export function registerAudit(program: Command): void {
     .option('-o, --output <file>', 'write it here instead of printing it')
     .action(async (runId: string, opts: { format: string; output?: string }) => {
       if (opts.format !== 'md' && opts.format !== 'json') throw new UserError(`--format ${opts.format}: md or json`);
-      const lineage = await withSession((client) => buildLineage(client, runId)).catch((err: unknown) => {
+      const lineage = await withSession((client) => buildLineage(client, runId), { clientOnly: true }).catch((err: unknown) => {
         if (err instanceof UserError) throw err;
         const keyError = keyErrorOf(err);
         if (keyError) throw keyError;

@@ -98,7 +98,7 @@ export function registerRuns(program: Command): void {
       const query = runsQuery(opts);
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UserError(`--limit ${opts.limit}: a whole number of at least 1`);
-      const session = await openSession();
+      const session = await openSession({ clientOnly: true });
       const listed: RunListing[] = [];
       try {
         for await (const w of session.client.workflow.list({ query })) {

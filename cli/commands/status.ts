@@ -22,7 +22,7 @@ export function registerStatus(program: Command): void {
     .argument('<run-id>', 'the workflow id printed by `tuneline run`')
     .option('--json', 'print one JSON object: status, progress, result and the run manifest (run.json)')
     .action(async (runId: string, opts: { json?: boolean }) => {
-      const session = await openSession();
+      const session = await openSession({ clientOnly: true });
       try {
         const handle = session.client.workflow.getHandle(runId);
         const description = await handle.describe();

@@ -163,7 +163,7 @@ export function registerSweep(program: Command): void {
     .argument('<sweep-id>')
     .option('--json', 'print one JSON object')
     .action(async (sweepId: string, opts: { json?: boolean }) => {
-      const session = await openSession();
+      const session = await openSession({ clientOnly: true });
       try {
         const status = await sweepStatus(session.client, sweepId);
         if (opts.json) return console.log(JSON.stringify({ sweepId, ...status }));
@@ -184,7 +184,7 @@ export function registerSweep(program: Command): void {
     .option('--csv', 'print the trials as CSV')
     .action(async (sweepId: string, opts: { json?: boolean; csv?: boolean }) => {
       if (opts.json && opts.csv) throw new UserError('choose one of --json and --csv');
-      const session = await openSession();
+      const session = await openSession({ clientOnly: true });
       try {
         const { progress } = await sweepStatus(session.client, sweepId);
         if (!progress) throw new UserError(`no worker answered for sweep ${sweepId}: start one with \`tuneline worker\``);
@@ -201,7 +201,7 @@ export function registerSweep(program: Command): void {
     .description('Cancel a sweep and every trial it is running (training stops at a checkpoint).')
     .argument('<sweep-id>')
     .action(async (sweepId: string) => {
-      const session = await openSession();
+      const session = await openSession({ clientOnly: true });
       try {
         await cancelSweep(session.client, sweepId);
         console.log(`Cancel requested for ${sweepId}; its running trials are cancelled with it.`);
