@@ -22,6 +22,15 @@ export type ErrorType = (typeof ErrorTypes)[keyof typeof ErrorTypes];
 /** Failure types Temporal must not retry: every retry policy in the workflows uses this list. */
 export const NON_RETRYABLE_ERROR_TYPES: readonly ErrorType[] = [ErrorTypes.config, ErrorTypes.data, ErrorTypes.parity];
 
+/** Why the `review` Update refuses a vote, as its failure's type: a client tells them apart by it (the review API's status codes). */
+export const VoteRefusal = {
+  closed: 'ReviewClosed',
+  unknownItem: 'UnknownReviewItem',
+  duplicate: 'DuplicateVote',
+  invalid: 'InvalidVote',
+} as const;
+export type VoteRefusal = (typeof VoteRefusal)[keyof typeof VoteRefusal];
+
 /** How `python -m engine` ends. `interrupted`: SIGTERM or SIGINT, after writing a checkpoint. */
 export const EngineExit = { ok: 0, crash: 1, config: 2, data: 3, parity: 4, interrupted: 130 } as const;
 

@@ -43,14 +43,23 @@ export interface FeedbackRow {
   ratedAt: string;
 }
 
+/** The chat server's SQLite file (answers, ratings, reviewer tokens), its folder made, with `schema` applied. */
+export function openDatabase(file: string, schema: string): Database.Database {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  // Readers (tuneline feedback export, review invite) and the server write to it at once.
+  db.pragma('journal_mode = WAL');
+  db.exec(schema);
+  return db;
+}
+
 export class FeedbackStore {
   private readonly db: Database.Database;
 
   constructor(readonly file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.exec(`
+    this.db = openDatabase(
+      file,
+      `
       CREATE TABLE IF NOT EXISTS answers (
         id TEXT PRIMARY KEY, model TEXT NOT NULL, messages TEXT NOT NULL, answer TEXT NOT NULL,
         known_pairs TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -58,7 +67,8 @@ export class FeedbackStore {
         id INTEGER PRIMARY KEY AUTOINCREMENT, answer_id TEXT NOT NULL REFERENCES answers(id),
         rating TEXT NOT NULL CHECK (rating IN ('up', 'down')), comment TEXT, correction TEXT,
         client TEXT, created_at TEXT NOT NULL);
-    `);
+    `,
+    );
   }
 
   recordAnswer(answer: AnswerRecord): void {

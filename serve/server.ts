@@ -11,6 +11,7 @@
  * - Limits on body size, messages, message length and new tokens; an optional API key; a per-client
  *   rate limit; at most `maxConcurrent` answers generate at once (each a token at a time, so streams
  *   interleave) and `maxQueue` wait, beyond that 503; errors in OpenAI's shape with the right status.
+ * - `GET /review` and `/v1/reviews/...` (with `review`): human review of runs waiting for it (serve/review.ts).
  * - `swap(model)` serves another model from the next request on; the old one is closed once the
  *   answers it is giving end. `shutdown()` refuses new requests and lets open streams finish.
  */
@@ -22,7 +23,11 @@ import type { KnownPair } from '../schemas/engine';
 import type { ChatMessage, FinishReason, GenerateOptions, Generation, Generator, Prompt } from './generation';
 import { CHAT_CSS, CHAT_HTML, CHAT_JS } from './chat-page';
 import { Rating, type FeedbackStore } from './feedback';
+import { ApiError, invalidRequest, issueLines, type ErrorType } from './api-error';
 import { groundedQuestion } from './grounding';
+import { registerReviewRoutes, type ReviewBackend } from './review';
+import { REVIEW_CSS, REVIEW_HTML, REVIEW_JS } from './review-page';
+import type { ReviewerStore } from './reviewers';
 
 export interface ChatModel {
   /** What `/v1/models` lists and responses name, e.g. `electronics-support@<run id>`. */
@@ -68,36 +73,12 @@ export interface ServerOptions {
   apiKeys?: string[];
   /** Where answers and their ratings are kept; without it `POST /v1/feedback` answers 503. */
   feedback?: FeedbackStore;
+  /** The review page and API (serve/review.ts): runs waiting for review, and reviewers' tokens. */
+  review?: { backend: ReviewBackend; reviewers: ReviewerStore };
   /** Names a request's `model` may use besides the served id (e.g. the pipeline's name). */
   aliases?: string[];
   logger?: boolean;
 }
-
-type ErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error' | 'not_found_error';
-
-/** An error as OpenAI's API gives it: `{error: {message, type, param, code}}`, with its status. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly type: ErrorType,
-    readonly code: string | null = null,
-    readonly param: string | null = null,
-  ) {
-    super(message);
-  }
-
-  body() {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
-  }
-}
-
-/** Each problem of a request body as `path: message`. */
-const issueLines = (error: z.ZodError) => error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
-
-/** A 400 naming every problem, the first one's field as its `param`. */
-const invalidRequest = (problems: string[]) =>
-  new ApiError(400, problems.join('; '), 'invalid_request_error', 'invalid_request', problems[0]!.split(':')[0]!);
 
 const TextPart = z.looseObject({ type: z.literal('text'), text: z.string() });
 const Message = z.looseObject({
@@ -268,6 +249,12 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
   app.get('/', page('text/html; charset=utf-8', CHAT_HTML));
   app.get('/chat.js', page('text/javascript; charset=utf-8', CHAT_JS));
   app.get('/chat.css', page('text/css; charset=utf-8', CHAT_CSS));
+  if (options.review) {
+    app.get('/review', page('text/html; charset=utf-8', REVIEW_HTML));
+    app.get('/review.js', page('text/javascript; charset=utf-8', REVIEW_JS));
+    app.get('/review.css', page('text/css; charset=utf-8', REVIEW_CSS));
+    registerReviewRoutes(app, options.review);
+  }
   app.get('/favicon.ico', async (_req, reply) => reply.status(204).send());
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) =>

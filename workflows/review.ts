@@ -8,9 +8,10 @@
  * Reviewers and their verdicts are in the history (the Updates) and in run.json.
  */
 import { msToNumber } from '@temporalio/common/lib/time';
-import { condition, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, condition, setHandler } from '@temporalio/workflow';
 import type { PipelineConfig } from '../schemas/config';
 import type { EvaluationSummary, MetricTable, ReviewItem, ReviewState, ReviewVote } from '../schemas/manifests';
+import { VoteRefusal } from '../schemas/errors';
 import { checkGates } from './gates';
 import { reviewQuery, reviewUpdate } from './definitions';
 
@@ -25,15 +26,18 @@ export function wilsonInterval(accepted: number, total: number, z = 1.96): [numb
 }
 
 /** Why a vote cannot be taken now, or null when it can. */
-export function voteProblem(state: ReviewState, vote: ReviewVote): string | null {
-  if (state.status !== 'open') return `the review is closed (${state.status}); no more votes are taken`;
+export function voteProblem(state: ReviewState, vote: ReviewVote): { type: VoteRefusal; message: string } | null {
+  const refuse = (type: VoteRefusal, message: string) => ({ type, message });
+  if (state.status !== 'open') return refuse(VoteRefusal.closed, `the review is closed (${state.status}); no more votes are taken`);
   if (!vote || typeof vote.itemId !== 'string' || typeof vote.reviewer !== 'string' || !vote.reviewer.trim())
-    return 'a vote names its itemId and its reviewer';
-  if (!state.items.some((item) => item.id === vote.itemId)) return `no item ${vote.itemId} in this review`;
-  if (!['accept', 'reject', 'correct'].includes(vote.verdict)) return `verdict ${String(vote.verdict)}: accept, reject or correct`;
-  if (vote.verdict === 'correct' && !vote.correction?.trim()) return 'a correct verdict carries the corrected answer';
+    return refuse(VoteRefusal.invalid, 'a vote names its itemId and its reviewer');
+  if (!state.items.some((item) => item.id === vote.itemId)) return refuse(VoteRefusal.unknownItem, `no item ${vote.itemId} in this review`);
+  if (!['accept', 'reject', 'correct'].includes(vote.verdict))
+    return refuse(VoteRefusal.invalid, `verdict ${String(vote.verdict)}: accept, reject or correct`);
+  if (vote.verdict === 'correct' && !vote.correction?.trim())
+    return refuse(VoteRefusal.invalid, 'a correct verdict carries the corrected answer');
   if (state.votes.some((v) => v.itemId === vote.itemId && v.reviewer === vote.reviewer))
-    return `${vote.reviewer} has voted on ${vote.itemId} already`;
+    return refuse(VoteRefusal.duplicate, `${vote.reviewer} has voted on ${vote.itemId} already`);
   return null;
 }
 
@@ -106,7 +110,7 @@ export async function humanReview(config: PipelineConfig, items: ReviewItem[]): 
     {
       validator: (vote) => {
         const problem = voteProblem(state, vote);
-        if (problem) throw new Error(problem);
+        if (problem) throw ApplicationFailure.create({ ...problem, nonRetryable: true });
       },
     },
   );

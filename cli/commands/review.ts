@@ -1,18 +1,23 @@
 /**
  * `tuneline review status | items | vote`: human review of a run's sampled answers from the command
  * line. A vote is the run's `review` Update: the workflow checks it and says why when it refuses it.
+ * `tuneline review invite | revoke | reviewers`: the tokens reviewers open the review page of
+ * `tuneline serve` with, kept (hashed) in the pipeline's storage.feedback file.
  */
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { whoAmI } from '../../activities/registry';
 import { ReviewVote, type ReviewState } from '../../schemas/manifests';
 import { reviewQuery, reviewUpdate } from '../../workflows/definitions';
 import { reviewSummary } from '../../workflows/review';
-import { UserError } from '../config';
+import { ReviewerStore } from '../../serve/reviewers';
+import { UserError, requireValidConfig } from '../config';
+import { printTable } from '../table';
 import { withSession } from '../session';
 
 const withReview = <T>(runId: string, body: (handle: WorkflowHandle) => Promise<T>): Promise<T> =>
-  withSession((client) => body(client.workflow.getHandle(runId)));
+  withSession((client) => body(client.workflow.getHandle(runId)), { clientOnly: true, start: false });
 
 async function reviewState(runId: string): Promise<ReviewState> {
   return withReview(runId, async (handle) => {
@@ -24,6 +29,13 @@ async function reviewState(runId: string): Promise<ReviewState> {
       );
     }
   });
+}
+
+/** The reviewer tokens of the pipeline file's storage.feedback, or of `--db`. */
+function reviewerStore(opts: { config: string; db?: string }): ReviewerStore {
+  if (opts.db) return new ReviewerStore(resolve(opts.db));
+  const { config, configDir } = requireValidConfig(opts.config);
+  return new ReviewerStore(resolve(configDir, config.storage.feedback));
 }
 
 export function registerReview(program: Command): void {
@@ -86,5 +98,53 @@ export function registerReview(program: Command): void {
         }
       });
       console.log(`Counted. ${reviewSummary(state)}.`);
+    });
+
+  review
+    .command('invite')
+    .description('A reviewer token for the review page of tuneline serve (/review): printed once, kept only as a hash.')
+    .argument('<reviewer>', 'the name votes are recorded under')
+    .option('-c, --config <file>', 'pipeline file whose storage.feedback keeps the tokens', 'temporal.yaml')
+    .option('--db <file>', 'the SQLite file instead (the one tuneline serve --feedback-db names)')
+    .option('--url <url>', "the chat server's address, for the link", 'http://127.0.0.1:8000')
+    .action((reviewer: string, opts: { config: string; db?: string; url: string }) => {
+      if (!reviewer.trim()) throw new UserError('name the reviewer: tuneline review invite <name>');
+      const store = reviewerStore(opts);
+      const token = store.invite(reviewer.trim(), whoAmI());
+      store.close();
+      console.log(
+        `Reviewer token for ${reviewer.trim()} (shown once; tuneline review revoke ${reviewer.trim()} withdraws it):\n  ${token}`,
+      );
+      console.log(`Review page: ${opts.url.replace(/\/+$/, '')}/review#token=${token}`);
+    });
+
+  review
+    .command('revoke')
+    .description('Withdraw every token of a reviewer; the review page refuses them at once.')
+    .argument('<reviewer>')
+    .option('-c, --config <file>', 'pipeline file whose storage.feedback keeps the tokens', 'temporal.yaml')
+    .option('--db <file>', 'the SQLite file instead')
+    .action((reviewer: string, opts: { config: string; db?: string }) => {
+      const store = reviewerStore(opts);
+      const revoked = store.revoke(reviewer);
+      store.close();
+      if (revoked === 0) throw new UserError(`${reviewer} has no live token (tuneline review reviewers lists them)`);
+      console.log(`Revoked ${revoked} token(s) of ${reviewer}.`);
+    });
+
+  review
+    .command('reviewers')
+    .description('Every reviewer token: whose, made by whom and when, revoked or live.')
+    .option('-c, --config <file>', 'pipeline file whose storage.feedback keeps the tokens', 'temporal.yaml')
+    .option('--db <file>', 'the SQLite file instead')
+    .action((opts: { config: string; db?: string }) => {
+      const store = reviewerStore(opts);
+      const reviewers = store.list();
+      store.close();
+      if (reviewers.length === 0) return console.log('No reviewer tokens yet: tuneline review invite <name> makes one.');
+      printTable([
+        ['REVIEWER', 'MADE', 'BY', 'STATE'],
+        ...reviewers.map((r) => [r.name, r.createdAt, r.createdBy, r.revokedAt ? `revoked ${r.revokedAt}` : 'live']),
+      ]);
     });
 }

@@ -1,12 +1,15 @@
 /**
  * `tuneline serve`: the chat server (serve/server.ts) on a pipeline's production model, reloaded
- * without downtime when the production pointer moves, or on an export folder.
+ * without downtime when the production pointer moves, or on an export folder; with a pipeline, also
+ * the review page for its runs waiting for human review.
  */
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FeedbackStore } from '../../serve/feedback';
+import { ReviewerStore } from '../../serve/reviewers';
 import { DEFAULT_LIMITS, createChatServer, type ChatModel } from '../../serve/server';
 import { loadExportModel, loadRunModel, watchProduction } from '../chat-model';
+import { lazySession, temporalReviews } from '../review-backend';
 import { productionManifest, runManifest } from '../models';
 import { UserError, requireValidConfig } from '../config';
 
@@ -31,6 +34,7 @@ export function registerServe(program: Command): void {
     .option('--max-tokens <n>', 'the most new tokens a request may ask for', String(DEFAULT_LIMITS.maxNewTokens))
     .option('--feedback-db <file>', 'SQLite file for answers and their ratings (default: storage.feedback of the pipeline file)')
     .option('--no-feedback', 'keep no answers and take no ratings')
+    .option('--no-review', 'no review page (/review) for runs waiting for human review')
     .action(
       async (opts: {
         config: string;
@@ -44,6 +48,7 @@ export function registerServe(program: Command): void {
         maxTokens: string;
         feedbackDb?: string;
         feedback: boolean;
+        review: boolean;
       }) => {
         const port = whole(opts.port, '--port', 0);
         const perMinute = whole(opts.rateLimit, '--rate-limit', 0);
@@ -62,7 +67,11 @@ export function registerServe(program: Command): void {
         const feedbackFile =
           opts.feedbackDb ?? (loaded ? resolve(loaded.configDir, loaded.config.storage.feedback) : resolve('.tuneline', 'feedback.sqlite'));
         const feedback = opts.feedback ? new FeedbackStore(feedbackFile) : undefined;
-        const server = await createChatServer(model, { limits, apiKeys, feedback, aliases: loaded ? [loaded.config.name] : [] });
+        // The review page needs a pipeline (its runs) and the reviewers' tokens, kept beside the feedback.
+        const temporal = lazySession();
+        const reviewers = loaded && opts.review ? new ReviewerStore(feedbackFile) : undefined;
+        const review = reviewers && { backend: temporalReviews(loaded!.config.name, temporal), reviewers };
+        const server = await createChatServer(model, { limits, apiKeys, feedback, review, aliases: loaded ? [loaded.config.name] : [] });
         if (loaded && !opts.run)
           stopWatching = watchProduction(loaded.config, loaded.configDir, (runId) => {
             console.log(`The production model moved to ${runId}; loading it...`);
@@ -75,11 +84,14 @@ export function registerServe(program: Command): void {
           `Serving ${model.id} on ${address}/v1 (OpenAI-compatible${apiKeys.length ? ', API key required' : ''}); Ctrl-C stops it.`,
         );
         if (feedback) console.log(`Answers and ratings (POST /v1/feedback) go to ${feedbackFile}.`);
+        if (review) console.log(`Reviewers judge runs waiting for review at ${address}/review (tokens: tuneline review invite <name>).`);
         await new Promise((stop) => process.once('SIGINT', stop).once('SIGTERM', stop));
         console.log('Stopping: open answers finish first...');
         stopWatching();
         await server.shutdown();
+        await temporal.close();
         feedback?.close();
+        reviewers?.close();
       },
     );
 }

@@ -1,13 +1,17 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
 import { readRunManifest, startPipeline } from '../../cli/client';
 import { loadConfigFile, requireValidConfig } from '../../cli/config';
 import type { Lineage } from '../../cli/lineage';
+import { temporalReviews } from '../../cli/review-backend';
+import { ReviewerStore } from '../../serve/reviewers';
+import { createChatServer, type ChatServer } from '../../serve/server';
 import { ExportManifest } from '../../schemas/engine';
-import type { PipelineResult, ReviewVote, TrialInput, TrialResult } from '../../schemas/manifests';
+import type { PipelineResult, ReviewState, ReviewVote, TrialInput, TrialResult } from '../../schemas/manifests';
 import { SearchAttributes, TaskQueues, childWorkflowId, reviewQuery, reviewUpdate } from '../../workflows/definitions';
 import {
   activityAttempts,
@@ -27,16 +31,71 @@ let env: TestServer;
 let tinyModel: string;
 const workers: Array<ReturnType<typeof spawnWorker>> = [];
 
+const CHROMIUM = '/usr/bin/chromium';
+let reviewers: ReviewerStore;
+let reviewBackend: ReturnType<typeof temporalReviews>;
+let reviewServer: ChatServer;
+let reviewAddress: string;
+let browser: Browser;
+
 beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (scripts/test.sh does)`);
   env = await startTestServer();
   tinyModel = buildTinyModel();
   workers.push(spawnWorker('cpu', env.server.address));
-});
+  // The review page of `tuneline serve`, on this pipeline's runs (no model: it only reviews).
+  reviewers = new ReviewerStore(join(tempDir(), 'feedback.sqlite'));
+  reviewBackend = temporalReviews('it-train', { client: async () => env.client, reset: async () => {} });
+  reviewServer = await createChatServer(null, { review: { backend: reviewBackend, reviewers } });
+  reviewAddress = await reviewServer.app.listen({ host: '127.0.0.1', port: 0 });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-background-networking'] });
+}, 300_000); // the tiny model's tokenizer comes from the default model, converted once per checkout
 
 afterAll(async () => {
+  await browser?.close();
+  await reviewServer?.shutdown();
+  reviewers?.close();
   for (const w of workers) await killAndWait(w);
   await env?.close();
 });
+
+type PageVerdict = 'accept' | 'reject' | { correct: string };
+
+/**
+ * A reviewer with a new token judges the items of a run's review on the review page, in order, as
+ * the page offers them: each offered item must be the next of `expected`.
+ */
+async function reviewOnPage(reviewer: string, url: string, expected: ReviewState['items'], verdicts: PageVerdict[]) {
+  const page = await browser.newPage();
+  const failures: string[] = [];
+  page.on('pageerror', (err) => failures.push(err.message));
+  try {
+    await page.goto(`${reviewAddress}${url}#token=${reviewers.invite(reviewer, 'test')}`);
+    await expect.poll(() => page.textContent('#reviewer')).toBe(`reviewing as ${reviewer}`);
+    for (const [n, verdict] of verdicts.entries()) {
+      const item = expected[n]!;
+      await expect.poll(() => page.textContent('#question')).toBe(item.question);
+      expect(await page.textContent('#answer')).toBe(item.answer);
+      expect(await page.textContent('#reference')).toBe(item.reference);
+      if (typeof verdict === 'string') await page.click(`#${verdict}`);
+      else {
+        await page.click('#correct');
+        await page.fill('#correction', verdict.correct);
+        await page.click('#send-correction');
+      }
+      if (n < verdicts.length - 1) await expect.poll(() => page.textContent('#question')).toBe(expected[n + 1]!.question);
+    }
+    await page.waitForSelector('#done:not([hidden])', { timeout: 60_000 }).catch(async (err: Error) => {
+      throw new Error(`${err.message}; the page says: ${await page.textContent('#error')}`);
+    });
+    expect(await page.textContent('#done')).toBe('Every answer is rated: the run decides now.');
+    expect(failures).toEqual([]);
+    return page;
+  } catch (err) {
+    await page.close();
+    throw err;
+  }
+}
 
 interface LoggedEvent {
   attempt: number;
@@ -260,16 +319,23 @@ describe('training, export and evaluation on a real dev server', () => {
     expect(cli.status, cli.stderr).toBe(0);
     expect(cli.stdout).toContain('1 of 4 answers rated');
     expect(await refusal(vote(item!.id, 'ana', 'reject'))).toBe(`ana has voted on ${item!.id} already`);
-    for (const item of rest) await vote(item.id, 'ana', 'accept');
+    // The rest on the review page, in Chromium: the page offers the three items nobody judged, in order.
+    const page = await reviewOnPage('cy', `/review?run=${handle.workflowId}`, rest, ['accept', 'accept', 'accept']);
 
     const result = await handle.result();
     expect(result.outcome).toBe('promoted');
+    // The closed review, as the page shows it once the run has decided.
+    await page.reload();
+    await expect.poll(() => page.textContent('#done')).toBe('This review is closed: passed.');
+    await page.close();
     expect(result.steps.filter((s) => !s.reused).map((s) => s.step)).toEqual(['run-report']);
     expect(result.training!.model).toEqual(first.training!.model);
     expect(result.evaluation!.gate.results.map((r) => r.status)).toEqual(['passed', 'passed']);
     const manifest = readRunManifest(result);
     expect(manifest.review).toMatchObject({ status: 'passed', satisfaction: 1, rated: 4, target: 0.75 });
-    expect(manifest.review!.votes.map((v) => [v.itemId, v.reviewer, v.verdict])).toEqual(state.items.map((i) => [i.id, 'ana', 'accept']));
+    expect(manifest.review!.votes.map((v) => [v.itemId, v.reviewer, v.verdict])).toEqual(
+      state.items.map((i, n) => [i.id, n === 0 ? 'ana' : 'cy', 'accept']),
+    );
     expect(manifest.review!.interval![0]).toBeCloseTo(0.5101, 3); // Wilson 95% for 4 of 4
     expect(manifest.metrics![result.evaluation!.gate.system]!.satisfaction).toBe(1);
     // The audit report names who reviewed, and who promoted.
@@ -280,7 +346,7 @@ describe('training, export and evaluation on a real dev server', () => {
     });
     expect(audit.status, audit.stderr).toBe(0);
     const lineage = JSON.parse(audit.stdout) as Lineage;
-    expect(lineage.review?.votes.map((v) => v.reviewer)).toEqual(['ana', 'ana', 'ana', 'ana']);
+    expect(lineage.review?.votes.map((v) => v.reviewer)).toEqual(['ana', 'cy', 'cy', 'cy']);
     expect(lineage.approvals).toEqual([expect.objectContaining({ runId: handle.workflowId, by: `pipeline ${handle.workflowId}` })]);
     // The review is closed: a late vote is refused.
     const late = spawnSync(process.execPath, [cliPath, 'review', 'vote', handle.workflowId, item!.id, 'accept', '--reviewer', 'bo'], {
@@ -292,17 +358,31 @@ describe('training, export and evaluation on a real dev server', () => {
     expect(late.stderr).toMatch(/^vote not counted: .*completed/);
   });
 
-  it('human review: enough rejected answers fail it, and the run is not promoted, saying why', async () => {
-    const { handle, state, vote } = await reviewedRun({});
-    const [a, b, c, d] = state.items;
-    await vote(a!.id, 'ana', 'accept');
-    await vote(b!.id, 'ana', 'accept');
-    await vote(c!.id, 'bo', 'reject');
-    await vote(d!.id, 'bo', 'correct', 'Hold the button for ten seconds.');
+  it('human review on the review page: enough rejected answers fail it, and the run is not promoted, saying why', async () => {
+    const { handle, state } = await reviewedRun({});
+    // The only run in review (once visibility lists it): the page opens it without being told which.
+    await waitFor(
+      () => reviewBackend.open(),
+      (open) => open.length === 1 && open[0]!.runId === handle.workflowId,
+    );
+    const page = await reviewOnPage('bo', '/review', state.items, [
+      'accept',
+      'accept',
+      'reject',
+      { correct: 'Hold the button for ten seconds.' },
+    ]);
+    await page.close();
     const result = await handle.result();
     expect(result.outcome).toBe('not-promoted');
     expect(result.evaluation!.gate.reasons.at(-1)).toMatch(/^review: satisfaction 0\.500 is below the target 0\.75/);
-    expect(readRunManifest(result).review).toMatchObject({ status: 'failed', satisfaction: 0.5 });
+    const review = readRunManifest(result).review!;
+    expect(review).toMatchObject({ status: 'failed', satisfaction: 0.5 });
+    expect(review.votes.map((v) => [v.reviewer, v.verdict, v.correction])).toEqual([
+      ['bo', 'accept', undefined],
+      ['bo', 'accept', undefined],
+      ['bo', 'reject', undefined],
+      ['bo', 'correct', 'Hold the button for ten seconds.'],
+    ]);
   });
 
   it('human review: a review nobody finishes expires at its timeout', async () => {

@@ -53,6 +53,36 @@ describe('tuneline CLI', () => {
     expect(listedCommands(stdout)).toEqual(['start', 'stop', 'status', 'help']);
   });
 
+  it(
+    'review invite prints a token once with the page link; reviewers lists it without the token; revoke withdraws it',
+    { timeout: 120_000 },
+    () => {
+      const db = join(tempDir(), 'feedback.sqlite');
+      const invited = tuneline('review', 'invite', 'ana', '--db', db, '--url', 'http://chat.example:8000/');
+      expect(invited.code, invited.stderr).toBe(0);
+      const token = /\n {2}(rvw_\S+)\n/.exec(invited.stdout)?.[1];
+      expect(token).toMatch(/^rvw_[\w-]{32}$/);
+      expect(invited.stdout).toContain(`Review page: http://chat.example:8000/review#token=${token}\n`);
+      const listed = tuneline('review', 'reviewers', '--db', db);
+      expect(listed.stdout).toMatch(/^REVIEWER +MADE +BY +STATE\nana +\S+ +\S+ +live\n$/);
+      expect(listed.stdout).not.toContain(token);
+      expect(tuneline('review', 'revoke', 'ana', '--db', db).stdout).toBe('Revoked 1 token(s) of ana.\n');
+      expect(tuneline('review', 'reviewers', '--db', db).stdout).toMatch(/\nana +.* revoked \d{4}-/);
+      const again = tuneline('review', 'revoke', 'ana', '--db', db);
+      expect([again.code, again.stderr]).toEqual([2, 'ana has no live token (tuneline review reviewers lists them)\n']);
+    },
+  );
+
+  it('a vote with no Temporal server running says so instead of starting an empty one', () => {
+    const out = spawnSync(process.execPath, [cliPath, 'review', 'vote', 'some-run', 'q1', 'accept'], {
+      cwd: projectRoot,
+      encoding: 'utf8',
+      env: { ...process.env, TEMPORAL_ADDRESS: '', TUNELINE_HOME: tempDir() },
+    });
+    expect(out.status).toBe(2);
+    expect(out.stderr).toMatch(/^no Temporal server is running: start a run \(tuneline run\)/);
+  });
+
   it('the old `tuneline server` command is gone, without an alias', () => {
     const { code, stderr } = tuneline('server', 'status');
     expect(code).not.toBe(0);

@@ -29,16 +29,20 @@ describe('human review', () => {
 
   it('takes a vote only for a known item, once per reviewer and item, with a correction when it corrects, while open', () => {
     expect(voteProblem(open(), vote())).toBeNull();
-    expect(voteProblem(open(), vote({ itemId: 'q9' }))).toBe('no item q9 in this review');
-    expect(voteProblem(open(), vote({ verdict: 'correct' }))).toBe('a correct verdict carries the corrected answer');
+    expect(voteProblem(open(), vote({ itemId: 'q9' }))).toEqual({ type: 'UnknownReviewItem', message: 'no item q9 in this review' });
+    expect(voteProblem(open(), vote({ verdict: 'correct' }))).toEqual({
+      type: 'InvalidVote',
+      message: 'a correct verdict carries the corrected answer',
+    });
     expect(voteProblem(open(), vote({ verdict: 'correct', correction: 'R1.' }))).toBeNull();
-    expect(voteProblem(open(), vote({ reviewer: ' ' }))).toBe('a vote names its itemId and its reviewer');
+    expect(voteProblem(open(), vote({ reviewer: ' ' }))?.message).toBe('a vote names its itemId and its reviewer');
     const voted = open([{ ...vote(), at: '2026-12-02T00:00:00.000Z' }]);
-    expect(voteProblem(voted, vote({ verdict: 'reject' }))).toBe('ana has voted on q1 already');
+    expect(voteProblem(voted, vote({ verdict: 'reject' }))).toEqual({ type: 'DuplicateVote', message: 'ana has voted on q1 already' });
     expect(voteProblem(voted, vote({ reviewer: 'bo' }))).toBeNull();
-    expect(voteProblem({ ...voted, status: 'passed' }, vote({ reviewer: 'bo' }))).toBe(
-      'the review is closed (passed); no more votes are taken',
-    );
+    expect(voteProblem({ ...voted, status: 'passed' }, vote({ reviewer: 'bo' }))).toEqual({
+      type: 'ReviewClosed',
+      message: 'the review is closed (passed); no more votes are taken',
+    });
   });
 
   it('decides the satisfaction gate and fails a review below its target', () => {
