@@ -161,6 +161,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
         removedByCleaning: data.removedByCleaning,
         removedDuplicates: data.removedDuplicates,
         knowledge: data.knowledge,
+        feedback: data.feedback ?? null,
       },
       training: made?.trained ?? null,
       onnx: made?.onnx ?? null,
