@@ -99,7 +99,8 @@ export const DataSection = z
           "and test stay the data's own and evaluations stay comparable across retrainings. Read, validated, cleaned and " +
           'deduplicated by the same rules as the data; a row whose `rejected` column is true (an answer rated down without ' +
           'a correction) is never a target and is left out, and so is a row whose question repeats a validation or test ' +
-          'question (it stays held out). Every row is counted in the data report.',
+          'question (it stays held out). Every row is counted in the data report; a changed file is new data to a ' +
+          'schedule with `onlyIfChanged`.',
       ),
     snapshot: z
       .boolean()
@@ -647,8 +648,8 @@ export const Schedule = z
       .boolean()
       .default(true)
       .describe(
-        "A scheduled run whose data and config are those of the pipeline's production model ends as `unchanged` " +
-          'after the data stage instead of retraining.',
+        'A scheduled run whose data (the data file, and its feedback and knowledge files) and config are those of the ' +
+          "pipeline's production model ends as `unchanged` after the data stage instead of retraining.",
       ),
     note: z.string().optional().describe('Shown by `tuneline schedule describe` and in the Web UI.'),
   })
