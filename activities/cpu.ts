@@ -3,7 +3,16 @@
  * typed from (`workflows/activities.ts`). Light work: config checks, data steps, the retrieval
  * baseline, scoring, the run and sweep manifests and their reports.
  */
-import { cleanData, dedupData, ingestData, prepareKnowledgeFiles, prepareSource, splitData, writeDataReport } from './data-stage';
+import {
+  cleanData,
+  dedupData,
+  ingestData,
+  prepareFeedbackFiles,
+  prepareKnowledgeFiles,
+  prepareSource,
+  splitData,
+  writeDataReport,
+} from './data-stage';
 import { prepareEvaluationSet } from './evaluation/eval-set';
 import { buildRetrievalIndex, retrieveKnownPairs } from './grounding';
 import { retrieveAnswers } from './evaluation/retrieval';
@@ -23,6 +32,7 @@ export const cpuActivities = {
   cleanData,
   dedupData,
   splitData,
+  prepareFeedbackFiles,
   prepareKnowledgeFiles,
   writeDataReport,
   buildRetrievalIndex,

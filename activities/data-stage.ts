@@ -1,5 +1,5 @@
 /**
- * The data-stage activities (cpu task queue): source, ingest, clean, dedup, split, knowledge, report. Each takes
+ * The data-stage activities (cpu task queue): source, ingest, clean, dedup, split, feedback, knowledge, report. Each takes
  * small manifests, does its work through the step cache and returns a StepResult: artifact
  * references, counts and its own summary line, never the rows themselves. User errors (bad data)
  * become non-retryable failures with a message a person can act on.
@@ -7,6 +7,7 @@
 import { copyFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { PipelineConfig } from '../schemas/config';
 import type { ArtifactRef, StepContext, StepResult } from '../schemas/manifests';
 import type { GroupedRow, QaRow, SplitName } from '../schemas/rows';
 import { writeSampleJsonl } from '../sample-data/generate';
@@ -19,9 +20,18 @@ import { readRows, writeRows } from './data/arrow-io';
 import { cleanRows, type CleanStats } from './data/clean';
 import { deduplicate, type DedupStats } from './data/dedup';
 import { DatasetError, checkInvalidShare, validateRecords, type IngestStats } from './data/ingest';
-import { knowledgeKey, prepareKnowledge, type KnowledgeFileStats } from './data/knowledge';
-import { UnsupportedFormatError, detectFormat, readRecords } from './data/readers';
-import { buildDataReport, renderDataReportMarkdown, type DataStageSteps, type SourceStats } from './data/report';
+import { prepareFeedback } from './data/feedback';
+import { prepareKnowledge } from './data/knowledge';
+import { qaFileKey, type QaFileList } from './data/qa-files';
+import { UnsupportedFormatError, detectFormat, readRecords, type DataFormat } from './data/readers';
+import {
+  buildDataReport,
+  renderDataReportMarkdown,
+  type DataStageSteps,
+  type FeedbackStats,
+  type KnowledgeStats,
+  type SourceStats,
+} from './data/report';
 import { splitRows, type SplitStats } from './data/split';
 import { beat, runCachedStep, runUncachedStep } from './steps';
 
@@ -236,36 +246,126 @@ export async function splitData(context: StepContext & { rows: ArtifactRef }) {
   );
 }
 
+/** A configured file hashed in place: the step records its sha256 as an input, the rows made from it are stored. */
+interface HashedFile {
+  entry: QaFileEntry;
+  path: string;
+  format: DataFormat;
+  ref: ArtifactRef;
+}
+type QaFileEntry = PipelineConfig['data']['feedback'][number];
+
+/** Hashes each file of a config list where it lies; a missing file or an unknown format names its key. */
+function hashQaFiles(list: QaFileList, entries: QaFileEntry[], configDir: string): Promise<HashedFile[]> {
+  return Promise.all(
+    entries.map(async (entry, n) => {
+      const path = resolve(configDir, entry.path);
+      const bytes = await stat(path).then(
+        (s) => s.size,
+        () => {
+          throw new DatasetError(
+            `${qaFileKey(list, n, entry.path)}: file not found: ${path}. Relative paths start at the YAML file's folder.`,
+          );
+        },
+      );
+      let format;
+      try {
+        format = detectFormat(path, entry.format);
+      } catch (err) {
+        throw new UnsupportedFormatError(`${qaFileKey(list, n, entry.path)}: ${(err as Error).message}`);
+      }
+      const ref: ArtifactRef = { uri: pathToFileURL(path).href, sha256: await sha256File(path), bytes, rows: null };
+      return { entry, path, format, ref };
+    }),
+  );
+}
+
+/** Reads the hashed files' records, one heartbeat per file; a reader's error names the file's key. */
+async function readQaFiles(list: QaFileList, step: string, files: HashedFile[]) {
+  const read = [];
+  for (const [n, file] of files.entries()) {
+    try {
+      read.push({ path: file.entry.path, records: await readRecords(file.path, file.format, undefined, file.entry.path) });
+    } catch (err) {
+      if (err instanceof DatasetError) throw new DatasetError(`${qaFileKey(list, n, file.entry.path)}: ${err.message}`);
+      throw err;
+    }
+    beat({ step, files: n + 1 });
+  }
+  return read;
+}
+
+const readSplits = async (splits: Record<SplitName, ArtifactRef>): Promise<Record<SplitName, GroupedRow[]>> => {
+  const [train, validation, test] = await Promise.all(
+    [splits.train, splits.validation, splits.test].map((ref) => readRows<GroupedRow>(ref)),
+  );
+  return { train: train!, validation: validation!, test: test! };
+};
+
+const sum = <T>(items: T[], count: (item: T) => number) => items.reduce((total, item) => total + count(item), 0);
+
+/**
+ * The feedback files (`data.feedback`) added to the training split: validated, cleaned and
+ * deduplicated by the data's rules, without rejected answers and without the rows whose question
+ * is a validation or test question. Hashed in place (the step's inputs record each file's sha256);
+ * its `train` output is the data's training rows, then the feedback rows.
+ */
+export async function prepareFeedbackFiles(context: StepContext & { splits: Record<SplitName, ArtifactRef> }) {
+  return asUserErrors(async () => {
+    const store = storeFor(context);
+    const { config } = context;
+    const files = await hashQaFiles('data.feedback', config.data.feedback, context.configDir);
+    const { train, validation, test } = context.splits;
+    return runCachedStep(
+      store,
+      {
+        step: 'feedback',
+        config: { data: config.data, clean: config.clean, dedup: config.dedup },
+        inputs: [...files.map((f) => f.ref), train, validation, test],
+        code: code(),
+        noCache: context.noCache,
+        summarize: (s: FeedbackStats) =>
+          `${s.rows} feedback rows from ${s.files.length} file(s) added to the training split (now ${s.trainRows} rows): ` +
+          counts({
+            rowsIn: sum(s.files, (f) => f.rowsIn),
+            rejected: sum(s.files, (f) => f.rejected),
+            quarantined: sum(s.files, (f) => f.quarantined),
+            repeatsHeldOut: sum(s.files, (f) => f.repeatsHeldOut.validation + f.repeatsHeldOut.test),
+          }),
+      },
+      async () => {
+        const read = await readQaFiles('data.feedback', 'feedback', files);
+        const data = await readSplits(context.splits);
+        const result = prepareFeedback(read, data, config);
+        const rows = [...data.train, ...result.rows];
+        return {
+          outputs: {
+            train: await writeRows(store, rows),
+            quarantine: await store.put(toJsonl(result.quarantine), '.jsonl', result.quarantine.length),
+            removed: await store.put(toJsonl(result.removed), '.jsonl', result.removed.length),
+          },
+          stats: {
+            files: result.files.map((file, n) => ({ ...file, sha256: files[n]!.ref.sha256 })),
+            rows: result.rows.length,
+            trainRows: rows.length,
+          },
+        };
+      },
+    );
+  });
+}
+
 /**
  * The knowledge files (`retrieval.knowledge`) as rows for the retriever: validated, cleaned and
- * deduplicated by the data's rules, without the pairs that repeat a question of the splits. Hashed
- * in place (the step's inputs record each file's sha256); the rows made from them are stored.
+ * deduplicated by the data's rules, without the pairs that repeat a question of the splits (the
+ * training split with its feedback rows, when the config names feedback files). Hashed in place
+ * (the step's inputs record each file's sha256); the rows made from them are stored.
  */
 export async function prepareKnowledgeFiles(context: StepContext & { splits: Record<SplitName, ArtifactRef> }) {
   return asUserErrors(async () => {
     const store = storeFor(context);
     const { config } = context;
-    const files = await Promise.all(
-      config.retrieval.knowledge.map(async (entry, n) => {
-        const path = resolve(context.configDir, entry.path);
-        const bytes = await stat(path).then(
-          (s) => s.size,
-          () => {
-            throw new DatasetError(
-              `${knowledgeKey(n, entry.path)}: file not found: ${path}. Relative paths start at the YAML file's folder.`,
-            );
-          },
-        );
-        let format;
-        try {
-          format = detectFormat(path, entry.format);
-        } catch (err) {
-          throw new UnsupportedFormatError(`${knowledgeKey(n, entry.path)}: ${(err as Error).message}`);
-        }
-        const ref: ArtifactRef = { uri: pathToFileURL(path).href, sha256: await sha256File(path), bytes, rows: null };
-        return { entry, path, format, ref };
-      }),
-    );
+    const files = await hashQaFiles('retrieval.knowledge', config.retrieval.knowledge, context.configDir);
     const { train, validation, test } = context.splits;
     return runCachedStep(
       store,
@@ -275,34 +375,24 @@ export async function prepareKnowledgeFiles(context: StepContext & { splits: Rec
         inputs: [...files.map((f) => f.ref), train, validation, test],
         code: code(),
         noCache: context.noCache,
-        summarize: (s: { files: KnowledgeFileStats[]; rows: number }) =>
+        summarize: (s: KnowledgeStats) =>
           `${s.rows} known pairs from ${s.files.length} file(s): ` +
           counts({
-            rowsIn: s.files.reduce((sum, f) => sum + f.rowsIn, 0),
-            quarantined: s.files.reduce((sum, f) => sum + f.quarantined, 0),
-            repeatsData: s.files.reduce((sum, f) => sum + f.repeatsData.train + f.repeatsData.validation + f.repeatsData.test, 0),
+            rowsIn: sum(s.files, (f) => f.rowsIn),
+            quarantined: sum(s.files, (f) => f.quarantined),
+            repeatsData: sum(s.files, (f) => f.repeatsData.train + f.repeatsData.validation + f.repeatsData.test),
           }),
       },
       async () => {
-        const read = [];
-        for (const [n, file] of files.entries()) {
-          try {
-            read.push({ path: file.entry.path, records: await readRecords(file.path, file.format, undefined, file.entry.path) });
-          } catch (err) {
-            if (err instanceof DatasetError) throw new DatasetError(`${knowledgeKey(n, file.entry.path)}: ${err.message}`);
-            throw err;
-          }
-          beat({ step: 'knowledge', files: n + 1 });
-        }
-        const [trainRows, validationRows, testRows] = await Promise.all([train, validation, test].map((ref) => readRows(ref)));
-        const result = prepareKnowledge(read, { train: trainRows!, validation: validationRows!, test: testRows! }, config);
+        const read = await readQaFiles('retrieval.knowledge', 'knowledge', files);
+        const result = prepareKnowledge(read, await readSplits(context.splits), config);
         return {
           outputs: {
             rows: await writeRows(store, result.rows),
             quarantine: await store.put(toJsonl(result.quarantine), '.jsonl', result.quarantine.length),
             removed: await store.put(toJsonl(result.removed), '.jsonl', result.removed.length),
           },
-          stats: { files: result.files, rows: result.rows.length },
+          stats: { files: result.files.map((file, n) => ({ ...file, sha256: files[n]!.ref.sha256 })), rows: result.rows.length },
         };
       },
     );
@@ -311,10 +401,11 @@ export async function prepareKnowledgeFiles(context: StepContext & { splits: Rec
 
 export async function writeDataReport(context: StepContext & { steps: DataStageSteps }) {
   const store = storeFor(context);
-  const { source, ingest, clean, dedup, split, knowledge } = context.steps;
-  const inputs = [source, ingest, clean, dedup, split, ...(knowledge ? [knowledge] : [])].flatMap((s) =>
+  const { source, ingest, clean, dedup, split, feedback, knowledge } = context.steps;
+  const inputs = [source, ingest, clean, dedup, split, ...(feedback ? [feedback] : []), ...(knowledge ? [knowledge] : [])].flatMap((s) =>
     Object.values<ArtifactRef>(s.outputs),
   );
+  const also = [feedback ? 'every feedback row trained on' : '', knowledge ? 'every knowledge row indexed' : ''].filter(Boolean);
   return runCachedStep(
     store,
     {
@@ -325,7 +416,7 @@ export async function writeDataReport(context: StepContext & { steps: DataStageS
       noCache: context.noCache,
       summarize: (s: { balanced: boolean }) =>
         s.balanced
-          ? `every source row is in a split${knowledge ? ' (and every knowledge row indexed)' : ''}, quarantined or removed with a reason`
+          ? `every source row is in a split${also.length ? ` (and ${also.join(', ')})` : ''}, quarantined or removed with a reason`
           : 'ROWS DO NOT BALANCE: see the report',
     },
     async () => {
@@ -335,7 +426,10 @@ export async function writeDataReport(context: StepContext & { steps: DataStageS
           json: await store.put(JSON.stringify(report, null, 2) + '\n', '.json', null),
           markdown: await store.put(renderDataReportMarkdown(report), '.md', null),
         },
-        stats: { balanced: report.accounting.balanced && report.knowledge.every((file) => file.balanced) },
+        stats: {
+          balanced:
+            report.accounting.balanced && report.feedback.every((file) => file.balanced) && report.knowledge.every((file) => file.balanced),
+        },
       };
     },
   );

@@ -32,7 +32,11 @@ export const RegistryEvent = z.strictObject({
   pipeline: z.string(),
   runId: z.string().describe('The run whose model is production from now on.'),
   model: ArtifactRef.describe('Its ONNX export, the files the chat server loads.'),
-  dataset: z.string().describe("sha256 of the data the run read (run.json's data.source)."),
+  dataset: z
+    .string()
+    .describe(
+      "sha256 of the data the run read (run.json's data.source); with feedback or knowledge files, of it and their hashes (`dataFingerprint`).",
+    ),
   configHash: z.string().describe('Of the pipeline file text, as the run manifest has it.'),
   modelConfig: z.string().describe('Of the resolved config without `schedules` and `promotion`: what decides the model.'),
   verdict: Verdict.nullable().describe('What its gates said; a promotion against them is `forced`.'),
@@ -128,6 +132,26 @@ export function modelConfigHash(resolved: unknown): string {
   return sha256Hex(canonicalJson(rest));
 }
 
+/** The steps whose inputs are files hashed where they lie (data.feedback, retrieval.knowledge); each names them in `stats.files`. */
+const FILE_STEPS = ['feedback', 'knowledge'];
+const FileStepStats = z.object({ files: z.array(z.object({ sha256: z.string().optional() })) });
+
+/** The data stage's steps that read files beside the data, as the pipeline passes them to `checkUnchanged` and `promoteModel`. */
+export type DataFileSteps = Array<{ step: string; stats: unknown }>;
+
+/**
+ * What a model was made from, for "nothing new" checks: the data source's sha256, or, when the run
+ * also read feedback or knowledge files, a hash of it and of each file's sha256 in order, so new
+ * feedback is new data. A file recorded without its hash (a run from before hashes were kept in its
+ * step's stats) counts as different from any file.
+ */
+export function dataFingerprint(source: string, steps: DataFileSteps): string {
+  const files = steps
+    .filter((s) => FILE_STEPS.includes(s.step))
+    .flatMap((s) => FileStepStats.parse(s.stats).files.map((file) => ({ step: s.step, sha256: file.sha256 ?? null })));
+  return files.length === 0 ? source : sha256Hex(canonicalJson({ source, files }));
+}
+
 /** The move that makes this run's model production; its data and config hashes are kept for "nothing new" checks. */
 export function promotionOf(manifest: RunManifest, fields: Pick<RegistryEvent, 'action' | 'forced' | 'reason' | 'by'>) {
   if (!manifest.artifacts.onnx || !manifest.data) throw new Error(promotionRefusal(manifest) ?? `run ${manifest.runId} has no data record`);
@@ -136,7 +160,7 @@ export function promotionOf(manifest: RunManifest, fields: Pick<RegistryEvent, '
     pipeline: manifest.pipeline,
     runId: manifest.runId,
     model: manifest.artifacts.onnx,
-    dataset: manifest.data.source.sha256,
+    dataset: dataFingerprint(manifest.data.source.sha256, manifest.steps),
     configHash: manifest.config.hash,
     modelConfig: modelConfigHash(manifest.config.resolved),
     verdict: manifest.gate?.verdict ?? null,
@@ -147,7 +171,10 @@ export interface PromoteModelInput {
   context: StepContext;
   runId: string;
   onnx: ArtifactRef;
+  /** The data source's sha256. */
   dataset: string;
+  /** Absent in runs started before feedback and knowledge files counted as data. */
+  dataFiles?: DataFileSteps;
   configHash: string;
 }
 
@@ -164,7 +191,7 @@ export async function promoteModel(input: PromoteModelInput): Promise<RegistryEv
     pipeline: input.context.config.name,
     runId: input.runId,
     model: input.onnx,
-    dataset: input.dataset,
+    dataset: dataFingerprint(input.dataset, input.dataFiles ?? []),
     configHash: input.configHash,
     modelConfig: modelConfigHash(input.context.config),
     verdict: 'candidate',
@@ -175,14 +202,18 @@ export async function promoteModel(input: PromoteModelInput): Promise<RegistryEv
 }
 
 /**
- * Activity: whether the production model was made from this data and this config (schedules and
- * promotion aside), so a scheduled run has nothing new to learn; names the production run either way.
+ * Activity: whether the production model was made from this data (the source, and the feedback and
+ * knowledge files) and this config (schedules and promotion aside), so a scheduled run has nothing
+ * new to learn; names the production run either way.
  */
 export async function checkUnchanged(input: {
   context: Pick<StepContext, 'config' | 'configDir'>;
   dataset: string;
+  dataFiles?: DataFileSteps;
 }): Promise<{ unchanged: boolean; production: string | null }> {
   const production = readProduction(registryFolder(input.context.config, input.context.configDir));
-  const unchanged = production?.dataset === input.dataset && production.modelConfig === modelConfigHash(input.context.config);
+  const unchanged =
+    production?.dataset === dataFingerprint(input.dataset, input.dataFiles ?? []) &&
+    production.modelConfig === modelConfigHash(input.context.config);
   return { unchanged, production: production?.runId ?? null };
 }

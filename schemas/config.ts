@@ -69,6 +69,19 @@ export const SampleSource = z
   })
   .describe('Generate the bundled synthetic electronics support dataset instead of reading a file.');
 
+/** A question-answer file beside the data (`data.feedback`, `retrieval.knowledge`), read as the data is. */
+const QaFile = z.strictObject({
+  path: z.string().describe('A Q&A file, relative to the YAML file. CSV, JSONL, Parquet or Arrow IPC, as `data.path`.'),
+  format: z.enum(['auto', 'csv', 'jsonl', 'parquet', 'arrow']).default('auto').describe('File format; `auto` picks it from the extension.'),
+  columns: ColumnMapping.optional().describe(
+    'Which columns hold which field. When absent, `data.columns`, leaving out the optional columns the file does not have.',
+  ),
+});
+
+export const FeedbackFile = QaFile.describe(
+  'A file of rated answers to train on, such as `tuneline feedback export -o feedback.jsonl` writes.',
+);
+
 export const DataSection = z
   .strictObject({
     path: z.string().optional().describe('Dataset file, relative to the YAML file. CSV, JSONL, Parquet or Arrow IPC, chosen by extension.'),
@@ -78,6 +91,17 @@ export const DataSection = z
       .describe('File format; `auto` picks it from the extension.'),
     sample: SampleSource.optional(),
     columns: ColumnMapping.default(ColumnMapping.parse({})),
+    feedback: z
+      .array(FeedbackFile)
+      .default([])
+      .describe(
+        'Rated answers to retrain on (`tuneline feedback export` files), added to the training split only, so validation ' +
+          "and test stay the data's own and evaluations stay comparable across retrainings. Read, validated, cleaned and " +
+          'deduplicated by the same rules as the data; a row whose `rejected` column is true (an answer rated down without ' +
+          'a correction) is never a target and is left out, and so is a row whose question repeats a validation or test ' +
+          'question (it stays held out). Every row is counted in the data report; a changed file is new data to a ' +
+          'schedule with `onlyIfChanged`.',
+      ),
     snapshot: z
       .boolean()
       .default(true)
@@ -354,18 +378,7 @@ export type MetricName = z.infer<typeof MetricName>;
 export const Baseline = z.enum(['base', 'base-grounded', 'retrieval']);
 export type Baseline = z.infer<typeof Baseline>;
 
-export const KnowledgeFile = z
-  .strictObject({
-    path: z.string().describe('A Q&A file, relative to the YAML file. CSV, JSONL, Parquet or Arrow IPC, as `data.path`.'),
-    format: z
-      .enum(['auto', 'csv', 'jsonl', 'parquet', 'arrow'])
-      .default('auto')
-      .describe('File format; `auto` picks it from the extension.'),
-    columns: ColumnMapping.optional().describe(
-      'Which columns hold which field. When absent, `data.columns`, leaving out the optional columns the file does not have.',
-    ),
-  })
-  .describe('A file of known question-answer pairs for the retriever only.');
+export const KnowledgeFile = QaFile.describe('A file of known question-answer pairs for the retriever only.');
 
 export const RetrievalSection = z
   .strictObject({
@@ -635,8 +648,8 @@ export const Schedule = z
       .boolean()
       .default(true)
       .describe(
-        "A scheduled run whose data and config are those of the pipeline's production model ends as `unchanged` " +
-          'after the data stage instead of retraining.',
+        'A scheduled run whose data (the data file, and its feedback and knowledge files) and config are those of the ' +
+          "pipeline's production model ends as `unchanged` after the data stage instead of retraining.",
       ),
     note: z.string().optional().describe('Shown by `tuneline schedule describe` and in the Web UI.'),
   })

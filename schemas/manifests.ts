@@ -114,6 +114,7 @@ export type StageName =
   | 'clean'
   | 'dedup'
   | 'split'
+  | 'feedback'
   | 'knowledge'
   | 'report'
   | 'trial'
@@ -171,6 +172,7 @@ export interface DataStageInput {
 /** What the data stage made: the source it read, the splits and the data report. */
 export interface DataStageResult {
   source: ArtifactRef;
+  /** With data.feedback, `train` is the data's training rows and the feedback rows after them. */
   splits: Record<SplitName, ArtifactRef>;
   dataReport: { json: ArtifactRef; markdown: ArtifactRef };
   quarantine: ArtifactRef;
@@ -179,6 +181,8 @@ export interface DataStageResult {
   removedDuplicates: ArtifactRef;
   /** The knowledge files' rows for the retriever, and what was set aside from them; null without retrieval.knowledge. */
   knowledge: { rows: ArtifactRef; quarantine: ArtifactRef; removed: ArtifactRef } | null;
+  /** What was set aside from the feedback files (their rows are in `splits.train`); null without data.feedback. */
+  feedback: { quarantine: ArtifactRef; removed: ArtifactRef } | null;
   steps: StepResult[];
   progress: StepProgress[];
 }

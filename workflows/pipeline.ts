@@ -88,8 +88,11 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     mark({ key: SearchAttributes.datasetHash, value: data.source.sha256 });
 
     let outcome: RunOutcome = 'data-ready';
+    // The feedback and knowledge files count as data (registry.ts dataFingerprint): new feedback is something new to learn.
+    const dataFiles = data.steps.filter((s) => s.step === 'feedback' || s.step === 'knowledge').map(({ step, stats }) => ({ step, stats }));
     // A scheduled run with nothing new to learn from: the production model was trained on this data and config.
-    const check = withRegistry && input.onlyIfChanged ? await cpu.checkUnchanged({ context, dataset: data.source.sha256 }) : null;
+    const check =
+      withRegistry && input.onlyIfChanged ? await cpu.checkUnchanged({ context, dataset: data.source.sha256, dataFiles }) : null;
     if (check?.unchanged) {
       outcome = 'unchanged';
       tracker.decided('unchanged', `nothing new: the production model (run ${check.production}) was made from this data and config`);
@@ -131,6 +134,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
           runId,
           onnx: made.onnx,
           dataset: data.source.sha256,
+          dataFiles,
           configHash: input.configHash,
         });
         tracker.decided('promote', `the production model of ${moved.pipeline} now (before: ${moved.previous ?? 'none'})`);
@@ -161,6 +165,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
         removedByCleaning: data.removedByCleaning,
         removedDuplicates: data.removedDuplicates,
         knowledge: data.knowledge,
+        feedback: data.feedback ?? null,
       },
       training: made?.trained ?? null,
       onnx: made?.onnx ?? null,

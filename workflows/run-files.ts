@@ -1,7 +1,7 @@
 /** The named files of a run folder (and a sweep folder) from what the stages made. */
 import type { ArtifactRef, DataStageResult, TrialResult } from '../schemas/manifests';
 
-/** The data stage's files: the source snapshot, the splits, what was set aside and why, the data report. */
+/** The data stage's files: the source snapshot, the splits (train with its feedback rows), what was set aside and why, the data report. */
 export function dataStageFiles(data: DataStageResult): Record<string, ArtifactRef> {
   return {
     'source-data': data.source,
@@ -14,6 +14,8 @@ export function dataStageFiles(data: DataStageResult): Record<string, ArtifactRe
     'conflicts.jsonl': data.conflicts,
     'data-report.md': data.dataReport.markdown,
     'data-report.json': data.dataReport.json,
+    // Absent from the result of a run started before data.feedback existed.
+    ...(data.feedback ? { 'feedback-quarantine.jsonl': data.feedback.quarantine, 'feedback-removed.jsonl': data.feedback.removed } : {}),
     ...(data.knowledge
       ? {
           'knowledge.arrow': data.knowledge.rows,

@@ -1,7 +1,7 @@
 /**
  * The data report: counts in and out of every stage and why, as JSON (for machines and later
  * reports) and Markdown (for people). It also checks the books: every source row is either in a
- * split, in quarantine, or removed by a named rule.
+ * split, in quarantine, or removed by a named rule, and so is every row of a feedback or knowledge file.
  */
 import { z } from 'zod';
 import type { PipelineConfig } from '../../schemas/config';
@@ -10,6 +10,7 @@ import { renderMarkdown, type Block } from '../report/document';
 import type { CleanStats } from './clean';
 import type { DedupStats } from './dedup';
 import type { IngestStats } from './ingest';
+import type { FeedbackFileStats } from './feedback';
 import type { KnowledgeFileStats } from './knowledge';
 import type { DataFormat } from './readers';
 import type { SplitStats } from './split';
@@ -31,9 +32,15 @@ export interface DataStageSteps {
   clean: StepResult<CleanStats>;
   dedup: StepResult<DedupStats>;
   split: StepResult<SplitStats>;
+  /** Only when the config names feedback files. */
+  feedback?: StepResult<FeedbackStats>;
   /** Only when the config names knowledge files. */
-  knowledge?: StepResult<{ files: KnowledgeFileStats[]; rows: number }>;
+  knowledge?: StepResult<KnowledgeStats>;
 }
+
+/** Each file is hashed where it lies; its sha256 is the step's input and the data fingerprint's part. */
+export type FeedbackStats = { files: Array<FeedbackFileStats & { sha256: string }>; rows: number; trainRows: number };
+export type KnowledgeStats = { files: Array<KnowledgeFileStats & { sha256: string }>; rows: number };
 
 const StageLine = z.strictObject({
   stage: z.string(),
@@ -64,11 +71,31 @@ export const DataReport = z.strictObject({
     removed: z.number(),
     balanced: z.boolean(),
   }),
+  /** The feedback files (data.feedback), each accounted for like the source; their rows are in the training split. */
+  feedback: z
+    .array(
+      z.strictObject({
+        path: z.string(),
+        sha256: z.string(),
+        rowsIn: z.number(),
+        rejected: z.number(),
+        quarantined: z.number(),
+        removedByCleaning: z.number(),
+        duplicates: z.number(),
+        repeatsHeldOut: z.strictObject({ validation: z.number(), test: z.number() }),
+        added: z.number(),
+        balanced: z.boolean(),
+      }),
+    )
+    .default([]),
+  /** The training split's rows with the feedback rows; absent without feedback files. */
+  trainWithFeedback: z.number().optional(),
   /** The knowledge files (retrieval.knowledge), each accounted for like the source. */
   knowledge: z
     .array(
       z.strictObject({
         path: z.string(),
+        sha256: z.string().optional(),
         rowsIn: z.number(),
         quarantined: z.number(),
         removedByCleaning: z.number(),
@@ -127,6 +154,12 @@ export function buildDataReport(config: PipelineConfig, steps: DataStageSteps): 
       removed,
       balanced: sourceRows === inSplits + ingest.stats.quarantined + removed,
     },
+    feedback: (steps.feedback?.stats.files ?? []).map((file) => {
+      const { validation, test } = file.repeatsHeldOut;
+      const accounted = file.added + file.rejected + file.quarantined + file.removedByCleaning + file.duplicates + validation + test;
+      return { ...file, balanced: file.rowsIn === accounted };
+    }),
+    ...(steps.feedback ? { trainWithFeedback: steps.feedback.stats.trainRows } : {}),
     knowledge: (steps.knowledge?.stats.files ?? []).map((file) => {
       const { train, validation, test } = file.repeatsData;
       const accounted = file.indexed + file.quarantined + file.removedByCleaning + file.duplicates + train + validation + test;
@@ -178,6 +211,45 @@ export function dataReportBlocks(report: DataReport): Block[] {
       text: `${a.sourceRows} source rows = ${a.inSplits} in splits + ${a.quarantined} quarantined + ${a.removed} removed: ${a.balanced ? 'balanced' : 'NOT BALANCED'}.`,
     },
   );
+  if (report.feedback.length > 0)
+    blocks.push(
+      { kind: 'heading', level: 2, text: 'Feedback files' },
+      {
+        kind: 'paragraph',
+        text:
+          `Added to the training split only: it has ${report.trainWithFeedback} rows, ${report.splits.train} from the data and ` +
+          `${report.feedback.reduce((sum, f) => sum + f.added, 0)} from feedback. A rejected answer is never a target; a row whose ` +
+          'question is a validation or test question is left out, so the question stays held out.',
+      },
+      {
+        kind: 'table',
+        header: [
+          'file',
+          'rows in',
+          'rejected',
+          'quarantined',
+          'removed by cleaning',
+          'duplicates',
+          'repeat validation',
+          'repeat test',
+          'added to train',
+          'accounting',
+        ],
+        numeric: [false, true, true, true, true, true, true, true, true, false],
+        rows: report.feedback.map((f) => [
+          f.path,
+          f.rowsIn,
+          f.rejected,
+          f.quarantined,
+          f.removedByCleaning,
+          f.duplicates,
+          f.repeatsHeldOut.validation,
+          f.repeatsHeldOut.test,
+          f.added,
+          f.balanced ? 'balanced' : 'NOT BALANCED',
+        ]),
+      },
+    );
   if (report.knowledge.length > 0)
     blocks.push(
       { kind: 'heading', level: 2, text: 'Knowledge files' },

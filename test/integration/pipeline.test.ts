@@ -287,6 +287,99 @@ describe('knowledge files', () => {
   });
 });
 
+describe('feedback files', () => {
+  it('add their rows to the training split only, before the knowledge files check repeats against it', async () => {
+    const dir = tempDir();
+    copyFileSync(join(projectRoot, 'test', 'fixtures', 'qa-small.csv'), join(dir, 'qa.csv'));
+    // As `tuneline feedback export -o feedback.jsonl --include-rejected` writes it (fewer columns).
+    const rated = (id: string, question: string, answer: unknown, rejected = false) =>
+      JSON.stringify({ id, question, answer, rating: rejected ? 'down' : 'up', rejected, modelAnswer: 'Sorry.', comment: '' });
+    const repeats = [
+      ['f1:c4', 'How do I pair the Nimbus Buds?', 'Hold the case button for three seconds, until the light blinks.'],
+      ['f1:c5', 'What is the battery life of the Solace TV remote?', 'About six months on two AAA cells.'],
+      ['f1:c6', 'Does the Vireo router support WPA3?', 'Yes, WPA3-Personal and WPA2.'],
+      ['f1:c7', "My Lumen laptop won't charge", 'Use a USB-C PD charger of 65 W or more.'],
+    ];
+    const feedbackFile = join(dir, 'feedback.jsonl');
+    writeFileSync(
+      feedbackFile,
+      [
+        rated('c1', 'Does the Nimbus Buds case charge wirelessly?', 'Yes, on any Qi charger.'),
+        rated('c2', 'Does the Solace TV remote have a backlight?', 'No, its keys glow in the dark.'),
+        rated('c3', 'Is the Kestrel watch waterproof?', '', true),
+        ...repeats.map(([id, question, answer]) => rated(id!.slice(3), question!, answer)),
+        rated('c8', 'Is the Vireo router mesh ready?', 5), // not text: quarantined
+      ].join('\n') + '\n',
+    );
+    writeFileSync(
+      join(dir, 'faq.csv'),
+      'question,answer\nDoes the Nimbus Buds case charge wirelessly?,Yes.\nWhat is the warranty on the Vireo router?,Two years.\n',
+    );
+    const path = writePipeline(dir, {
+      name: 'it-feedback',
+      data: {
+        path: 'qa.csv',
+        columns: { id: 'qid', question: 'q', answer: 'a', category: 'type' },
+        maxInvalidFraction: 0.5,
+        feedback: [{ path: 'feedback.jsonl', columns: { id: 'id', question: 'question', answer: 'answer' } }],
+      },
+      split: { train: 0.5, validation: 0.25, test: 0.25 },
+      retrieval: { method: 'lexical', knowledge: [{ path: 'faq.csv', columns: { question: 'question', answer: 'answer' } }] },
+    });
+    const result = await (await startPipeline(env.client, loadConfigFile(path), DATA_ONLY)).result();
+    expect(result.steps.map((s) => s.step)).toEqual(['source', 'ingest', 'clean', 'dedup', 'split', 'feedback', 'knowledge', 'report']);
+
+    // Validation and test are the data's own; a feedback row asking one of their questions stays out.
+    const manifest = readRunManifest(result);
+    const split = manifest.steps.find((s) => s.step === 'split')!;
+    expect(result.data.splits.validation).toEqual(split.outputs.validation);
+    expect(result.data.splits.test).toEqual(split.outputs.test);
+    const [dataTrain, validation, test] = await Promise.all(['train', 'validation', 'test'].map((name) => readRows(split.outputs[name]!)));
+    expect([dataTrain!.length, validation!.length, test!.length]).toEqual([2, 1, 1]);
+    const heldOut = new Set([...validation!, ...test!].map((r) => r.question));
+    const added = ['f1:c1', 'f1:c2', ...repeats.filter(([, question]) => !heldOut.has(question!)).map(([id]) => id)];
+    expect(added).toHaveLength(4);
+    const train = await readRows(result.data.splits.train);
+    expect(train.map((r) => r.id)).toEqual([...dataTrain!.map((r) => r.id), ...added]);
+    expect(train.find((r) => r.id === 'f1:c1')!.answer).toBe('Yes, on any Qi charger.');
+    expect(await readRows({ uri: `file://${join(result.runFolder, 'train.arrow')}` })).toEqual(train);
+
+    // Every feedback row accounted for; the file's hash is the step's input, as a knowledge file's is.
+    const report = JSON.parse(readFileSync(artifactPath(result.data.dataReport.json), 'utf8'));
+    const sha256 = await sha256File(feedbackFile);
+    expect(report.feedback).toEqual([
+      {
+        path: 'feedback.jsonl',
+        sha256,
+        rowsIn: 8,
+        rejected: 1,
+        quarantined: 1,
+        removedByCleaning: 0,
+        duplicates: 0,
+        repeatsHeldOut: { validation: 1, test: 1 },
+        added: 4,
+        balanced: true,
+      },
+    ]);
+    expect(report.trainWithFeedback).toBe(6);
+    expect(manifest.steps.find((s) => s.step === 'feedback')!.inputs[0]).toMatchObject({ uri: `file://${feedbackFile}`, sha256 });
+    expect(readFileSync(artifactPath(result.data.dataReport.markdown), 'utf8')).toContain(
+      'it has 6 rows, 2 from the data and 4 from feedback',
+    );
+    const removed = readFileSync(join(result.runFolder, 'feedback-removed.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(removed.map((r) => r.row?.id ?? `row ${r.sourceRow}: ${r.reason}`).sort()).toEqual(
+      [...repeats.map(([id]) => id!).filter((id) => !added.includes(id)), 'row 3: rejected: rated down without a correction'].sort(),
+    );
+    const quarantined = JSON.parse(readFileSync(join(result.runFolder, 'feedback-quarantine.jsonl'), 'utf8'));
+    expect(quarantined).toMatchObject({ file: 'feedback.jsonl', sourceRow: 8, kind: 'wrong-type' });
+    // The knowledge files come after: a FAQ pair that asks a feedback question is a training repeat now.
+    expect(report.knowledge[0]).toMatchObject({ repeatsData: { train: 1, validation: 0, test: 0 }, indexed: 1, balanced: true });
+  });
+});
+
 describe('user errors fail fast and are not retried', () => {
   it('a bad config fails the run with every problem in the failure message', async () => {
     const dir = tempDir();

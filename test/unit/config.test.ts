@@ -2,6 +2,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../cli/config';
+import { PipelineConfig } from '../../schemas/config';
 import { renderConfigDocs } from '../../schemas/config-docs';
 import { emittedSchemas, renderEngineErrors, renderJsonSchema } from '../../schemas/json-schemas';
 import { checkConfig } from '../../schemas/validate';
@@ -108,6 +109,22 @@ describe('pipeline config', () => {
     ).toEqual([]);
     expect(problems({ training: { keepCheckpoints: 0, maxSteps: 12 } })).toEqual([
       'training.keepCheckpoints: Too small: expected number to be >=1, found number 0',
+    ]);
+  });
+
+  it('names feedback exports to train on, each file checked like a knowledge file', () => {
+    const parsed = PipelineConfig.parse({ name: 'x', data: { sample: { rows: 10 }, feedback: [{ path: 'feedback.jsonl' }] } });
+    // No columns: the file inherits data.columns (as far as it has them) when the data stage reads it.
+    expect(parsed.data.feedback).toEqual([{ path: 'feedback.jsonl', format: 'auto' }]);
+    expect(PipelineConfig.parse({ name: 'x', data: { sample: { rows: 10 } } }).data.feedback).toEqual([]);
+    const check = checkConfig({
+      name: 'x',
+      data: { sample: { rows: 10 }, feedback: [{ path: 'f.jsonl', fromat: 'csv' }, { path: 'g.xlsx', format: 'xlsx' }, {}] },
+    });
+    expect(check.ok ? [] : check.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'data.feedback[0]: unknown key "fromat" (check the spelling)',
+      'data.feedback[1].format: expected one of "auto", "csv", "jsonl", "parquet", "arrow", found string "xlsx"',
+      'data.feedback[2].path: expected string, found nothing',
     ]);
   });
 

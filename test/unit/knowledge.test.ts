@@ -10,22 +10,10 @@ import { prepareKnowledge } from '../../activities/data/knowledge';
 import type { SourceRecord } from '../../activities/data/readers';
 import { PipelineConfig } from '../../schemas/config';
 import type { GroupedRow, SplitName } from '../../schemas/rows';
+import { dataRow, records } from './qa-fixtures';
 
 const config = (knowledge: object[], data: object = {}) =>
   PipelineConfig.parse({ name: 'x', data: { sample: { rows: 10 }, columns: { product: 'product' }, ...data }, retrieval: { knowledge } });
-
-const records = (rows: Array<Record<string, unknown>>): SourceRecord[] => rows.map((record, i) => ({ sourceRow: i + 1, record }));
-
-const dataRow = (id: string, question: string, answer: string, product: string | null = null): GroupedRow => ({
-  id,
-  sourceRow: 1,
-  question,
-  answer,
-  category: null,
-  product,
-  fact: null,
-  groupId: id,
-});
 
 const data: Record<SplitName, GroupedRow[]> = {
   train: [

@@ -2,9 +2,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   checkUnchanged,
+  dataFingerprint,
   modelConfigHash,
   movePointer,
   promoteModel,
+  promotionOf,
   promotionRefusal,
   readProduction,
   readRegistryLog,
@@ -85,5 +87,33 @@ describe('the model registry', () => {
     const retuned = { ...context, config: config({ training: { learningRate: 0.0001 } }) };
     expect((await checkUnchanged({ context: retuned, dataset: 'd1' })).unchanged).toBe(false);
     expect(modelConfigHash(config())).not.toBe(modelConfigHash(retuned.config));
+  });
+
+  it('counts a new feedback or knowledge file as new data, for a scheduled run and for a promotion by hand alike', async () => {
+    const configDir = tempDir();
+    const d1 = ref('d1').sha256; // the source of `manifest`
+    const context = { config: config({ data: { sample: { rows: 10 }, feedback: [{ path: 'feedback.jsonl' }] } }), configDir };
+    const files = (feedback: string, knowledge?: string) => [
+      { step: 'split', stats: { counts: { train: 8 } } },
+      { step: 'feedback', stats: { files: [{ path: 'feedback.jsonl', sha256: feedback }], rows: 2, trainRows: 10 } },
+      ...(knowledge ? [{ step: 'knowledge', stats: { files: [{ path: 'faq.csv', sha256: knowledge }], rows: 3 } }] : []),
+    ];
+    await promoteModel({ context, runId: 'shop-1', onnx: ref('m1'), dataset: d1, dataFiles: files('f1'), configHash: 'c1' });
+    expect(await checkUnchanged({ context, dataset: d1, dataFiles: files('f1') })).toEqual({ unchanged: true, production: 'shop-1' });
+    expect((await checkUnchanged({ context, dataset: d1, dataFiles: files('f2') })).unchanged).toBe(false);
+    expect((await checkUnchanged({ context, dataset: d1, dataFiles: files('f1', 'k1') })).unchanged).toBe(false);
+    expect((await checkUnchanged({ context, dataset: 'd2', dataFiles: files('f1') })).unchanged).toBe(false);
+
+    // Without such files the fingerprint is the source's hash, as registries recorded before files counted.
+    expect(dataFingerprint(d1, [])).toBe(d1);
+    expect(dataFingerprint(d1, files('f1'))).not.toBe(d1);
+    // A promotion by hand reads the same hashes from the run manifest's step records.
+    const steps = files('f1').map((s) => ({ ...s, stage: 'data' })) as unknown as RunManifest['steps'];
+    const event = promotionOf(manifest({ steps }), { action: 'promote', forced: false, reason: 'by hand', by: 'ana@host' });
+    expect(event.dataset).toBe(readProduction(join(configDir, 'reg', 'shop'))!.dataset);
+    // A knowledge file recorded before its hash was kept is never taken for an unchanged one.
+    expect(dataFingerprint(d1, [{ step: 'knowledge', stats: { files: [{ path: 'faq.csv' }], rows: 3 } }])).not.toBe(
+      dataFingerprint(d1, files('f1')),
+    );
   });
 });

@@ -110,6 +110,21 @@ function reportData(): RunReportData {
       splits: { train: 80, validation: 9, test: 9 },
       splitsByCategory: {},
       accounting: { sourceRows: 100, inSplits: 98, quarantined: 2, removed: 0, balanced: true },
+      feedback: [
+        {
+          path: 'feedback.jsonl',
+          sha256: 'c'.repeat(64),
+          rowsIn: 12,
+          rejected: 2,
+          quarantined: 1,
+          removedByCleaning: 1,
+          duplicates: 1,
+          repeatsHeldOut: { validation: 1, test: 0 },
+          added: 6,
+          balanced: true,
+        },
+      ],
+      trainWithFeedback: 86,
       knowledge: [
         {
           path: 'faq.csv',
@@ -138,6 +153,8 @@ describe('run report', () => {
     expect(markdown).toContain('| perplexity, general English | 21.30 | 20.10 | - |');
     expect(markdown).toContain('**Not promoted**: bleu >= 90: tuned 30.5.');
     expect(markdown).toContain('| faq.csv | 40 | 1 | 2 | 1 | 3 | 0 | 1 | 32 | balanced |');
+    expect(markdown).toContain('it has 86 rows, 80 from the data and 6 from feedback');
+    expect(markdown).toContain('| feedback.jsonl | 12 | 2 | 1 | 1 | 1 | 1 | 0 | 6 | balanced |');
     expect(markdown).toContain('![Training curve](training-curve.png)');
     expect(markdown).toContain('## Sample answers (20)');
     expect(markdown).toContain('### Splits'); // the data report, nested one level down
