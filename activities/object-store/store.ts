@@ -15,7 +15,14 @@ import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { z } from 'zod';
 import type { ArtifactRef, StepResult } from '../../schemas/manifests';
@@ -209,6 +216,28 @@ export class ObjectStore {
         ContentType: 'application/json',
       }),
     );
+  }
+
+  /**
+   * Aborts multipart uploads under this store's prefix begun before `olderThanMs` ago: a writer
+   * killed mid-upload leaves its parts on the server (never an object). The counterpart of `sweepTemp`.
+   */
+  async sweepIncompleteUploads(olderThanMs = 24 * 3600 * 1000): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let swept = 0;
+    let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
+    for (;;) {
+      const page = await this.client.send(
+        new ListMultipartUploadsCommand({ Bucket: this.location.bucket, Prefix: this.location.prefix, ...markers }),
+      );
+      for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
+        if (!Key || !UploadId || (Initiated && Initiated.getTime() > cutoff)) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.location.bucket, Key, UploadId }));
+        swept += 1;
+      }
+      if (!page.IsTruncated) return swept;
+      markers = { KeyMarker: page.NextKeyMarker, UploadIdMarker: page.NextUploadIdMarker };
+    }
   }
 
   /**

@@ -206,6 +206,12 @@ describe('S3 artifact store on SeaweedFS', () => {
     expect((await headOrUndefined(key))?.ContentLength).toBe(12 * MiB);
     const fetched = await storeFor('multipart').fetch(ref);
     expect(await sha256File(fetched)).toBe(ref.sha256);
+
+    // The killed writer's parts are swept once they are old enough; a fresh upload is left alone.
+    expect(await retryStore.sweepIncompleteUploads()).toBe(0);
+    expect(await retryStore.sweepIncompleteUploads(0)).toBe(1);
+    const left = await s3.client.send(new ListMultipartUploadsCommand({ Bucket: s3.bucket, Prefix: 'multipart/' }));
+    expect(left.Uploads ?? []).toEqual([]);
   });
 
   it('keeps the cache under its byte limit, evicting the least recently used', async () => {
