@@ -7,7 +7,7 @@
  * the folder. Entries arrive through `tmp/` and a rename, like the local store's writes.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { cp, mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface CacheEntry {
@@ -74,7 +74,14 @@ export class ReadThroughCache {
     await mkdir(join(this.root, 'entries'), { recursive: true });
     if (await this.lookup(name)) await rm(source, { recursive: true, force: true });
     else {
-      await rename(source, path);
+      await rename(source, path).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EXDEV') throw error;
+        // From another file system: copied in beside the entries first, so the entry appears whole.
+        const copy = await this.tempPath();
+        await cp(source, copy, { recursive: true });
+        await rename(copy, path);
+        await rm(source, { recursive: true, force: true });
+      });
       const now = new Date();
       await utimes(path, now, now);
     }

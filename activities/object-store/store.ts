@@ -100,7 +100,6 @@ function hashing(hash: ReturnType<typeof createHash>): Transform {
 }
 
 export class ObjectStore {
-  readonly uri: string;
   readonly location: BucketLocation;
   readonly client: S3Client;
   readonly cache: ReadThroughCache;
@@ -110,7 +109,6 @@ export class ObjectStore {
   /** `uri` is `s3://bucket` or `s3://bucket/prefix`. */
   constructor(uri: string, options: ObjectStoreOptions) {
     this.location = parseS3Uri(uri);
-    this.uri = uriOf(this.location, this.location.prefix.replace(/\/$/, ''));
     this.client = options.client ?? s3ClientFromEnvironment();
     this.cache = new ReadThroughCache(options.cacheDir, options.cacheLimitBytes);
     this.partSizeBytes = options.partSizeBytes ?? 16 * MiB;

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -116,5 +117,14 @@ describe('read-through cache', () => {
     // The same name again keeps the entry there and drops the newcomer.
     await admitFile('first', '0123456789');
     expect((await cache.entries()).length).toBe(2);
+  });
+
+  it('admits a file from another file system by copying it in', async () => {
+    const elsewhere = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'tuneline-'));
+    writeFileSync(join(elsewhere, 'f'), 'bytes');
+    const cache = new ReadThroughCache(tempDir(), 100);
+    expect(readFileSync(await cache.admit(join(elsewhere, 'f'), 'f'), 'utf8')).toBe('bytes');
+    expect(existsSync(join(elsewhere, 'f'))).toBe(false);
+    rmSync(elsewhere, { recursive: true, force: true });
   });
 });
