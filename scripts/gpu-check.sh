@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path in one command, for the day a GPU is lent:
 #
-#   bash scripts/gpu-check.sh [--out FILE] [--mode auto|gpu|cpu] [--model DIR]
+#   bash scripts/gpu-check.sh [--no-setup] [--out FILE] [--mode auto|gpu|cpu] [--model DIR] [--work DIR]
 #
 # From a fresh clone: the project's setup, then on a machine whose nvidia-smi lists a GPU, a CUDA
 # build of torch in .venv when the installed one is the CPU build; then scripts/gpu-check.ts trains
@@ -14,7 +14,13 @@ cd "$(dirname "$0")/.."
 
 started=$(date +%s)
 notes=()
-npm run --silent setup
+# --no-setup: for a caller that has just run it (the test suite, which `npm test` set up).
+args=()
+setup=yes
+for arg in "$@"; do
+  if [ "$arg" = --no-setup ]; then setup=no; else args+=("$arg"); fi
+done
+[ "$setup" = no ] || npm run --silent setup
 
 gpus=0
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -40,4 +46,4 @@ else
 fi
 
 setup_seconds=$(($(date +%s) - started))
-exec npx tsx scripts/gpu-check.ts --setup-seconds "$setup_seconds" "${notes[@]}" "$@"
+exec npx tsx scripts/gpu-check.ts --setup-seconds "$setup_seconds" "${notes[@]}" "${args[@]}"

@@ -7,15 +7,14 @@ import { RunManifest } from '../../schemas/manifests';
 import { buildTinyModel, projectRoot, tempDir } from './harness';
 
 describe('scripts/gpu-check.sh in its CPU mode', () => {
-  it('sets up, trains both strategies, resumes a killed training, evaluates, gates and writes gpu-check.json', { timeout: 420_000 }, () => {
+  it('sets up, trains both strategies, resumes a killed training, evaluates, gates and writes gpu-check.json', { timeout: 450_000 }, () => {
     const dir = tempDir('tuneline-gpu-check-');
     const out = join(dir, 'gpu-check.json');
     const tinyModel = buildTinyModel();
-    // The shell script as a user runs it: setup, no GPU here, so the CPU mode with tiny settings.
-    const check = spawnSync('bash', ['scripts/gpu-check.sh', '--out', out, '--model', tinyModel, '--work', join(dir, 'work')], {
-      cwd: projectRoot,
-      encoding: 'utf8',
-    });
+    // The shell script as a user runs it, less the setup `npm test` has just run: no GPU here, so
+    // the CPU mode with tiny settings. spawnSync blocks the test's own timeout, hence its own.
+    const args = ['scripts/gpu-check.sh', '--no-setup', '--out', out, '--model', tinyModel, '--work', join(dir, 'work')];
+    const check = spawnSync('bash', args, { cwd: projectRoot, encoding: 'utf8', timeout: 400_000 });
     expect(check.status, check.stdout + check.stderr).toBe(0);
     expect(check.stdout).toContain('gpu-check: no GPU (nvidia-smi lists none)');
 
@@ -48,8 +47,11 @@ describe('scripts/gpu-check.sh in its CPU mode', () => {
     const { lora, full } = report.strategies;
     expect(lora!.training.trainableParameters).toBeLessThan(full!.training.trainableParameters);
     expect(full!.training.totalParameters).toBe(full!.training.trainableParameters);
-    // The second run reuses the data stage from the first.
-    expect(full!.steps.filter((s) => s.stage === 'data').every((s) => s.reused)).toBe(true);
+    // The second run reuses the data stage from the first (its data report names the pipeline, so it is written again).
+    const dataSteps = full!.steps.filter((s) => s.stage === 'data' && s.step !== 'report');
+    expect(dataSteps.map((s) => s.step)).toEqual(expect.arrayContaining(['source', 'ingest', 'clean', 'dedup', 'split']));
+    expect(dataSteps.every((s) => s.reused)).toBe(true);
+    expect(full!.steps.find((s) => s.step === 'export-base')?.reused).toBe(true);
 
     // The LoRA run's worker was killed after its first checkpoint; the retry resumed there, to the bit.
     expect(lora!.training.resumedFromStep).toBe(report.resume!.resumedFromStep);
