@@ -22,6 +22,7 @@ import {
 } from './engine';
 import { EngineExit, ErrorTypes, NON_RETRYABLE_ERROR_TYPES, engineErrorKinds, errorTypeForExit } from './errors';
 import { EmbedderExportMetrics, EmbedderManifest } from './embedder';
+import { GpuCheckReport } from './gpu-check';
 import { RunManifest } from './manifests';
 import { TrainSpec } from './train-spec';
 
@@ -43,6 +44,7 @@ export const emittedSchemas: Record<string, z.ZodType> = {
   'run-manifest.schema.json': RunManifest,
   'embedder-manifest.schema.json': EmbedderManifest,
   'embedder-export-metrics.schema.json': EmbedderExportMetrics,
+  'gpu-check.schema.json': GpuCheckReport,
 };
 
 /** The file text for one schema: input shape (defaults make fields optional), stable formatting. */
