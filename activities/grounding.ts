@@ -190,6 +190,7 @@ export async function retrieveKnownPairs(
           k,
           excluded,
           (row, n) => sameProduct(row, queries[n]!.product),
+          (done, total) => beat({ step: training ? 'ground-training' : 'ground-evaluation', done, total }),
         );
         const lines: ContextRow[] = [];
         let distractorRows = 0;

@@ -19,8 +19,8 @@ import { TopK, type Hit, type RetrievalRow, type SearchIndex } from './top-k';
 export { LexicalIndex } from './lexical-index';
 export { TopK, type Hit, type RetrievalRow, type SearchIndex } from './top-k';
 
-/** Questions embedded per call while building, so a large index never holds every small array at once. */
-const BUILD_CHUNK = 1024;
+/** Questions embedded per call (building an index, retrieving for many questions), so a large batch never holds every small array at once. */
+const EMBED_CHUNK = 1024;
 
 export class EmbeddingIndex<Row extends RetrievalRow = RetrievalRow> implements SearchIndex<Float32Array, Row> {
   readonly kind = 'embedding';
@@ -60,8 +60,8 @@ export class EmbeddingIndex<Row extends RetrievalRow = RetrievalRow> implements 
     onProgress?: (rowsDone: number, rows: number) => void,
   ): Promise<EmbeddingIndex<Row>> {
     const vectors = new Float32Array(rows.length * embedder.dims);
-    for (let start = 0; start < rows.length; start += BUILD_CHUNK) {
-      const chunk = await embedder.embed(rows.slice(start, start + BUILD_CHUNK).map((row) => row.question));
+    for (let start = 0; start < rows.length; start += EMBED_CHUNK) {
+      const chunk = await embedder.embed(rows.slice(start, start + EMBED_CHUNK).map((row) => row.question));
       chunk.forEach((vector, n) => vectors.set(vector, (start + n) * embedder.dims));
       onProgress?.(start + chunk.length, rows.length);
     }
@@ -97,8 +97,16 @@ export interface Retriever<Row extends RetrievalRow = RetrievalRow> {
    * question at that position, e.g. the row itself or its near-duplicate group when retrieving for
    * training rows. `prefer(row, question)` ranks the rows it accepts first (the best of them, then the
    * best of the rest), e.g. rows about the product the question is asked about.
+   * `onProgress(questionsDone, questions)` is called after each chunk of 1,024 questions, with the
+   * event loop let go in between, so an activity retrieving for thousands of rows keeps heartbeating.
    */
-  retrieve(questions: string[], k: number, exclude?: Exclusion<Row>, prefer?: Exclusion<Row>): Promise<Hit<Row>[][]>;
+  retrieve(
+    questions: string[],
+    k: number,
+    exclude?: Exclusion<Row>,
+    prefer?: Exclusion<Row>,
+    onProgress?: (questionsDone: number, questions: number) => void,
+  ): Promise<Hit<Row>[][]>;
 }
 
 type Exclusion<Row> = (row: Row, question: number) => boolean;
@@ -117,6 +125,21 @@ function preferredFirst<Q, Row extends RetrievalRow>(
   return [...preferred, ...index.search(query, k - preferred.length, (row) => prefer(row) || (exclude?.(row) ?? false))];
 }
 
+/** `search` over the questions a chunk at a time, reporting progress and letting the event loop run between chunks. */
+async function inChunks<Row extends RetrievalRow>(
+  questions: string[],
+  onProgress: ((done: number, total: number) => void) | undefined,
+  search: (chunk: string[], offset: number) => Promise<Hit<Row>[][]>,
+): Promise<Hit<Row>[][]> {
+  const hits: Hit<Row>[][] = [];
+  for (let start = 0; start < questions.length; start += EMBED_CHUNK) {
+    hits.push(...(await search(questions.slice(start, start + EMBED_CHUNK), start)));
+    onProgress?.(hits.length, questions.length);
+    if (hits.length < questions.length) await new Promise((next) => setImmediate(next));
+  }
+  return hits;
+}
+
 export function embeddingRetriever<Row extends RetrievalRow>(index: EmbeddingIndex<Row>, embedder: Embedder): Retriever<Row> {
   if (index.model !== embedder.manifest.model || index.dims !== embedder.dims)
     throw new Error(
@@ -126,12 +149,12 @@ export function embeddingRetriever<Row extends RetrievalRow>(index: EmbeddingInd
   return {
     kind: 'embedding',
     rows: index.rows,
-    async retrieve(questions, k, exclude, prefer) {
-      const vectors = await embedder.embed(questions);
-      return vectors.map((vector, n) =>
-        preferredFirst(index, vector, k, exclude && ((row) => exclude(row, n)), prefer && ((row) => prefer(row, n))),
-      );
-    },
+    retrieve: (questions, k, exclude, prefer, onProgress) =>
+      inChunks(questions, onProgress, async (chunk, offset) =>
+        (await embedder.embed(chunk)).map((vector, i) =>
+          preferredFirst(index, vector, k, exclude && ((row) => exclude(row, offset + i)), prefer && ((row) => prefer(row, offset + i))),
+        ),
+      ),
   };
 }
 
@@ -139,10 +162,11 @@ export function lexicalRetriever<Row extends RetrievalRow>(index: LexicalIndex<R
   return {
     kind: 'lexical',
     rows: index.rows,
-    async retrieve(questions, k, exclude, prefer) {
-      return questions.map((question, n) =>
-        preferredFirst(index, question, k, exclude && ((row) => exclude(row, n)), prefer && ((row) => prefer(row, n))),
-      );
-    },
+    retrieve: (questions, k, exclude, prefer, onProgress) =>
+      inChunks(questions, onProgress, async (chunk, offset) =>
+        chunk.map((question, i) =>
+          preferredFirst(index, question, k, exclude && ((row) => exclude(row, offset + i)), prefer && ((row) => prefer(row, offset + i))),
+        ),
+      ),
   };
 }

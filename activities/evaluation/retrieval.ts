@@ -11,7 +11,7 @@ import { readJsonl, toJsonl } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
 import { openRetriever, retrieverInputs, type RetrieverParts } from '../grounding';
-import { runCachedStep } from '../steps';
+import { beat, runCachedStep } from '../steps';
 
 export async function retrieveAnswers(
   input: StepContext & RetrieverParts & { questions: ArtifactRef },
@@ -37,6 +37,7 @@ export async function retrieveAnswers(
           1,
           undefined,
           (row, n) => sameProduct(row, rows[n]!.product),
+          (done, total) => beat({ step: 'answers-retrieval', done, total }),
         );
         const predictions: Prediction[] = rows.map((row, n) => {
           const best = hits[n]![0];

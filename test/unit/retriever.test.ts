@@ -222,6 +222,32 @@ describe('LexicalIndex', () => {
     expect(results.map((found) => found[0]!.position)).toEqual([1, 10]);
   });
 
+  it('retrieves for thousands of questions a chunk at a time, reporting progress, each question excluding its own rows', async () => {
+    const rows = Array.from({ length: 50 }, (_, n) => row(n, `how do I reset model ${n}`));
+    const retriever = lexicalRetriever(new LexicalIndex(rows));
+    // 2,500 questions, each the question of row n % 50, which it must never be given: chunks of 1,024 keep the numbering.
+    const asked = Array.from({ length: 2500 }, (_, n) => rows[n % 50]!.question);
+    const progress: Array<[number, number]> = [];
+    const hits = await retriever.retrieve(
+      asked,
+      1,
+      (candidate, n) => candidate.id === `r${n % 50}`,
+      undefined,
+      (done, total) => progress.push([done, total]),
+    );
+    expect(progress).toEqual([
+      [1024, 2500],
+      [2048, 2500],
+      [2500, 2500],
+    ]);
+    expect(hits).toHaveLength(2500);
+    hits.forEach((found, n) => {
+      expect(found).toHaveLength(1);
+      expect(found[0]!.row.id).not.toBe(`r${n % 50}`);
+    });
+    expect(hits[2049]![0]).toEqual((await retriever.retrieve([asked[2049]!], 1, (candidate) => candidate.id === 'r49'))[0]![0]);
+  });
+
   it('ranks preferred rows first (the best of them, then the best of the rest), never an excluded one', async () => {
     const retriever = lexicalRetriever(index);
     const query = questions[9]!; // its best match is itself (r9), then r10
