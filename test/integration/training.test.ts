@@ -157,6 +157,8 @@ describe('training, export and evaluation on a real dev server', () => {
   const dir = tempDir();
   let first: PipelineResult;
 
+  // Training, a killed attempt, its retry after the heartbeat timeout, export and evaluation: about 3 minutes on a quiet
+  // 2-core machine, so a timeout with room for a busy one.
   it('resumes training after the gpu worker is killed, then exports, evaluates against both baselines and gates', async () => {
     // One gate the tuned model passes whatever it learned, one no model can pass.
     const loaded = loadConfigFile(
@@ -274,7 +276,7 @@ describe('training, export and evaluation on a real dev server', () => {
       const path = artifactPath(ref);
       expect(statSync(path).isDirectory() ? (await sha256Tree(path)).sha256 : await sha256File(path)).toBe(ref.sha256);
     }
-  });
+  }, 480_000);
 
   /** A run of the same model (every step reused) that waits for review of 4 answers, and its review once open. */
   async function reviewedRun(review: object) {
