@@ -155,3 +155,24 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
     },
   );
 }
+
+/** A line of the training events log (`events.jsonl`): an engine event tagged with its attempt. */
+export interface LoggedTrainingEvent {
+  attempt: number;
+  /** When the activity logged it, ms since the epoch. */
+  at: number;
+  event: string;
+  step: number;
+  loss?: number;
+  device?: string;
+  path?: string;
+}
+
+/** The complete lines of an events log: one being appended as it is read has no newline yet, and is left for the next read. */
+export function parseTrainingEvents(text: string): LoggedTrainingEvent[] {
+  return text
+    .split('\n')
+    .slice(0, -1)
+    .filter((line) => line.trim())
+    .map((line) => JSON.parse(line) as LoggedTrainingEvent);
+}

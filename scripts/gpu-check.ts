@@ -15,7 +15,7 @@
  *   --setup-seconds N the shell script's setup time, recorded as a stage
  *   --note TEXT       a note for the file (repeatable): what the shell script did about torch
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,8 +27,10 @@ import { loadConfigFile } from '../cli/config';
 import { startDevServer, type StartedServer } from '../cli/server';
 import { GpuCheckReport, type GpuCheckFailure, type GpuCheckMachine, type GpuCheckStrategy, type ResumeCheck } from '../schemas/gpu-check';
 import type { PipelineResult } from '../schemas/manifests';
-import { parseTrainingEvents, resumeCheck, strategyFigures } from './gpu-check/figures';
+import { parseTrainingEvents } from '../activities/train';
+import { resumeCheck, strategyFigures } from './gpu-check/figures';
 import { baseModelParameters, probeMachine } from './gpu-check/machine';
+import { killAndWait, spawnWorker as startWorker } from '../test/integration/harness';
 import { writeCheckPipelines, type CheckMode, type Strategy } from './gpu-check/pipelines';
 
 const root = resolve(import.meta.dirname, '..');
@@ -91,22 +93,11 @@ const workers: ChildProcess[] = [];
 let server: StartedServer | undefined;
 let connection: Connection | undefined;
 
+/** A worker process (the test harness's), its log in the check's logs folder, numbered in start order. */
 function spawnWorker(queue: 'cpu' | 'gpu', address: string): ChildProcess {
-  const logFile = join(work, 'logs', `worker-${queue}-${workers.length + 1}.log`);
-  const child = spawn(process.execPath, [join(root, 'bin', 'tuneline.mjs'), 'worker', '--queue', queue, '--log-file', logFile], {
-    cwd: root,
-    env: { ...process.env, TEMPORAL_ADDRESS: address },
-    stdio: 'ignore',
-  });
+  const child = startWorker(queue, address, {}, join(work, 'logs', `worker-${queue}-${workers.length + 1}.log`));
   workers.push(child);
   return child;
-}
-
-async function killWorker(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((done) => child.once('exit', done));
-  child.kill('SIGKILL');
-  await exited;
 }
 
 /** Every training work folder's events log (`<artifacts>/work/<key>/events.jsonl`), parsed. */
@@ -135,7 +126,7 @@ async function killMidTraining(handle: PipelineHandle, gpu: ChildProcess, addres
     const checkpoint = events.findLast((e) => e.event === 'checkpoint');
     const after = checkpoint && events.find((e) => e.event === 'step' && e.step > checkpoint.step);
     if (after) {
-      await killWorker(gpu);
+      await killAndWait(gpu);
       spawnWorker('gpu', address);
       return after.step;
     }
@@ -197,12 +188,12 @@ try {
       } finally {
         stopFollowing();
         // One gpu worker at a time: the next strategy gets a fresh one.
-        for (const w of workers.slice(1)) await killWorker(w);
+        for (const w of workers.slice(1)) await killAndWait(w);
       }
     });
   }
 } finally {
-  for (const w of workers) await killWorker(w);
+  for (const w of workers) await killAndWait(w);
   await connection?.close().catch(() => {});
   await server?.stop().catch(() => {});
 }
@@ -214,7 +205,7 @@ if (finished.lora || finished.full) {
     const run = finished[strategy];
     if (!run) continue;
     await stage(`${strategy}-figures`, () => {
-      const manifestPath = join(run.result.runFolder, 'run.json');
+      const manifestPath = artifactPath(run.result.manifest);
       const figures = strategyFigures(
         strategy,
         run.result,

@@ -88,8 +88,8 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
     mark({ key: SearchAttributes.datasetHash, value: data.source.sha256 });
 
     let outcome: RunOutcome = 'data-ready';
-    // The feedback and knowledge files count as data (registry.ts dataFingerprint): new feedback is something new to learn.
-    const dataFiles = data.steps.filter((s) => s.step === 'feedback' || s.step === 'knowledge').map(({ step, stats }) => ({ step, stats }));
+    // The files read beside the data count as data (registry.ts dataFingerprint picks them): new feedback is something new to learn.
+    const dataFiles = data.steps.map(({ step, stats }) => ({ step, stats }));
     // A scheduled run with nothing new to learn from: the production model was trained on this data and config.
     const check =
       withRegistry && input.onlyIfChanged ? await cpu.checkUnchanged({ context, dataset: data.source.sha256, dataFiles }) : null;

@@ -11,7 +11,7 @@
  */
 import type { PipelineConfig } from '../../schemas/config';
 import type { GroupedRow, QuarantineRecord, SplitName } from '../../schemas/rows';
-import { cleanQaFileRows, fileOf, qaFileKey, repeatedQuestions, validateQaFiles, type QaFileCounts, type RemovedRow } from './qa-files';
+import { cleanQaFileRows, fileOf, repeatedQuestions, validateQaFiles, type QaFileCounts, type RemovedRow } from './qa-files';
 import type { SourceRecord } from './readers';
 
 export interface FeedbackFileStats extends QaFileCounts {
@@ -32,12 +32,8 @@ export interface FeedbackResult {
   files: FeedbackFileStats[];
 }
 
-/** The key of a feedback file in messages: `data.feedback[0] (feedback.jsonl)`. */
-export const feedbackKey = (n: number, path: string) => qaFileKey('data.feedback', n, path);
-
 /** The export writes `rejected` as a JSON boolean, or as the text `true` in CSV. */
-const isRejected = (record: SourceRecord) =>
-  'record' in record && (record.record.rejected === true || String(record.record.rejected).trim().toLowerCase() === 'true');
+const isRejected = (record: SourceRecord) => 'record' in record && String(record.record.rejected).trim().toLowerCase() === 'true';
 
 /**
  * The feedback rows of `files` (each file's records, in `data.feedback` order) to add to the
@@ -52,9 +48,11 @@ export function prepareFeedback(
 ): FeedbackResult {
   const removed: FeedbackResult['removed'] = [];
   const candidates = files.map(({ path, records }) => {
-    const rejected = records.filter(isRejected);
-    for (const r of rejected) removed.push({ file: path, sourceRow: r.sourceRow, reason: 'rejected: rated down without a correction' });
-    return { path, records: records.filter((r) => !isRejected(r)), rejected: rejected.length };
+    const kept: SourceRecord[] = [];
+    for (const r of records)
+      if (isRejected(r)) removed.push({ file: path, sourceRow: r.sourceRow, reason: 'rejected: rated down without a correction' });
+      else kept.push(r);
+    return { path, records: kept, rejected: records.length - kept.length };
   });
   const { valid, quarantine, counts } = validateQaFiles('data.feedback', candidates, config.data.feedback, config, true);
   const stats: FeedbackFileStats[] = counts.map((c, n) => ({

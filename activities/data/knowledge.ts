@@ -13,7 +13,7 @@
  */
 import type { PipelineConfig } from '../../schemas/config';
 import type { GroupedRow, QuarantineRecord, SplitName } from '../../schemas/rows';
-import { cleanQaFileRows, fileOf, qaFileKey, repeatedQuestions, validateQaFiles, type QaFileCounts, type RemovedRow } from './qa-files';
+import { cleanQaFileRows, fileOf, repeatedQuestions, validateQaFiles, type QaFileCounts, type RemovedRow } from './qa-files';
 import type { SourceRecord } from './readers';
 
 export interface KnowledgeFileStats extends QaFileCounts {
@@ -28,9 +28,6 @@ export interface KnowledgeResult {
   removed: RemovedRow[];
   files: KnowledgeFileStats[];
 }
-
-/** The key of a knowledge file in messages: `retrieval.knowledge[0] (faq.csv)`. */
-export const knowledgeKey = (n: number, path: string) => qaFileKey('retrieval.knowledge', n, path);
 
 /**
  * The knowledge rows of `files` (each file's records, in `retrieval.knowledge` order) given the

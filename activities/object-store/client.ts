@@ -5,19 +5,14 @@
  */
 import { S3Client } from '@aws-sdk/client-s3';
 
-export interface S3ClientOptions {
-  /**
-   * Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key`. Defaults to true when
-   * an endpoint is configured (MinIO, SeaweedFS and most self-hosted stores need it; R2 accepts it)
-   * and to false on AWS itself.
-   */
-  forcePathStyle?: boolean;
-}
-
 export function configuredEndpoint(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
 }
 
-export function s3ClientFromEnvironment(options: S3ClientOptions = {}): S3Client {
-  return new S3Client({ forcePathStyle: options.forcePathStyle ?? configuredEndpoint() !== undefined });
+/**
+ * Buckets are addressed as `endpoint/bucket/key` when an endpoint is configured (MinIO, SeaweedFS and
+ * most self-hosted stores need it; R2 accepts it), as `bucket.endpoint/key` on AWS itself.
+ */
+export function s3ClientFromEnvironment(): S3Client {
+  return new S3Client({ forcePathStyle: configuredEndpoint() !== undefined });
 }

@@ -68,9 +68,9 @@ export function registerServe(program: Command): void {
           opts.feedbackDb ?? (loaded ? resolve(loaded.configDir, loaded.config.storage.feedback) : resolve('.tuneline', 'feedback.sqlite'));
         const feedback = opts.feedback ? new FeedbackStore(feedbackFile) : undefined;
         // The review page needs a pipeline (its runs) and the reviewers' tokens, kept beside the feedback.
-        const temporal = lazySession();
-        const reviewers = loaded && opts.review ? new ReviewerStore(feedbackFile) : undefined;
-        const review = reviewers && { backend: temporalReviews(loaded!.config.name, temporal), reviewers };
+        const temporal = loaded && opts.review ? lazySession() : undefined;
+        const reviewers = temporal && new ReviewerStore(feedbackFile);
+        const review = temporal && reviewers && { backend: temporalReviews(loaded!.config.name, temporal), reviewers };
         const server = await createChatServer(model, { limits, apiKeys, feedback, review, aliases: loaded ? [loaded.config.name] : [] });
         if (loaded && !opts.run)
           stopWatching = watchProduction(loaded.config, loaded.configDir, (runId) => {
@@ -89,7 +89,7 @@ export function registerServe(program: Command): void {
         console.log('Stopping: open answers finish first...');
         stopWatching();
         await server.shutdown();
-        await temporal.close();
+        await temporal?.close();
         feedback?.close();
         reviewers?.close();
       },

@@ -5,6 +5,7 @@
 import type { GpuCheckMachine, GpuCheckStrategy, ModelFlopsUtilization, ResumeCheck } from '../../schemas/gpu-check';
 import type { PipelineResult, RunManifest } from '../../schemas/manifests';
 import type { TrainStats } from '../../schemas/steps';
+import type { LoggedTrainingEvent } from '../../activities/train';
 
 /**
  * Peak dense bf16 tensor FLOP/s (no sparsity) from the vendors' data sheets, most specific name
@@ -122,24 +123,6 @@ export function strategyFigures(
   };
 }
 
-/** A line of the training events log (`events.jsonl`): an engine event tagged with its attempt. */
-export interface LoggedTrainingEvent {
-  attempt: number;
-  event: string;
-  step: number;
-  loss?: number;
-  device?: string;
-}
-
-/** The complete lines of an events log: one being appended as it is read has no newline yet, and is left for the next read. */
-export function parseTrainingEvents(text: string): LoggedTrainingEvent[] {
-  return text
-    .split('\n')
-    .slice(0, -1)
-    .filter((line) => line.trim())
-    .map((line) => JSON.parse(line) as LoggedTrainingEvent);
-}
-
 /**
  * How far apart, relative to the loss, the two attempts' losses at the compared step may be: a few
  * float32 ulps, for a GPU kernel that sums in another order. On the CPU they are equal to the bit.
@@ -151,7 +134,7 @@ export const RESUME_LOSS_TOLERANCE = 1e-6;
  * checkpoint the killed one wrote, and its loss at the next step must equal the killed attempt's
  * there (the same weights, batch and random state).
  */
-export function resumeCheck(strategy: 'lora' | 'full', events: LoggedTrainingEvent[]): ResumeCheck {
+export function resumeCheck(strategy: 'lora' | 'full', events: Array<Omit<LoggedTrainingEvent, 'at'>>): ResumeCheck {
   const killed = Math.min(...events.map((e) => e.attempt));
   const resumed = Math.max(...events.map((e) => e.attempt));
   const of = (attempt: number, event: string) => events.filter((e) => e.attempt === attempt && e.event === event);

@@ -5,10 +5,12 @@
 import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
+import { enginePython } from '../../activities/engine-process';
 import type { GpuCheckMachine } from '../../schemas/gpu-check';
 
 const root = join(import.meta.dirname, '..', '..');
-const python = join(root, '.venv', 'bin', 'python');
+// The engine's own interpreter (TUNELINE_PYTHON, else .venv's), so the figures describe the torch that trains.
+const python = enginePython();
 
 function runPython(code: string, args: string[] = []): string {
   const done = spawnSync(python, ['-c', code, ...args], {

@@ -45,9 +45,14 @@ export async function startTestServer(dir = tempDir()): Promise<TestServer> {
   return env;
 }
 
-/** A `tuneline worker` process; its stderr is kept for failure messages. */
-export function spawnWorker(queue: 'cpu' | 'gpu', address: string, env: NodeJS.ProcessEnv = {}): ChildProcess & { logs: string[] } {
-  const child = spawn(process.execPath, [cliPath, 'worker', '--queue', queue], {
+/** A `tuneline worker` process; its output is kept for failure messages, and its log goes to `logFile` when given. */
+export function spawnWorker(
+  queue: 'cpu' | 'gpu',
+  address: string,
+  env: NodeJS.ProcessEnv = {},
+  logFile?: string,
+): ChildProcess & { logs: string[] } {
+  const child = spawn(process.execPath, [cliPath, 'worker', '--queue', queue, ...(logFile ? ['--log-file', logFile] : [])], {
     cwd: projectRoot,
     env: { ...process.env, TEMPORAL_ADDRESS: address, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

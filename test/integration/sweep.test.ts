@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTrainingEvents } from '../../activities/train';
 import { artifactPath } from '../../activities/artifacts';
 import { cancelSweep, startSweep, sweepStatus } from '../../cli/client';
 import { loadConfigFile } from '../../cli/config';
@@ -66,17 +67,7 @@ async function legsOf(sweepId: string, result: SweepResult): Promise<Array<{ tri
   return legs;
 }
 
-interface Event {
-  event: string;
-  step: number;
-  at: number;
-  attempt: number;
-}
-const eventsOf = (leg: TrialResult) =>
-  readFileSync(artifactPath(leg.trained.events), 'utf8')
-    .trim()
-    .split('\n')
-    .map((line) => JSON.parse(line) as Event);
+const eventsOf = (leg: TrialResult) => parseTrainingEvents(readFileSync(artifactPath(leg.trained.events), 'utf8'));
 
 /** Engine processes of the store in `dir` (their spec lies in its work folders), as [pid, parent pid]. */
 const enginesOf = (dir: string) =>

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTrainingEvents } from '../../activities/train';
 import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
 import { readRunManifest, startPipeline } from '../../cli/client';
 import { loadConfigFile, requireValidConfig } from '../../cli/config';
@@ -97,18 +98,7 @@ async function reviewOnPage(reviewer: string, url: string, expected: ReviewState
   }
 }
 
-interface LoggedEvent {
-  attempt: number;
-  event: string;
-  step: number;
-  path?: string;
-}
-
-const readEvents = (ref: { uri: string }) =>
-  readFileSync(artifactPath(ref), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as LoggedEvent);
+const readEvents = (ref: { uri: string }) => parseTrainingEvents(readFileSync(artifactPath(ref), 'utf8'));
 
 /** The step checkpoints on disk under the store's work folders, e.g. `step-44`. */
 function checkpointsOnDisk(artifacts: string): string[] {

@@ -1,12 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import {
-  modelFlopsUtilization,
-  parseTrainingEvents,
-  peakBf16Flops,
-  resumeCheck,
-  stageOfStep,
-  type LoggedTrainingEvent,
-} from '../../scripts/gpu-check/figures';
+import { parseTrainingEvents, type LoggedTrainingEvent } from '../../activities/train';
+
+type Logged = Omit<LoggedTrainingEvent, 'at'>;
+import { modelFlopsUtilization, peakBf16Flops, resumeCheck, stageOfStep } from '../../scripts/gpu-check/figures';
 
 describe('the GPU check figures', () => {
   it("looks up a GPU's peak dense bf16 rate by its CUDA name, the most specific first", () => {
@@ -40,8 +36,8 @@ describe('the GPU check figures', () => {
     expect(stageOfStep({ stage: 'pipeline', step: 'run-report' })).toBe('report');
   });
 
-  const step = (attempt: number, n: number, loss: number): LoggedTrainingEvent => ({ attempt, event: 'step', step: n, loss });
-  const killedRun: LoggedTrainingEvent[] = [
+  const step = (attempt: number, n: number, loss: number): Logged => ({ attempt, event: 'step', step: n, loss });
+  const killedRun: Logged[] = [
     { attempt: 1, event: 'start', step: 0, device: 'cpu' },
     step(1, 1, 3.1),
     step(1, 2, 3.0),
