@@ -8,7 +8,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
@@ -78,13 +78,48 @@ export function toJsonl(items: readonly unknown[]): string {
   return items.map((item) => JSON.stringify(item) + '\n').join('');
 }
 
+/**
+ * The local path of an artifact in a local store. An artifact in a bucket has none: read it
+ * through its store's `fetch` (activities) or bring the run over with `tuneline fetch` (people).
+ */
 export function artifactPath(ref: Pick<ArtifactRef, 'uri'>): string {
+  if (!ref.uri.startsWith('file:')) {
+    throw new Error(`${ref.uri} is in an object store, not on this machine; \`tuneline fetch RUN_ID\` brings a run's files here`);
+  }
   return fileURLToPath(ref.uri);
 }
 
+/**
+ * What every step stores its outputs in and reads its inputs from: the local `ArtifactStore` or the
+ * `ObjectStore` in an S3 bucket (`storage.artifacts: s3://...`). The engine and the readers work on
+ * local files: `fetch` gives the local path of any stored artifact (for a bucket, through the
+ * worker's verified read-through cache), and outputs are written to `tempPath()` first.
+ */
+export interface StepStore {
+  /** `file:///...` or `s3://bucket/prefix`: where the refs it makes point. */
+  readonly location: string;
+  put(data: string | Uint8Array, extension: string, rows: number | null): Promise<ArtifactRef>;
+  /** Stores a file written at a `tempPath()` path, moving it away. */
+  putFile(tmp: string, extension: string, rows: number | null): Promise<ArtifactRef>;
+  /** Stores a finished folder written at a `tempPath()` path, moving it away. */
+  putDir(dir: string): Promise<ArtifactRef>;
+  tempPath(): Promise<string>;
+  /** A local scratch folder kept across attempts of one step key (checkpoints). */
+  workDir(key: string): string;
+  /** The local path of a stored file or folder, its hash checked. */
+  fetch(ref: Pick<ArtifactRef, 'uri' | 'sha256'>): Promise<string>;
+  verify(ref: ArtifactRef): Promise<boolean>;
+  cachedStep<S, O extends string>(key: string): Promise<StepResult<S, O> | undefined>;
+  recordStep<S, O extends string>(result: StepResult<S, O>): Promise<void>;
+  /** Names a run's (or sweep's) artifacts under `runs/<id>/`; returns where a person finds them. */
+  publishRun(runId: string, files: Record<string, ArtifactRef>): Promise<string>;
+  /** The files `publishRun` named for this run, or undefined when it named none. */
+  runFiles(runId: string): Promise<Record<string, ArtifactRef> | undefined>;
+}
+
 /** The records of a JSON-lines artifact (blank lines skipped), each checked against its schema. */
-export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>, schema: z.ZodType<T>): Promise<T[]> {
-  const path = artifactPath(ref);
+export async function readJsonl<T>(store: StepStore, ref: Pick<ArtifactRef, 'uri' | 'sha256'>, schema: z.ZodType<T>): Promise<T[]> {
+  const path = await store.fetch(ref);
   const lines = (await readFile(path, 'utf8')).split('\n');
   return lines.flatMap((line, n) => {
     if (!line.trim()) return [];
@@ -95,8 +130,8 @@ export async function readJsonl<T>(ref: Pick<ArtifactRef, 'uri'>, schema: z.ZodT
 }
 
 /** A JSON artifact checked against its schema. */
-export async function readJsonArtifact<T>(ref: Pick<ArtifactRef, 'uri'>, schema: z.ZodType<T>): Promise<T> {
-  return parseJsonFile(artifactPath(ref), schema);
+export async function readJsonArtifact<T>(store: StepStore, ref: Pick<ArtifactRef, 'uri' | 'sha256'>, schema: z.ZodType<T>): Promise<T> {
+  return parseJsonFile(await store.fetch(ref), schema);
 }
 
 /** A JSON file checked against its schema; the error names the file and every problem. */
@@ -106,11 +141,64 @@ export async function parseJsonFile<T>(path: string, schema: z.ZodType<T>): Prom
   return parsed.data;
 }
 
-export class ArtifactStore {
+export class ArtifactStore implements StepStore {
   readonly root: string;
+  /** `storage.runs`: a folder per run of named links into `objects/`. */
+  readonly runsRoot: string;
 
-  constructor(root: string) {
+  constructor(root: string, runsRoot = join(root, '..', 'runs')) {
     this.root = resolve(root);
+    this.runsRoot = resolve(runsRoot);
+  }
+
+  get location(): string {
+    return pathToFileURL(this.root).href;
+  }
+
+  /** The file's path, once its bytes (or a folder's files) are checked against the ref's hash. */
+  async fetch(ref: Pick<ArtifactRef, 'uri' | 'sha256'>): Promise<string> {
+    const path = artifactPath(ref);
+    if (!(await this.hasIntact(path, ref.sha256))) {
+      throw new Error(
+        `${path} is missing or changed since it was stored (expected sha256 ${ref.sha256}). ` +
+          'Run the pipeline again: the step that made it runs again and stores it anew.',
+      );
+    }
+    return path;
+  }
+
+  /**
+   * `<storage.runs>/<run id>/` with a named link per artifact (train.arrow, report.html, ...), so
+   * people and tools need not know the hashes. Links are made under a temp name and renamed over
+   * any that a previous attempt left: retries are safe.
+   */
+  async publishRun(runId: string, files: Record<string, ArtifactRef>): Promise<string> {
+    const folder = join(this.runsRoot, runId);
+    await mkdir(folder, { recursive: true });
+    for (const [name, ref] of Object.entries(files)) {
+      const tmp = join(folder, `.${name}.tmp`);
+      await symlink(artifactPath(ref), tmp).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+      await rename(tmp, join(folder, name));
+    }
+    return folder;
+  }
+
+  async runFiles(runId: string): Promise<Record<string, ArtifactRef> | undefined> {
+    const folder = join(this.runsRoot, runId);
+    const names = await readdir(folder).catch(() => undefined);
+    if (!names) return undefined;
+    const files: Record<string, ArtifactRef> = {};
+    for (const name of names.filter((n) => !n.startsWith('.'))) {
+      const target = await readlink(join(folder, name)).catch(() => undefined);
+      const sha256 = target && /([0-9a-f]{64})[^/]*$/.exec(target)?.[1];
+      if (!target || !sha256) continue;
+      const info = await stat(target);
+      const bytes = info.isDirectory() ? (await sha256Tree(target)).bytes : info.size;
+      files[name] = { uri: pathToFileURL(target).href, sha256, bytes, rows: null };
+    }
+    return files;
   }
 
   /** Stores bytes under their hash and returns the reference. */

@@ -21,8 +21,8 @@ async function hashFile(path: string): Promise<string> {
 }
 
 /** Asks the engine where the base model's bytes are (a second, no model loaded) and hashes them. */
-export async function describeBaseModel(context: Pick<StepContext, 'config' | 'configDir'>): Promise<BaseModelIdentity> {
-  const info = await engineEvent(['model-info', '--model', baseModelFor(context)], 'model-info', 'model');
+export async function describeBaseModel(context: Pick<StepContext, 'config' | 'configDir' | 'staged'>): Promise<BaseModelIdentity> {
+  const info = await engineEvent(['model-info', '--model', (await baseModelFor(context)).path], 'model-info', 'model');
   let sha256: string | null = null;
   if (info.path && info.kind === 'gguf') sha256 = await hashFile(info.path);
   else if (info.path && info.kind === 'folder') sha256 = (await sha256Tree(info.path)).sha256;

@@ -11,11 +11,11 @@ import type { PipelineConfig } from '../schemas/config';
 import type { ArtifactRef, StepContext, StepResult } from '../schemas/manifests';
 import type { GroupedRow, QaRow, SplitName } from '../schemas/rows';
 import { writeSampleJsonl } from '../sample-data/generate';
-import { sha256File, toJsonl } from './artifacts';
+import { sha256File, toJsonl, type StepStore } from './artifacts';
 import { codeVersion } from './code-version';
 import { ApplicationFailure } from '@temporalio/activity';
 import { ErrorTypes } from '../schemas/errors';
-import { storeFor } from './context';
+import { configuredPath, storeFor } from './context';
 import { readRows, writeRows } from './data/arrow-io';
 import { cleanRows, type CleanStats } from './data/clean';
 import { deduplicate, type DedupStats } from './data/dedup';
@@ -86,6 +86,24 @@ export async function prepareSource(context: StepContext): Promise<StepResult<So
         },
       );
     }
+    const staged = context.staged?.[data.path!];
+    if (staged) {
+      // The client stored the file in the bucket before the run: that copy is the snapshot.
+      return runUncachedStep<SourceStats, 'source'>(
+        {
+          step: 'source',
+          config: { snapshot: true },
+          inputs: [staged],
+          code: code(),
+          summarize: () =>
+            `${data.path} (${(staged.bytes / 1e6).toFixed(1)} MB, sha256 ${staged.sha256.slice(0, 12)}), staged in the store`,
+        },
+        async () => ({
+          outputs: { source: staged },
+          stats: { kind: 'file', path: data.path!, format: detectFormat(data.path!, data.format), snapshot: true },
+        }),
+      );
+    }
     const path = resolve(context.configDir, data.path!);
     const size = await stat(path).then(
       (s) => s.size,
@@ -143,7 +161,7 @@ export async function ingestData(context: StepContext & { source: StepResult<Sou
         summarize: (s: IngestStats) => counts({ rowsIn: s.rowsIn, valid: s.valid, quarantined: s.quarantined }),
       },
       async () => {
-        const path = fileURLToPath(source.uri);
+        const path = await store.fetch(source);
         // A snapshot is named by its hash: errors name the file the user configured.
         const { format, path: shownPath } = context.source.stats;
         const records = await readRecords(path, format, data.maxRows, shownPath);
@@ -175,7 +193,7 @@ export async function cleanData(context: StepContext & { rows: ArtifactRef }) {
       summarize: (s: CleanStats) => counts({ rowsIn: s.rowsIn, rowsOut: s.rowsOut }),
     },
     async () => {
-      const result = cleanRows(await readRows<QaRow>(context.rows), context.config.clean);
+      const result = cleanRows(await readRows<QaRow>(store, context.rows), context.config.clean);
       return {
         outputs: {
           rows: await writeRows(store, result.rows),
@@ -207,7 +225,7 @@ export async function dedupData(context: StepContext & { rows: ArtifactRef }) {
         }),
     },
     async () => {
-      const result = deduplicate(await readRows<QaRow>(context.rows), context.config.dedup);
+      const result = deduplicate(await readRows<QaRow>(store, context.rows), context.config.dedup);
       return {
         outputs: {
           rows: await writeRows(store, result.rows),
@@ -233,7 +251,7 @@ export async function splitData(context: StepContext & { rows: ArtifactRef }) {
       summarize: (s: SplitStats) => counts(s.counts),
     },
     async () => {
-      const { splits, stats } = splitRows(await readRows<GroupedRow>(context.rows), context.config.split);
+      const { splits, stats } = splitRows(await readRows<GroupedRow>(store, context.rows), context.config.split);
       return {
         outputs: {
           train: await writeRows(store, splits.train),
@@ -256,10 +274,11 @@ interface HashedFile {
 type QaFileEntry = PipelineConfig['data']['feedback'][number];
 
 /** Hashes each file of a config list where it lies; a missing file or an unknown format names its key. */
-function hashQaFiles(list: QaFileList, entries: QaFileEntry[], configDir: string): Promise<HashedFile[]> {
+function hashQaFiles(list: QaFileList, entries: QaFileEntry[], context: StepContext): Promise<HashedFile[]> {
   return Promise.all(
     entries.map(async (entry, n) => {
-      const path = resolve(configDir, entry.path);
+      const staged = context.staged?.[entry.path];
+      const path = await configuredPath(context, entry.path);
       const bytes = await stat(path).then(
         (s) => s.size,
         () => {
@@ -274,7 +293,7 @@ function hashQaFiles(list: QaFileList, entries: QaFileEntry[], configDir: string
       } catch (err) {
         throw new UnsupportedFormatError(`${qaFileKey(list, n, entry.path)}: ${(err as Error).message}`);
       }
-      const ref: ArtifactRef = { uri: pathToFileURL(path).href, sha256: await sha256File(path), bytes, rows: null };
+      const ref: ArtifactRef = staged ?? { uri: pathToFileURL(path).href, sha256: await sha256File(path), bytes, rows: null };
       return { entry, path, format, ref };
     }),
   );
@@ -295,9 +314,9 @@ async function readQaFiles(list: QaFileList, step: string, files: HashedFile[]) 
   return read;
 }
 
-const readSplits = async (splits: Record<SplitName, ArtifactRef>): Promise<Record<SplitName, GroupedRow[]>> => {
+const readSplits = async (store: StepStore, splits: Record<SplitName, ArtifactRef>): Promise<Record<SplitName, GroupedRow[]>> => {
   const [train, validation, test] = await Promise.all(
-    [splits.train, splits.validation, splits.test].map((ref) => readRows<GroupedRow>(ref)),
+    [splits.train, splits.validation, splits.test].map((ref) => readRows<GroupedRow>(store, ref)),
   );
   return { train: train!, validation: validation!, test: test! };
 };
@@ -314,7 +333,7 @@ export async function prepareFeedbackFiles(context: StepContext & { splits: Reco
   return asUserErrors(async () => {
     const store = storeFor(context);
     const { config } = context;
-    const files = await hashQaFiles('data.feedback', config.data.feedback, context.configDir);
+    const files = await hashQaFiles('data.feedback', config.data.feedback, context);
     const { train, validation, test } = context.splits;
     return runCachedStep(
       store,
@@ -335,7 +354,7 @@ export async function prepareFeedbackFiles(context: StepContext & { splits: Reco
       },
       async () => {
         const read = await readQaFiles('data.feedback', 'feedback', files);
-        const data = await readSplits(context.splits);
+        const data = await readSplits(store, context.splits);
         const result = prepareFeedback(read, data, config);
         const rows = [...data.train, ...result.rows];
         return {
@@ -365,7 +384,7 @@ export async function prepareKnowledgeFiles(context: StepContext & { splits: Rec
   return asUserErrors(async () => {
     const store = storeFor(context);
     const { config } = context;
-    const files = await hashQaFiles('retrieval.knowledge', config.retrieval.knowledge, context.configDir);
+    const files = await hashQaFiles('retrieval.knowledge', config.retrieval.knowledge, context);
     const { train, validation, test } = context.splits;
     return runCachedStep(
       store,
@@ -385,7 +404,7 @@ export async function prepareKnowledgeFiles(context: StepContext & { splits: Rec
       },
       async () => {
         const read = await readQaFiles('retrieval.knowledge', 'knowledge', files);
-        const result = prepareKnowledge(read, await readSplits(context.splits), config);
+        const result = prepareKnowledge(read, await readSplits(store, context.splits), config);
         return {
           outputs: {
             rows: await writeRows(store, result.rows),

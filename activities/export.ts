@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ExportMetrics } from '../schemas/engine';
 import type { ArtifactRef, StepContext, StepResult } from '../schemas/manifests';
 import type { ExportStats } from '../schemas/steps';
-import { artifactPath, type ArtifactStore } from './artifacts';
+import type { StepStore } from './artifacts';
 import { describeBaseModel } from './base-model';
 import { codeVersion } from './code-version';
 import { baseModelFor, storeFor } from './context';
@@ -20,7 +20,7 @@ const summarize = ({ metrics: m }: ExportStats) =>
   `parity: ${m.parityTokens} greedy tokens over ${m.parityPrompts} prompts identical, ${(m.onnxBytes / 1e6).toFixed(0)} MB`;
 
 function runExport(
-  store: ArtifactStore,
+  store: StepStore,
   options: { step: string; config: object; inputs: ArtifactRef[]; noCache?: boolean },
   args: string[],
 ): Promise<StepResult<ExportStats, 'onnx'>> {
@@ -38,9 +38,10 @@ function runExport(
 
 /** The trained model, exported and parity-checked. */
 export async function exportModel(input: StepContext & { model: ArtifactRef }): Promise<StepResult<ExportStats, 'onnx'>> {
-  return runExport(storeFor(input), { step: 'export', config: {}, inputs: [input.model], noCache: input.noCache }, [
+  const store = storeFor(input);
+  return runExport(store, { step: 'export', config: {}, inputs: [input.model], noCache: input.noCache }, [
     '--model',
-    artifactPath(input.model),
+    await store.fetch(input.model),
   ]);
 }
 
@@ -50,11 +51,11 @@ export async function exportModel(input: StepContext & { model: ArtifactRef }): 
  */
 export async function exportBaseModel(input: StepContext): Promise<StepResult<ExportStats, 'onnx'>> {
   const { systemPrompt } = input.config.model;
-  const base = baseModelFor(input);
+  const base = await baseModelFor(input);
   const { sha256, revision } = await describeBaseModel(input);
   return runExport(
     storeFor(input),
-    { step: 'export-base', config: { base, sha256, revision, systemPrompt }, inputs: [], noCache: input.noCache },
-    ['--model', base, ...(systemPrompt ? ['--system-prompt', systemPrompt] : [])],
+    { step: 'export-base', config: { base: base.name, sha256, revision, systemPrompt }, inputs: [], noCache: input.noCache },
+    ['--model', base.path, ...(systemPrompt ? ['--system-prompt', systemPrompt] : [])],
   );
 }

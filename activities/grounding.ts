@@ -20,7 +20,7 @@ import { mulberry32 } from '../lib/seeded-random';
 import { loadEmbedder } from '../serve/embedder';
 import { loadEmbeddingIndex, saveEmbeddingIndex } from '../serve/index-file';
 import { EmbeddingIndex, LexicalIndex, embeddingRetriever, lexicalRetriever, type Retriever } from '../serve/retriever';
-import { artifactPath, readJsonl, toJsonl } from './artifacts';
+import { readJsonl, toJsonl, type StepStore } from './artifacts';
 import { codeVersion } from './code-version';
 import { storeFor } from './context';
 import { readRows } from './data/arrow-io';
@@ -45,9 +45,9 @@ export const retrieverInputs = (parts: RetrieverParts): ArtifactRef[] =>
   [parts.train, parts.knowledge, parts.index, parts.embedder].filter((ref): ref is ArtifactRef => ref !== undefined);
 
 /** The rows a retriever searches: the training split, then the knowledge rows. */
-async function indexedRows(parts: Pick<RetrieverParts, 'train' | 'knowledge'>): Promise<GroupedRow[]> {
-  const rows = await readRows(parts.train);
-  return parts.knowledge ? [...rows, ...(await readRows(parts.knowledge))] : rows;
+async function indexedRows(store: StepStore, parts: Pick<RetrieverParts, 'train' | 'knowledge'>): Promise<GroupedRow[]> {
+  const rows = await readRows(store, parts.train);
+  return parts.knowledge ? [...rows, ...(await readRows(store, parts.knowledge))] : rows;
 }
 
 export async function exportEmbedder(context: StepContext): Promise<StepResult<EmbedderExportMetrics, 'embedder'>> {
@@ -93,8 +93,8 @@ export async function buildRetrievalIndex(
     },
     async () => {
       const started = performance.now();
-      const rows = asRetrievalRows(await indexedRows(context));
-      const embedder = await loadEmbedder(artifactPath(context.embedder));
+      const rows = asRetrievalRows(await indexedRows(store, context));
+      const embedder = await loadEmbedder(await store.fetch(context.embedder));
       try {
         const index = await EmbeddingIndex.build(rows, embedder, (done, total) => beat({ step: 'retrieval-index', done, total }));
         const file = `${await store.tempPath()}.arrow`;
@@ -116,16 +116,16 @@ interface OpenRetriever {
 }
 
 /** The retriever the config asks for, over the training rows; `close` frees the embedder. */
-export async function openRetriever(context: Pick<StepContext, 'config'> & RetrieverParts): Promise<OpenRetriever> {
-  const rows = await indexedRows(context);
+export async function openRetriever(store: StepStore, context: Pick<StepContext, 'config'> & RetrieverParts): Promise<OpenRetriever> {
+  const rows = await indexedRows(store, context);
   const productOf = new Map(rows.map((row) => [row.id, row.product]));
   const sameProduct = (row: { id: string }, product: string | null | undefined) =>
     context.config.retrieval.scope === 'product-first' && product != null && productOf.get(row.id) === product;
   if (!context.index || !context.embedder) {
     return { retriever: lexicalRetriever(new LexicalIndex(asRetrievalRows(rows))), sameProduct, close: async () => {} };
   }
-  const embedder = await loadEmbedder(artifactPath(context.embedder));
-  const index = await loadEmbeddingIndex(artifactPath(context.index));
+  const embedder = await loadEmbedder(await store.fetch(context.embedder));
+  const index = await loadEmbeddingIndex(await store.fetch(context.index));
   return { retriever: embeddingRetriever(index, embedder), sameProduct, close: () => embedder.close() };
 }
 
@@ -169,12 +169,13 @@ export async function retrieveKnownPairs(
       const queries: Array<{ id: string; question: string; product: string | null; answer?: string; groupId?: string; training: boolean }> =
         [];
       if (training) {
-        const [train, validation] = await Promise.all(context.rows.map((ref) => readRows(ref)));
+        const [train, validation] = await Promise.all(context.rows.map((ref) => readRows(store, ref)));
         queries.push(...train!.map((r) => ({ ...r, training: true })), ...validation!.map((r) => ({ ...r, training: false })));
       } else {
-        for (const ref of context.rows) queries.push(...(await readJsonl(ref, EvaluationRow)).map((r) => ({ ...r, training: false })));
+        for (const ref of context.rows)
+          queries.push(...(await readJsonl(store, ref, EvaluationRow)).map((r) => ({ ...r, training: false })));
       }
-      const { retriever, sameProduct, close } = await openRetriever(context);
+      const { retriever, sameProduct, close } = await openRetriever(store, context);
       try {
         const answerKey = (text: string) => normalizeForMatch(text);
         // A training row's own answer is never its known pair: not the row, its near duplicates, nor a row with the same answer.

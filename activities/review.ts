@@ -6,12 +6,13 @@
 import { Prediction } from '../schemas/engine';
 import type { ArtifactRef, ReviewItem, StepContext } from '../schemas/manifests';
 import { readJsonl } from './artifacts';
+import { storeFor } from './context';
 import { hashString } from './data/minhash';
 
 export async function drawReviewSample(input: StepContext & { answers: ArtifactRef }): Promise<ReviewItem[]> {
   const { sampleSize } = input.config.review;
   const seed = input.config.training.seed;
-  const rows = await readJsonl(input.answers, Prediction);
+  const rows = await readJsonl(storeFor(input), input.answers, Prediction);
   return rows
     .map((row) => ({ row, rank: hashString(row.id, seed) >>> 0 }))
     .sort((a, b) => a.rank - b.rank || (a.row.id < b.row.id ? -1 : 1))

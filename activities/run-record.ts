@@ -24,7 +24,6 @@ import {
 import { TrainStats } from '../schemas/steps';
 import { allSourcesVersion } from './code-version';
 import { storeFor } from './context';
-import { publishRunFolder } from './run-folder';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 
@@ -131,7 +130,8 @@ export async function recordRun(input: RecordRunInput): Promise<{ manifest: Arti
   // An invalid config has no storage section: its run is recorded where the defaults put it.
   const config = input.config ?? { storage: StorageSection.parse({}) };
   const context = { config: config as PipelineConfig, configDir: input.run.configDir };
-  const ref = await storeFor(context).put(JSON.stringify(manifest, null, 2) + '\n', '.json', null);
-  const runFolder = await publishRunFolder({ ...context, runId: input.runId, files: { ...input.artifacts, 'run.json': ref } });
+  const store = storeFor(context);
+  const ref = await store.put(JSON.stringify(manifest, null, 2) + '\n', '.json', null);
+  const runFolder = await store.publishRun(input.runId, { ...input.artifacts, 'run.json': ref });
   return { manifest: ref, runFolder, codeVersion: codeVersionOf(manifest.code) };
 }

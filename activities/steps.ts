@@ -5,7 +5,7 @@
  */
 import { Context, heartbeat } from '@temporalio/activity';
 import type { ArtifactRef, StepResult } from '../schemas/manifests';
-import { canonicalJson, sha256Hex, type ArtifactStore } from './artifacts';
+import { canonicalJson, sha256Hex, type StepStore } from './artifacts';
 
 export interface StepSpec<S> {
   step: string;
@@ -49,7 +49,7 @@ const elapsedSeconds = (started: number) => Math.round(performance.now() - start
 
 /** Runs `compute` unless the cache holds intact outputs for the step's key. */
 export async function runCachedStep<S, O extends string>(
-  store: ArtifactStore,
+  store: StepStore,
   spec: StepSpec<S>,
   compute: (key: string) => Promise<StepOutput<S, O>>,
 ): Promise<StepResult<S, O>> {

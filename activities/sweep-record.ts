@@ -14,7 +14,6 @@ import { readJsonArtifact } from './artifacts';
 import { storeFor } from './context';
 import { readSweepReportData, sweepReportBlocks } from './report/sweep-report';
 import { writeReportFolder } from './report/run-report';
-import { publishRunFolder } from './run-folder';
 import { manifestSections } from './run-record';
 
 /** The sweep's decisions as the workflow knows them now; the record adds what it reads from the input, the code and the store. */
@@ -47,7 +46,7 @@ export async function recordSweep(
   const context = { config, configDir: input.sweep.configDir };
   const store = storeFor(context);
   const sections = manifestSections(input.sweep, input.config, input.data?.source ?? null, input.data?.steps ?? []);
-  const carried = input.previous ? await readJsonArtifact(input.previous, Carried) : null;
+  const carried = input.previous ? await readJsonArtifact(store, input.previous, Carried) : null;
   const files: Record<string, ArtifactRef> = { ...(carried?.artifacts ?? {}), ...(input.data?.files ?? {}) };
   for (const [name, ref] of Object.entries(input.winnerFiles ?? {})) files[`winner-${name}`] = ref;
   delete files['sweep.json'];
@@ -83,12 +82,12 @@ export async function recordSweep(
   if (input.status !== 'running' && input.trials.some((t) => t.steps > 0)) {
     const work = store.workDir(`sweep-report-${input.sweepId.replace(/[^\w.-]/g, '_')}`);
     const folder = join(work, 'report');
-    await writeReportFolder(folder, `Sweep report: ${manifest.pipeline}`, sweepReportBlocks(await readSweepReportData(manifest)));
+    await writeReportFolder(folder, `Sweep report: ${manifest.pipeline}`, sweepReportBlocks(await readSweepReportData(store, manifest)));
     report = await store.putDir(folder);
     await rm(work, { recursive: true, force: true });
     manifest.artifacts.report = report;
   }
   const ref = await store.put(JSON.stringify(manifest, null, 2) + '\n', '.json', null);
-  const sweepFolder = await publishRunFolder({ ...context, runId: input.sweepId, files: { ...manifest.artifacts, 'sweep.json': ref } });
+  const sweepFolder = await store.publishRun(input.sweepId, { ...manifest.artifacts, 'sweep.json': ref });
   return { manifest: ref, sweepFolder, report };
 }

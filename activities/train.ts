@@ -15,7 +15,6 @@ import { TrainMetrics, type EngineEventOf } from '../schemas/engine';
 import type { ArtifactRef, StepContext, StepResult, TrainProgress } from '../schemas/manifests';
 import type { TrainStats } from '../schemas/steps';
 import type { TrainSpec } from '../schemas/train-spec';
-import { artifactPath } from './artifacts';
 import { describeBaseModel } from './base-model';
 import { codeVersion } from './code-version';
 import { baseModelFor, storeFor } from './context';
@@ -75,8 +74,9 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
   // The activity policy is Temporal's business and grounding reaches the engine as the contexts file.
   const { activity: _policy, grounding: _grounding, ...training } = input.config.training;
   const baseModel = await describeBaseModel(input);
-  const model = { ...input.config.model, base: baseModelFor(input) };
-  const budget = { model, weights: { sha256: baseModel.sha256, revision: baseModel.revision }, training };
+  const base = await baseModelFor(input);
+  const model = { ...input.config.model, base: base.path };
+  const budget = { model: { ...model, base: base.name }, weights: { sha256: baseModel.sha256, revision: baseModel.revision }, training };
   const inputs = [input.train, input.validation, ...(input.contexts ? [input.contexts] : [])];
   const code = codeVersion(import.meta.url, 'train');
   // The work folder belongs to the budget: every stop point of it shares the checkpoints.
@@ -93,9 +93,9 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         model,
         training,
         data: {
-          train: artifactPath(input.train),
-          validation: artifactPath(input.validation),
-          ...(input.contexts ? { contexts: artifactPath(input.contexts) } : {}),
+          train: await store.fetch(input.train),
+          validation: await store.fetch(input.validation),
+          ...(input.contexts ? { contexts: await store.fetch(input.contexts) } : {}),
         },
         outputDir: workDir,
         ...(resume ? { resumeFrom: resume.path } : {}),

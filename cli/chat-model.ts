@@ -6,7 +6,7 @@
  */
 import { unwatchFile, watchFile } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { artifactPath } from '../activities/artifacts';
+import type { StepStore } from '../activities/artifacts';
 import { knownPair, openRetriever } from '../activities/grounding';
 import { readProduction, registryFolder } from '../activities/registry';
 import { PipelineConfig } from '../schemas/config';
@@ -19,17 +19,17 @@ import { UserError } from './config';
 const stepOutput = (manifest: RunManifest, step: string, name: string) => manifest.steps.find((s) => s.step === step)?.outputs[name];
 
 /** A run's exported model with the retrieval it was trained and evaluated with. */
-export async function loadRunModel(manifest: RunManifest): Promise<ChatModel> {
+export async function loadRunModel(store: StepStore, manifest: RunManifest): Promise<ChatModel> {
   if (!manifest.artifacts.onnx) throw new UserError(`run ${manifest.runId} exported no model to serve`);
   const config = PipelineConfig.parse(manifest.config.resolved);
-  const generator = await loadGenerator(artifactPath(manifest.artifacts.onnx));
+  const generator = await loadGenerator(await store.fetch(manifest.artifacts.onnx));
   const { k, maxPairChars } = config.training.grounding;
   const { endProbability, ...controls } = config.decoding;
   let retrieval: Awaited<ReturnType<typeof openRetriever>> | undefined;
   if (k > 0) {
     const train = manifest.artifacts['train.arrow'];
     if (!train) throw new UserError(`run ${manifest.runId} trained with grounding but its run folder has no train.arrow`);
-    retrieval = await openRetriever({
+    retrieval = await openRetriever(store, {
       config,
       train,
       knowledge: manifest.artifacts['knowledge.arrow'],

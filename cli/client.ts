@@ -16,6 +16,8 @@ import type { Client, WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } fr
 import type { LoadedDataConverter, Payload } from '@temporalio/common';
 import { decodeFromPayloadsAtIndex } from '@temporalio/common/lib/internal-non-workflow';
 import { artifactPath } from '../activities/artifacts';
+import { runLocation } from '../activities/context';
+import { stageLocalFiles } from './stage';
 import { currentUser } from '../lib/who';
 import { StorageSection } from '../schemas/config';
 import {
@@ -89,7 +91,12 @@ export function startInput(loaded: LoadedConfig, options: StartOptions): Omit<Pi
 
 export async function startPipeline(client: Client, loaded: LoadedConfig, options: StartOptions = {}): Promise<PipelineHandle> {
   const name = loaded.config?.name ?? 'invalid-config';
-  const input: PipelineInput = { ...startInput(loaded, options), stopAfter: options.stopAfter, onlyIfChanged: options.onlyIfChanged };
+  const input: PipelineInput = {
+    ...startInput(loaded, options),
+    stopAfter: options.stopAfter,
+    onlyIfChanged: options.onlyIfChanged,
+    staged: loaded.config && (await stageLocalFiles(loaded.config, loaded.configDir)),
+  };
   return client.workflow.start('finetunePipeline', {
     taskQueue: TaskQueues.cpu,
     workflowId: options.workflowId ?? newRunId(name),
@@ -158,8 +165,7 @@ export async function recordFolder(handle: WorkflowHandle): Promise<string | und
 /** Where a run's or sweep's record is, from its input. */
 export function recordFolderOf(input: Pick<PipelineInput, 'config' | 'configDir'>, workflowId: string): string {
   const storage = StorageSection.safeParse((input.config as { storage?: unknown } | null)?.storage ?? {});
-  const runs = storage.success ? storage.data.runs : StorageSection.parse({}).runs;
-  return resolve(input.configDir, runs, workflowId);
+  return runLocation(storage.success ? storage.data : StorageSection.parse({}), input.configDir, workflowId);
 }
 
 /**
@@ -192,7 +198,11 @@ export interface SweepStartOptions extends Pick<StartOptions, 'noCache' | 'workf
 /** Starts a sweep of the pipeline file's `sweep:` grid; its id is `<pipeline>-sweep-<UTC time>-<random>`. */
 export async function startSweep(client: Client, loaded: LoadedConfig, options: SweepStartOptions = {}): Promise<SweepHandle> {
   const name = loaded.config?.name ?? 'invalid-config';
-  const input: SweepInput = { ...startInput(loaded, options), continueAsNewAfterEvents: options.continueAsNewAfterEvents };
+  const input: SweepInput = {
+    ...startInput(loaded, options),
+    continueAsNewAfterEvents: options.continueAsNewAfterEvents,
+    staged: loaded.config && (await stageLocalFiles(loaded.config, loaded.configDir)),
+  };
   const workflowId = options.workflowId ?? newRunId(`${name}-sweep`);
   return client.workflow.start('sweep', {
     taskQueue: TaskQueues.cpu,

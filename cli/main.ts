@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAudit } from './commands/audit';
 import { registerFeedback } from './commands/feedback';
+import { registerFetch } from './commands/fetch';
 import { registerKeys } from './commands/keys';
 import { registerModels } from './commands/models';
 import { registerReview } from './commands/review';
@@ -27,6 +28,7 @@ const program = new Command('tuneline')
 registerValidate(program);
 registerRun(program);
 registerStatus(program);
+registerFetch(program);
 registerRuns(program);
 registerSweep(program);
 registerWorker(program);

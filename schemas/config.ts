@@ -659,7 +659,22 @@ export type Schedule = z.infer<typeof Schedule>;
 
 export const StorageSection = z
   .strictObject({
-    artifacts: z.string().default('.tuneline/artifacts').describe('Artifact store folder, relative to the YAML file.'),
+    artifacts: z
+      .string()
+      .default('.tuneline/artifacts')
+      .refine((value) => !value.startsWith('s3:') || /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(value), {
+        message:
+          'an S3 location is s3://bucket or s3://bucket/prefix, with a bucket name of 3 to 63 lower-case letters, digits, dots and dashes',
+      })
+      .describe(
+        'Artifact store: a folder relative to the YAML file, or `s3://bucket/prefix` in any S3-compatible store (AWS S3, MinIO, ' +
+          'SeaweedFS, R2) for workers on several machines: endpoint, region and credentials come from the standard AWS ' +
+          'environment (AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE); ' +
+          'each machine keeps a read-through cache (TUNELINE_CACHE_DIR, default ~/.cache/tuneline; TUNELINE_CACHE_GB, default 20). ' +
+          "With a bucket, the client stores the pipeline's local files (data, feedback and knowledge files, a local base model) " +
+          'there before a run, run folders live in the bucket (`tuneline fetch RUN_ID` brings one here), and the model registry ' +
+          '(`promotion: auto`, `schedules`) is not available yet.',
+      ),
     runs: z
       .string()
       .default('.tuneline/runs')
@@ -716,7 +731,26 @@ export const PipelineConfig = z
   })
   .check((ctx) => {
     // Gates can only compare with what the evaluation measures.
-    const { evaluation, gates, review, retrieval, training } = ctx.value;
+    const { evaluation, gates, review, retrieval, training, storage, promotion, schedules } = ctx.value;
+    // The registry is a folder on the machine that promotes; with a bucket, workers share no folder.
+    if (storage.artifacts.startsWith('s3://')) {
+      if (promotion === 'auto')
+        ctx.issues.push({
+          code: 'custom',
+          input: promotion,
+          path: ['promotion'],
+          message:
+            'with storage.artifacts in a bucket the model registry is not available yet; set promotion: manual (a run that passes ' +
+            'its gates stays a candidate; `tuneline fetch RUN_ID` brings its model and report here)',
+        });
+      if (schedules.length > 0)
+        ctx.issues.push({
+          code: 'custom',
+          input: schedules.map((s) => s.id),
+          path: ['schedules'],
+          message: 'scheduled runs need the model registry, not available yet with storage.artifacts in a bucket; remove schedules',
+        });
+    }
     if (
       retrieval.knowledge.length > 0 &&
       // as workflows/grounding.ts needsRetriever

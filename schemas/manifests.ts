@@ -22,6 +22,12 @@ export interface StepContext {
   configDir: string;
   /** Re-run the step even when its output is cached. */
   noCache?: boolean;
+  /**
+   * With a bucket for artifacts: the files the config names (data, feedback and knowledge files, a
+   * local base model), by the path as written, as the client stored them before the run started,
+   * so workers on other machines read the same bytes.
+   */
+  staged?: Record<string, ArtifactRef>;
 }
 
 /** What every cached step returns. `Outputs` names its artifacts, so a caller never guesses at keys. */
@@ -252,6 +258,8 @@ export interface PipelineInput {
   onlyIfChanged?: boolean;
   /** The schedule that started the run, if one did. */
   schedule?: string;
+  /** With a bucket for artifacts: the config's local files as the client stored them (`StepContext.staged`). */
+  staged?: Record<string, ArtifactRef>;
 }
 
 /**

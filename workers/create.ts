@@ -69,7 +69,17 @@ export async function connectWorker(target: TemporalTarget): Promise<NativeConne
   return NativeConnection.connect({ address: target.address, tls: target.tls, apiKey: target.apiKey });
 }
 
-export async function createWorker(queue: QueueName, connection: NativeConnection, namespace: string, identity?: string): Promise<Worker> {
+/**
+ * `slots`: activities this worker runs at once. The gpu worker's default is one, a training per GPU
+ * (or per CPU machine); the cpu worker's is the SDK's.
+ */
+export async function createWorker(
+  queue: QueueName,
+  connection: NativeConnection,
+  namespace: string,
+  identity?: string,
+  slots?: number,
+): Promise<Worker> {
   const common = {
     connection,
     namespace,
@@ -82,13 +92,14 @@ export async function createWorker(queue: QueueName, connection: NativeConnectio
       ...common,
       workflowsPath,
       activities: cpuActivities,
+      ...(slots ? { maxConcurrentActivityTaskExecutions: slots } : {}),
     });
   }
   return Worker.create({
     ...common,
     activities: gpuActivities,
-    // One training at a time per GPU (or per CPU machine).
-    maxConcurrentActivityTaskExecutions: 1,
+    // One training at a time per GPU (or per CPU machine), unless told otherwise.
+    maxConcurrentActivityTaskExecutions: slots ?? 1,
     // Training heartbeats carry live step and loss for `tuneline run`; send them every few seconds, not every minute.
     maxHeartbeatThrottleInterval: '5s',
     // On SIGTERM, cancel training at once so the engine writes a checkpoint; allow that much time before forcing.

@@ -77,7 +77,7 @@ export async function finetunePipeline(input: PipelineInput): Promise<PipelineRe
       { key: SearchAttributes.configHash, value: input.configHash },
     ]);
     mark({ key: SearchAttributes.baseModel, value: config.model.base });
-    const context = { config, configDir: input.configDir, noCache: input.noCache };
+    const context = { config, configDir: input.configDir, noCache: input.noCache, staged: input.staged };
 
     tracker.enter('data');
     const dataId = childWorkflowId.data(runId);

@@ -114,7 +114,7 @@ export async function sweep(input: SweepInput): Promise<SweepResult> {
       { key: SearchAttributes.configHash, value: input.configHash },
       { key: SearchAttributes.sweep, value: sweepId },
     ]);
-    const context = { config, configDir: input.configDir, noCache: input.noCache };
+    const context = { config, configDir: input.configDir, noCache: input.noCache, staged: input.staged };
     const { sweep: plan } = config;
     progress.metric = plan.metric;
 

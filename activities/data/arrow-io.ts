@@ -3,7 +3,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Int32, Table, Utf8, tableFromIPC, tableToIPC, vectorFromArray, type Vector } from 'apache-arrow';
-import { artifactPath, type ArtifactStore } from '../artifacts';
+import { type StepStore } from '../artifacts';
 import type { ArtifactRef } from '../../schemas/manifests';
 import type { GroupedRow, QaRow } from '../../schemas/rows';
 
@@ -29,7 +29,7 @@ export function rowsToTable(rows: ReadonlyArray<QaRow | GroupedRow>): Table {
   return new Table(columns);
 }
 
-export async function writeRows(store: ArtifactStore, rows: ReadonlyArray<QaRow | GroupedRow>): Promise<ArtifactRef> {
+export async function writeRows(store: StepStore, rows: ReadonlyArray<QaRow | GroupedRow>): Promise<ArtifactRef> {
   return store.put(tableToIPC(rowsToTable(rows), 'file'), '.arrow', rows.length);
 }
 
@@ -44,6 +44,6 @@ export function tableToRows<R extends QaRow>(table: Table): R[] {
   return out;
 }
 
-export async function readRows<R extends QaRow = GroupedRow>(ref: Pick<ArtifactRef, 'uri'>): Promise<R[]> {
-  return tableToRows<R>(tableFromIPC(await readFile(artifactPath(ref))));
+export async function readRows<R extends QaRow = GroupedRow>(store: StepStore, ref: Pick<ArtifactRef, 'uri' | 'sha256'>): Promise<R[]> {
+  return tableToRows<R>(tableFromIPC(await readFile(await store.fetch(ref))));
 }

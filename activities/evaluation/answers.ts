@@ -13,7 +13,7 @@ import type { ArtifactRef, GenerationProgress, StepContext, StepResult } from '.
 import type { GenerationStats } from '../../schemas/steps';
 import { loadGenerator } from '../../serve/generation';
 import { groundedQuestion } from '../../serve/grounding';
-import { artifactPath, readJsonl, toJsonl } from '../artifacts';
+import { readJsonl, toJsonl } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
 import { beat, runCachedStep } from '../steps';
@@ -72,13 +72,13 @@ export async function generateAnswers(
       summarize: (s: GenerationStats) => `${s.rows} answers, ${s.newTokens} tokens at ${s.tokensPerSecond} tokens/s`,
     },
     async (key) => {
-      const rows = await readJsonl(input.questions, EvaluationRow);
-      const contexts = new Map((input.contexts ? await readJsonl(input.contexts, ContextRow) : []).map((c) => [c.id, c.context]));
+      const rows = await readJsonl(store, input.questions, EvaluationRow);
+      const contexts = new Map((input.contexts ? await readJsonl(store, input.contexts, ContextRow) : []).map((c) => [c.id, c.context]));
       const workDir = store.workDir(key);
       await mkdir(workDir, { recursive: true });
       const partial = join(workDir, 'answers.jsonl');
       const done = await finishedAnswers(partial);
-      const generator = await loadGenerator(artifactPath(input.onnx));
+      const generator = await loadGenerator(await store.fetch(input.onnx));
       const format = generator.tokenizer.promptFormat;
       const promptOf = (row: EvaluationRow) => groundedQuestion(format, row.question, contexts.get(row.id) ?? []);
       // A cancelled run (or a worker shutting down) stops generating between decode steps, not after the set.

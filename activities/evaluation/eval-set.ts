@@ -40,7 +40,7 @@ export async function prepareEvaluationSet(context: StepContext & { test: Artifa
       summarize: (s: EvalSetStats) => `${s.rows} of ${s.testRows} test rows`,
     },
     async () => {
-      const test = await readRows(context.test);
+      const test = await readRows(store, context.test);
       const rows = drawEvaluationRows(test, maxTestRows, seed).map((row) =>
         EvaluationRow.parse({
           id: row.id,

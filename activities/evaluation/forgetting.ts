@@ -7,10 +7,10 @@ import { join, relative, resolve } from 'node:path';
 import { PerplexityMetrics } from '../../schemas/engine';
 import type { ArtifactRef, StepContext, StepResult } from '../../schemas/manifests';
 import type { ForgettingStats } from '../../schemas/steps';
-import { artifactPath, sha256File } from '../artifacts';
+import { sha256File } from '../artifacts';
 import { describeBaseModel } from '../base-model';
 import { codeVersion } from '../code-version';
-import { baseModelFor, configError, storeFor } from '../context';
+import { baseModelFor, configError, configuredPath, storeFor } from '../context';
 import { engineMetrics } from '../engine-process';
 import { runCachedStep } from '../steps';
 
@@ -18,34 +18,38 @@ const projectRoot = join(import.meta.dirname, '..', '..');
 export const DEFAULT_GENERAL_TEXT = join(projectRoot, 'assets', 'general-english.txt');
 
 /** The text file of the forgetting check: the config's, or the general English the project ships. */
-export function generalTextPath(context: Pick<StepContext, 'config' | 'configDir'>): string {
+export async function generalTextPath(context: Pick<StepContext, 'config' | 'configDir' | 'staged'>): Promise<string> {
   const configured = context.config.evaluation.generalText;
-  return configured ? resolve(context.configDir, configured) : DEFAULT_GENERAL_TEXT;
+  return configured ? configuredPath(context, configured) : DEFAULT_GENERAL_TEXT;
 }
 
 async function perplexityStep(context: StepContext, model: ArtifactRef | null, text: string, textSha256: string) {
-  const base = baseModelFor(context);
+  const store = storeFor(context);
+  const base = await baseModelFor(context);
   // The base model's perplexity depends only on its bytes and the text: it is measured once per base model.
   const baseIdentity = model ? null : await describeBaseModel(context);
   return runCachedStep(
-    storeFor(context),
+    store,
     {
       step: model ? 'perplexity-tuned' : 'perplexity-base',
-      config: { text: textSha256, ...(baseIdentity ? { base, sha256: baseIdentity.sha256, revision: baseIdentity.revision } : {}) },
+      config: {
+        text: textSha256,
+        ...(baseIdentity ? { base: base.name, sha256: baseIdentity.sha256, revision: baseIdentity.revision } : {}),
+      },
       inputs: model ? [model] : [],
       code: codeVersion(import.meta.url, 'perplexity'),
       noCache: context.noCache,
       summarize: (m: PerplexityMetrics) => `perplexity ${m.perplexity.toFixed(2)} over ${m.tokens} tokens`,
     },
     async () => {
-      const args = ['perplexity', '--model', model ? artifactPath(model) : base, '--text', text];
+      const args = ['perplexity', '--model', model ? await store.fetch(model) : base.path, '--text', text];
       return { outputs: {}, stats: await engineMetrics(args, 'perplexity', PerplexityMetrics) };
     },
   );
 }
 
 export async function checkForgetting(context: StepContext & { model: ArtifactRef }): Promise<StepResult<ForgettingStats, never>> {
-  const text = generalTextPath(context);
+  const text = await generalTextPath(context);
   if (!existsSync(text)) {
     throw configError(`evaluation.generalText: ${text} does not exist; point it at a plain-text file or remove it to use the shipped one`);
   }

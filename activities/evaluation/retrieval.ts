@@ -29,8 +29,8 @@ export async function retrieveAnswers(
         `${s.rows} answers from ${s.indexRows} ${input.knowledge ? 'training and knowledge' : 'training'} rows (mean similarity ${s.similarityMean.toFixed(3)})`,
     },
     async () => {
-      const rows = await readJsonl(input.questions, EvaluationRow);
-      const { retriever, sameProduct, close } = await openRetriever(input);
+      const rows = await readJsonl(store, input.questions, EvaluationRow);
+      const { retriever, sameProduct, close } = await openRetriever(store, input);
       try {
         const hits = await retriever.retrieve(
           rows.map((r) => r.question),

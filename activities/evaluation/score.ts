@@ -6,7 +6,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { ScoreReport, SYSTEMS, type SystemName } from '../../schemas/engine';
 import type { ArtifactRef, MetricTable, StepContext, StepResult } from '../../schemas/manifests';
 import type { ScoreStats } from '../../schemas/steps';
-import { artifactPath, parseJsonFile } from '../artifacts';
+import { parseJsonFile } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
 import { engineMetrics } from '../engine-process';
@@ -42,7 +42,7 @@ export async function scoreAnswers(
     async () => {
       const combined = await store.tempPath();
       const output = `${await store.tempPath()}.json`;
-      await writeFile(combined, (await Promise.all(input.answers.map((ref) => readFile(artifactPath(ref), 'utf8')))).join(''));
+      await writeFile(combined, (await Promise.all(input.answers.map(async (ref) => readFile(await store.fetch(ref), 'utf8')))).join(''));
       // The done event's flat `<system>.<metric>` numbers repeat the report; the report file is the contract.
       const matched = input.lengthMatchedTo ? ['--length-matched-to', input.lengthMatchedTo] : [];
       await engineMetrics(

@@ -4,7 +4,7 @@
  * Under `s3://bucket/prefix/` the layout mirrors the local store's folder: a file is
  * `objects/<first two hex>/<sha256><ext>`, a folder is a manifest at `objects/<..>/<tree sha256>.dir`
  * whose files are `objects/<..>/<sha256>` (no extension, so equal bytes are stored once whatever
- * their names), and a step's result is `steps/<key>.json`.
+ * their names), a step's result is `steps/<key>.json`, and a run's named artifacts are `runs/<run id>/files.json`.
  */
 import { z } from 'zod';
 import { treeSha256 } from '../artifacts';
@@ -48,6 +48,10 @@ export function folderKey(location: BucketLocation, sha256: string): string {
 
 export function stepKey(location: BucketLocation, key: string): string {
   return `${location.prefix}steps/${key}.json`;
+}
+
+export function runFilesKey(location: BucketLocation, runId: string): string {
+  return `${location.prefix}runs/${runId}/files.json`;
 }
 
 export function isFolderUri(uri: string): boolean {

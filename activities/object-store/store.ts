@@ -25,8 +25,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { z } from 'zod';
-import type { ArtifactRef, StepResult } from '../../schemas/manifests';
-import { sha256File, sha256Hex, sha256Tree, treeSha256 } from '../artifacts';
+import { ArtifactRef, type StepResult } from '../../schemas/manifests';
+import { sha256File, sha256Hex, sha256Tree, treeSha256, type StepStore } from '../artifacts';
 import { ReadThroughCache } from './cache';
 import { s3ClientFromEnvironment } from './client';
 import {
@@ -38,6 +38,7 @@ import {
   keyOfUri,
   objectKey,
   parseS3Uri,
+  runFilesKey,
   stepKey,
   uriOf,
   type BucketLocation,
@@ -70,6 +71,8 @@ export interface ObjectStoreOptions {
   /** The local read-through cache: its folder and its limit in bytes (least recently used entries go first). */
   cacheDir: string;
   cacheLimitBytes: number;
+  /** Where `workDir` keeps steps' scratch folders (checkpoints); `<cacheDir>/work` by default. */
+  workRoot?: string;
   /** Defaults to a client configured from the standard AWS environment (`s3ClientFromEnvironment`). */
   client?: S3Client;
   /** Bytes per part; a file larger than one part goes up as a multipart upload. At least 5 MiB (S3's minimum). */
@@ -99,32 +102,62 @@ function hashing(hash: ReturnType<typeof createHash>): Transform {
   });
 }
 
-export class ObjectStore {
-  readonly location: BucketLocation;
+/** A run's named artifacts, kept at `runs/<run id>/files.json` (the local store's run folder of links). */
+const RunFiles = z.record(z.string(), ArtifactRef);
+
+export class ObjectStore implements StepStore {
+  readonly bucket: BucketLocation;
   readonly client: S3Client;
   readonly cache: ReadThroughCache;
   private readonly partSizeBytes: number;
   private readonly partsInFlight: number;
+  private readonly workRoot: string;
 
   /** `uri` is `s3://bucket` or `s3://bucket/prefix`. */
   constructor(uri: string, options: ObjectStoreOptions) {
-    this.location = parseS3Uri(uri);
+    this.bucket = parseS3Uri(uri);
     this.client = options.client ?? s3ClientFromEnvironment();
     this.cache = new ReadThroughCache(options.cacheDir, options.cacheLimitBytes);
     this.partSizeBytes = options.partSizeBytes ?? 16 * MiB;
     this.partsInFlight = options.partsInFlight ?? 2;
+    this.workRoot = options.workRoot ?? join(options.cacheDir, 'work');
+  }
+
+  get location(): string {
+    return uriOf(this.bucket, this.bucket.prefix).replace(/\/$/, '');
+  }
+
+  /** A scratch folder on this machine for one step key: a retried attempt here finds what the last one left. */
+  workDir(key: string): string {
+    return join(this.workRoot, key.slice(0, 16));
+  }
+
+  async publishRun(runId: string, files: Record<string, ArtifactRef>): Promise<string> {
+    const key = runFilesKey(this.bucket, runId);
+    const previous = (await this.runFiles(runId)) ?? {};
+    const body = JSON.stringify({ ...previous, ...files }, null, 2);
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket.bucket, Key: key, Body: body, ContentType: 'application/json' }));
+    return `${this.location}/runs/${runId}/`;
+  }
+
+  async runFiles(runId: string): Promise<Record<string, ArtifactRef> | undefined> {
+    const text = await this.getText(runFilesKey(this.bucket, runId)).catch((error: unknown) => {
+      if (error instanceof MissingObjectError) return undefined;
+      throw error;
+    });
+    return text === undefined ? undefined : RunFiles.parse(JSON.parse(text));
   }
 
   /** Stores bytes under their hash and returns the reference. */
   async put(data: string | Uint8Array, extension: string, rows: number | null, options: TransferOptions = {}): Promise<ArtifactRef> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const sha256 = sha256Hex(bytes);
-    const key = objectKey(this.location, sha256, extension);
+    const key = objectKey(this.bucket, sha256, extension);
     await this.putIfAbsent(key, sha256, bytes.byteLength, () => bytes, options);
     const tmp = await this.cache.tempPath();
     await writeFile(tmp, bytes);
     await this.cache.admit(tmp, basename(key));
-    return { uri: uriOf(this.location, key), sha256, bytes: bytes.byteLength, rows };
+    return { uri: uriOf(this.bucket, key), sha256, bytes: bytes.byteLength, rows };
   }
 
   /** A scratch path on the cache's file system, for a file or folder later given to `putFile` or `putDir`. */
@@ -136,10 +169,10 @@ export class ObjectStore {
   async putFile(path: string, extension: string, rows: number | null, options: TransferOptions = {}): Promise<ArtifactRef> {
     const sha256 = await sha256File(path);
     const { size } = await stat(path);
-    const key = objectKey(this.location, sha256, extension);
+    const key = objectKey(this.bucket, sha256, extension);
     await this.putIfAbsent(key, sha256, size, () => createReadStream(path), options);
     await this.cache.admit(path, basename(key));
-    return { uri: uriOf(this.location, key), sha256, bytes: size, rows };
+    return { uri: uriOf(this.bucket, key), sha256, bytes: size, rows };
   }
 
   /**
@@ -151,18 +184,18 @@ export class ObjectStore {
     const tree = await sha256Tree(dir);
     for (const file of tree.files) {
       const path = join(dir, file.path);
-      await this.putIfAbsent(objectKey(this.location, file.sha256, ''), file.sha256, file.bytes, () => createReadStream(path), options);
+      await this.putIfAbsent(objectKey(this.bucket, file.sha256, ''), file.sha256, file.bytes, () => createReadStream(path), options);
     }
     const manifest = Buffer.from(JSON.stringify(folderManifest(tree.files), null, 2));
-    const key = folderKey(this.location, tree.sha256);
+    const key = folderKey(this.bucket, tree.sha256);
     await this.putIfAbsent(key, tree.sha256, manifest.byteLength, () => manifest, options);
     await this.cache.admit(dir, basename(key));
-    return { uri: uriOf(this.location, key), sha256: tree.sha256, bytes: tree.bytes, rows: null };
+    return { uri: uriOf(this.bucket, key), sha256: tree.sha256, bytes: tree.bytes, rows: null };
   }
 
   /** The local path of a stored file or folder: from the cache, else downloaded, verified and cached. */
   async fetch(ref: Pick<ArtifactRef, 'uri' | 'sha256'>, options: TransferOptions = {}): Promise<string> {
-    const key = keyOfUri(this.location, ref.uri);
+    const key = keyOfUri(this.bucket, ref.uri);
     const cached = await this.cache.lookup(basename(key));
     if (cached) return cached;
     const tmp = await this.cache.tempPath();
@@ -180,19 +213,19 @@ export class ObjectStore {
    * its manifest and every file). Checks the hash recorded at upload, not the bytes; `fetch` hashes those.
    */
   async verify(ref: ArtifactRef): Promise<boolean> {
-    const key = keyOfUri(this.location, ref.uri);
+    const key = keyOfUri(this.bucket, ref.uri);
     if (!isFolderUri(ref.uri)) return this.isIntact(key, ref.sha256, ref.bytes);
     const manifest = await this.readManifest(key, ref.sha256).catch(() => undefined);
     if (!manifest) return false;
     for (const file of manifest.files) {
-      if (!(await this.isIntact(objectKey(this.location, file.sha256, ''), file.sha256, file.bytes))) return false;
+      if (!(await this.isIntact(objectKey(this.bucket, file.sha256, ''), file.sha256, file.bytes))) return false;
     }
     return true;
   }
 
   /** The cached result for a step key, or undefined when absent or when any output is missing or changed. */
   async cachedStep<S, O extends string>(key: string): Promise<StepResult<S, O> | undefined> {
-    const text = await this.getText(stepKey(this.location, key)).catch((error: unknown) => {
+    const text = await this.getText(stepKey(this.bucket, key)).catch((error: unknown) => {
       if (error instanceof MissingObjectError) return undefined;
       throw error;
     });
@@ -208,8 +241,8 @@ export class ObjectStore {
     const body = JSON.stringify(result, null, 2);
     await this.client.send(
       new PutObjectCommand({
-        Bucket: this.location.bucket,
-        Key: stepKey(this.location, result.key),
+        Bucket: this.bucket.bucket,
+        Key: stepKey(this.bucket, result.key),
         Body: body,
         ContentType: 'application/json',
       }),
@@ -226,11 +259,11 @@ export class ObjectStore {
     let markers: { KeyMarker?: string; UploadIdMarker?: string } = {};
     for (;;) {
       const page = await this.client.send(
-        new ListMultipartUploadsCommand({ Bucket: this.location.bucket, Prefix: this.location.prefix, ...markers }),
+        new ListMultipartUploadsCommand({ Bucket: this.bucket.bucket, Prefix: this.bucket.prefix, ...markers }),
       );
       for (const { Key, UploadId, Initiated } of page.Uploads ?? []) {
         if (!Key || !UploadId || (Initiated && Initiated.getTime() > cutoff)) continue;
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.location.bucket, Key, UploadId }));
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket.bucket, Key, UploadId }));
         swept += 1;
       }
       if (!page.IsTruncated) return swept;
@@ -254,7 +287,7 @@ export class ObjectStore {
     const upload = new Upload({
       client: this.client,
       params: {
-        Bucket: this.location.bucket,
+        Bucket: this.bucket.bucket,
         Key: key,
         Body: body(),
         Metadata: { sha256 },
@@ -276,7 +309,7 @@ export class ObjectStore {
       // A cancelled upload's done() settles at once while its own clean-up runs on behind it; the
       // multipart upload is aborted here too, so none of its parts is left when this throws.
       if (upload.uploadId) {
-        const abortUpload = new AbortMultipartUploadCommand({ Bucket: this.location.bucket, Key: key, UploadId: upload.uploadId });
+        const abortUpload = new AbortMultipartUploadCommand({ Bucket: this.bucket.bucket, Key: key, UploadId: upload.uploadId });
         await this.client.send(abortUpload).catch(() => undefined);
       }
       throw error;
@@ -287,7 +320,7 @@ export class ObjectStore {
 
   private async head(key: string): Promise<{ bytes: number; sha256: string | undefined } | undefined> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: key }));
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket.bucket, Key: key }));
       return { bytes: head.ContentLength ?? -1, sha256: head.Metadata?.sha256 };
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
@@ -302,10 +335,10 @@ export class ObjectStore {
 
   private async getObject(key: string, signal?: AbortSignal): Promise<Readable> {
     try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: key }), { abortSignal: signal });
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket.bucket, Key: key }), { abortSignal: signal });
       return response.Body as Readable;
     } catch (error) {
-      if (statusOf(error) === 404) throw new MissingObjectError(uriOf(this.location, key));
+      if (statusOf(error) === 404) throw new MissingObjectError(uriOf(this.bucket, key));
       throw error;
     }
   }
@@ -325,13 +358,13 @@ export class ObjectStore {
     const found = hash.digest('hex');
     if (found !== sha256) {
       await rm(path, { force: true });
-      throw new CorruptObjectError(uriOf(this.location, key), sha256, found);
+      throw new CorruptObjectError(uriOf(this.bucket, key), sha256, found);
     }
   }
 
   /** A folder's manifest, refused unless its files hash to the folder's recorded tree hash. */
   private async readManifest(key: string, sha256: string): Promise<FolderManifest> {
-    const uri = uriOf(this.location, key);
+    const uri = uriOf(this.bucket, key);
     const text = await this.getText(key);
     let parsed: FolderManifest;
     try {
@@ -350,7 +383,7 @@ export class ObjectStore {
     const manifest = await this.readManifest(key, sha256);
     await mkdir(dir, { recursive: true });
     for (const file of manifest.files) {
-      await this.downloadFile(objectKey(this.location, file.sha256, ''), file.sha256, join(dir, file.path), options);
+      await this.downloadFile(objectKey(this.bucket, file.sha256, ''), file.sha256, join(dir, file.path), options);
     }
   }
 }

@@ -20,7 +20,7 @@ import {
   type ReviewState,
 } from '../../schemas/manifests';
 import { EvalSetStats, ExportStats, ForgettingStats, GenerationStats, RetrievalStats, TrainStats } from '../../schemas/steps';
-import { artifactPath, readJsonArtifact, readJsonl } from '../artifacts';
+import { readJsonArtifact, readJsonl, type StepStore } from '../artifacts';
 import { codeVersion } from '../code-version';
 import { storeFor } from '../context';
 import { DataReport, dataReportBlocks } from '../data/report';
@@ -348,21 +348,21 @@ function stepsOf(manifest: RunManifest) {
 }
 
 /** Everything the report shows, read from the manifest and the artifacts it names. */
-export async function readRunReportData(manifest: RunManifest, config: StepContext['config']): Promise<RunReportData> {
+export async function readRunReportData(store: StepStore, manifest: RunManifest, config: StepContext['config']): Promise<RunReportData> {
   const { find, need } = stepsOf(manifest);
   const answers: RunReportData['answers'] = {};
   const answerSteps = manifest.steps.filter((s) => s.step.startsWith('answers-'));
   for (const step of answerSteps) {
-    for (const p of await readJsonl(step.outputs.answers!, Prediction)) (answers[p.system] ??= new Map()).set(p.id, p);
+    for (const p of await readJsonl(store, step.outputs.answers!, Prediction)) (answers[p.system] ??= new Map()).set(p.id, p);
   }
   const train = need('train');
-  const curve = join(artifactPath(train.outputs.model!), 'training_curve.png');
+  const curve = join(await store.fetch(train.outputs.model!), 'training_curve.png');
   const forgetting = find('forgetting');
   const retrieval = find('answers-retrieval');
   const evalSet = need('eval-set');
   const grounding = find('ground-evaluation');
   const knownPairs = new Map(
-    (grounding ? await readJsonl(grounding.outputs.contexts!, ContextRow) : []).map((row) => [row.id, row.context]),
+    (grounding ? await readJsonl(store, grounding.outputs.contexts!, ContextRow) : []).map((row) => [row.id, row.context]),
   );
   if (!manifest.gate || !manifest.metrics) throw new Error(`run ${manifest.runId}: the manifest has no metrics or gate verdict yet`);
   return {
@@ -371,9 +371,9 @@ export async function readRunReportData(manifest: RunManifest, config: StepConte
     verdict: manifest.gate,
     review: manifest.review ?? null,
     metrics: manifest.metrics,
-    scores: await readJsonArtifact(need('score').outputs.scores!, ScoreReport),
+    scores: await readJsonArtifact(store, need('score').outputs.scores!, ScoreReport),
     answers,
-    rows: await readJsonl(evalSet.outputs.questions!, EvaluationRow),
+    rows: await readJsonl(store, evalSet.outputs.questions!, EvaluationRow),
     knownPairs,
     testRows: EvalSetStats.parse(evalSet.stats).testRows,
     seed: config.split.seed,
@@ -393,7 +393,7 @@ export async function readRunReportData(manifest: RunManifest, config: StepConte
     training: TrainStats.parse(train.stats),
     exportMetrics: ExportStats.parse(need('export').stats).metrics,
     trainingCurve: existsSync(curve) ? await readFile(curve) : null,
-    dataReport: await readJsonArtifact(need('report').outputs.json!, DataReport),
+    dataReport: await readJsonArtifact(store, need('report').outputs.json!, DataReport),
   };
 }
 
@@ -411,8 +411,8 @@ export async function writeRunReport(input: StepContext & { manifest: ArtifactRe
       summarize: () => 'report.md and report.html',
     },
     async (key) => {
-      const manifest = await readJsonArtifact(input.manifest, RunManifest);
-      const data = await readRunReportData(manifest, input.config);
+      const manifest = await readJsonArtifact(store, input.manifest, RunManifest);
+      const data = await readRunReportData(store, manifest, input.config);
       const folder = join(store.workDir(key), 'report');
       await writeReportFolder(folder, `Run report: ${manifest.pipeline}`, runReportBlocks(data));
       const report = await store.putDir(folder);

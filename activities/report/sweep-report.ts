@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SYSTEMS, TrainingHistory, type SystemName } from '../../schemas/engine';
 import type { MetricTable, SweepManifest, SweepTrial } from '../../schemas/manifests';
-import { artifactPath, parseJsonFile } from '../artifacts';
+import { parseJsonFile, type StepStore } from '../artifacts';
 import { lineChartSvg, type LineSeries } from './charts';
 import type { Block, Cell } from './document';
 import { METRIC_ROWS, SYSTEM_LABEL, fixedCell as round } from './metric-table';
@@ -208,11 +208,11 @@ export function sweepReportBlocks(data: SweepReportData): Block[] {
 }
 
 /** The report's inputs: the manifest, and the training history in each trial's model folder. */
-export async function readSweepReportData(manifest: SweepManifest): Promise<SweepReportData> {
+export async function readSweepReportData(store: StepStore, manifest: SweepManifest): Promise<SweepReportData> {
   const curves: SweepReportData['curves'] = new Map();
   for (const t of manifest.trials) {
     if (!t.model) continue;
-    const file = join(artifactPath(t.model), 'history.json');
+    const file = join(await store.fetch(t.model), 'history.json');
     if (!existsSync(file)) continue;
     const history = await parseJsonFile(file, TrainingHistory);
     // A rung's evaluation is recorded again when the next leg starts from it: keep one point per step.

@@ -55,7 +55,9 @@ const plain = (text: string) => text.replace(/\*\*|`/g, '');
 /** What a finished run produced: splits, model, metric table, gate verdict, report and manifest paths. */
 export function printSummary(result: PipelineResult): void {
   const reused = result.steps.filter((s) => s.reused).map((s) => s.step);
-  const file = (name: string) => join(result.runFolder, name);
+  // A run folder in a bucket is a list of names there: `tuneline fetch` brings the files here.
+  const inBucket = result.runFolder.startsWith('s3://');
+  const file = (name: string) => (inBucket ? name : join(result.runFolder, name));
   console.log(`\n${result.outcome === 'data-ready' ? 'Data stage' : 'Pipeline'} done for "${result.pipeline}".`);
   console.log(reused.length ? `Reused from cache: ${reused.join(', ')} (--no-cache re-runs them).` : 'No step was reused from cache.');
   for (const [name, ref] of Object.entries(result.data.splits))
@@ -88,6 +90,7 @@ export function printSummary(result: PipelineResult): void {
   if (result.outcome === 'unchanged')
     console.log('\nNothing new: the production model was trained on this data and this config, so nothing was trained.');
   console.log(`Run manifest: ${file('run.json')}`);
+  if (inBucket) console.log(`Run files in ${result.runFolder}: tuneline fetch ${basename(result.runFolder)} brings them here.`);
 }
 
 const INTERRUPTED = Symbol('interrupted');

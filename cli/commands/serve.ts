@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { FeedbackStore } from '../../serve/feedback';
 import { ReviewerStore } from '../../serve/reviewers';
 import { DEFAULT_LIMITS, createChatServer, type ChatModel } from '../../serve/server';
+import { openStore } from '../../activities/context';
 import { loadExportModel, loadRunModel, watchProduction } from '../chat-model';
 import { lazySession, temporalReviews } from '../review-backend';
 import { productionManifest, runManifest } from '../models';
@@ -62,8 +63,16 @@ export function registerServe(program: Command): void {
         let stopWatching = () => {};
         const loaded = opts.export ? undefined : requireValidConfig(opts.config);
         if (opts.export) model = await loadExportModel(opts.export);
-        else if (opts.run) model = await loadRunModel(runManifest(loaded!.config, loaded!.configDir, opts.run));
-        else model = await loadRunModel(productionManifest(loaded!.config, loaded!.configDir).manifest);
+        else if (opts.run)
+          model = await loadRunModel(
+            openStore(loaded!.config.storage, loaded!.configDir),
+            runManifest(loaded!.config, loaded!.configDir, opts.run),
+          );
+        else
+          model = await loadRunModel(
+            openStore(loaded!.config.storage, loaded!.configDir),
+            productionManifest(loaded!.config, loaded!.configDir).manifest,
+          );
         const feedbackFile =
           opts.feedbackDb ?? (loaded ? resolve(loaded.configDir, loaded.config.storage.feedback) : resolve('.tuneline', 'feedback.sqlite'));
         const feedback = opts.feedback ? new FeedbackStore(feedbackFile) : undefined;
@@ -75,7 +84,7 @@ export function registerServe(program: Command): void {
         if (loaded && !opts.run)
           stopWatching = watchProduction(loaded.config, loaded.configDir, (runId) => {
             console.log(`The production model moved to ${runId}; loading it...`);
-            loadRunModel(productionManifest(loaded.config, loaded.configDir).manifest)
+            loadRunModel(openStore(loaded.config.storage, loaded.configDir), productionManifest(loaded.config, loaded.configDir).manifest)
               .then((next) => server.swap(next).then(() => console.log(`Serving ${next.id}.`)))
               .catch((err: Error) => console.error(`Could not load ${runId} (still serving the previous model): ${err.message}`));
           });

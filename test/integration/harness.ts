@@ -45,14 +45,32 @@ export async function startTestServer(dir = tempDir()): Promise<TestServer> {
   return env;
 }
 
-/** A `tuneline worker` process; its output is kept for failure messages, and its log goes to `logFile` when given. */
+/**
+ * A `tuneline worker` process; its output is kept for failure messages, and its log goes to `logFile`
+ * when given. `args` are more worker options; `hide` lists folders the worker must not see: it runs in
+ * a mount namespace of its own (`unshare`, needs root) with an empty file system mounted over each.
+ */
 export function spawnWorker(
   queue: 'cpu' | 'gpu',
   address: string,
   env: NodeJS.ProcessEnv = {},
   logFile?: string,
+  options: { args?: string[]; hide?: string[] } = {},
 ): ChildProcess & { logs: string[] } {
-  const child = spawn(process.execPath, [cliPath, 'worker', '--queue', queue, ...(logFile ? ['--log-file', logFile] : [])], {
+  const command = [
+    process.execPath,
+    cliPath,
+    'worker',
+    '--queue',
+    queue,
+    ...(logFile ? ['--log-file', logFile] : []),
+    ...(options.args ?? []),
+  ];
+  const mounts = (options.hide ?? []).map((dir) => `mount -t tmpfs -o size=1m none ${JSON.stringify(dir)}`);
+  const [file, ...args] = mounts.length
+    ? ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', `${mounts.join(' && ')} && exec "$@"`, 'sh', ...command]
+    : command;
+  const child = spawn(file!, args, {
     cwd: projectRoot,
     env: { ...process.env, TEMPORAL_ADDRESS: address, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

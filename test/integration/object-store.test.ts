@@ -121,7 +121,7 @@ describe('S3 artifact store on SeaweedFS', () => {
     const { client, sent } = countingClient();
     const store = storeFor('if-absent', { client });
     const first = await store.put('same bytes\n', '.txt', null);
-    const key = keyOfUri(store.location, first.uri);
+    const key = keyOfUri(store.bucket, first.uri);
     const before = await headOrUndefined(key);
     await sleep(1100); // LastModified has one-second resolution
     const second = await storeFor('if-absent', { client }).put('same bytes\n', '.txt', null);
@@ -137,7 +137,7 @@ describe('S3 artifact store on SeaweedFS', () => {
   it('refuses an object changed behind its back, with the key, both hashes and what to do', async () => {
     const writer = storeFor('damaged');
     const ref = await writer.put('the true bytes\n', '.txt', null);
-    const key = keyOfUri(writer.location, ref.uri);
+    const key = keyOfUri(writer.bucket, ref.uri);
     await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: 'the fake bytes\n' }));
 
     const reader = storeFor('damaged');
@@ -156,7 +156,7 @@ describe('S3 artifact store on SeaweedFS', () => {
     const folder = modelFolder();
     const config = (await sha256Tree(folder)).files.find((file) => file.path === 'config.json')!;
     const dirRef = await writer.putDir(folder);
-    const memberKey = objectKey(writer.location, config.sha256, '');
+    const memberKey = objectKey(writer.bucket, config.sha256, '');
     await s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: memberKey, Body: '{"layers": 3}\n' }));
     await expect(storeFor('damaged').fetch(dirRef)).rejects.toThrow(
       `s3://${s3.bucket}/${memberKey} is damaged: expected sha256 ${config.sha256}`,
@@ -192,7 +192,7 @@ describe('S3 artifact store on SeaweedFS', () => {
 
     // A writer killed mid-upload never completes or aborts: its parts stay, but no object appears.
     const retryStore = storeFor('multipart');
-    const key = objectKey(retryStore.location, await sha256File(path), '.bin');
+    const key = objectKey(retryStore.bucket, await sha256File(path), '.bin');
     const killed = await s3.client.send(new CreateMultipartUploadCommand({ Bucket: s3.bucket, Key: key }));
     await s3.client.send(
       new UploadPartCommand({ Bucket: s3.bucket, Key: key, UploadId: killed.UploadId, PartNumber: 1, Body: randomBytes(5 * MiB) }),
@@ -202,7 +202,7 @@ describe('S3 artifact store on SeaweedFS', () => {
     expect(pending.Uploads?.map((upload) => upload.UploadId)).toEqual([killed.UploadId]);
 
     const ref: ArtifactRef = await retryStore.putFile(path, '.bin', null);
-    expect(keyOfUri(retryStore.location, ref.uri)).toBe(key);
+    expect(keyOfUri(retryStore.bucket, ref.uri)).toBe(key);
     expect((await headOrUndefined(key))?.ContentLength).toBe(12 * MiB);
     const fetched = await storeFor('multipart').fetch(ref);
     expect(await sha256File(fetched)).toBe(ref.sha256);

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
+import { ArtifactStore, artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
 import { readRows } from '../../activities/data/arrow-io';
 import { manifestArtifacts, recordedWorkflows, replayWorkflows, type ArtifactCheck } from '../../cli/audit';
 import type { RunListing } from '../../cli/commands/runs';
@@ -28,6 +28,8 @@ import {
 
 /** These tests are about the data stage; training has its own. */
 const DATA_ONLY = { stopAfter: 'data' } as const;
+/** Reads artifacts by their refs' file URIs (checking their hashes); its own folder stays empty. */
+const reader = new ArtifactStore(tempDir());
 
 let env: TestServer;
 let worker: ReturnType<typeof spawnWorker>;
@@ -65,8 +67,8 @@ describe('finetunePipeline on a real dev server', () => {
     expect(report.accounting.removed).toBeGreaterThan(0);
     expect(readFileSync(artifactPath(result.data.dataReport.markdown), 'utf8')).toContain('| stage | rows in | rows out |');
 
-    const train = await readRows(result.data.splits.train);
-    const test = await readRows(result.data.splits.test);
+    const train = await readRows(reader, result.data.splits.train);
+    const test = await readRows(reader, result.data.splits.test);
     expect(train.length).toBe(result.data.splits.train.rows);
     const trainGroups = new Set(train.map((r) => r.groupId));
     expect(test.some((r) => trainGroups.has(r.groupId))).toBe(false);
@@ -261,9 +263,11 @@ describe('knowledge files', () => {
     });
     expect(file.repeatsData.train + file.repeatsData.validation + file.repeatsData.test).toBe(1);
     expect(readFileSync(artifactPath(result.data.dataReport.markdown), 'utf8')).toContain('## Knowledge files');
-    const indexed = await readRows(result.data.knowledge!.rows);
+    const indexed = await readRows(reader, result.data.knowledge!.rows);
     expect(indexed.map((r) => [r.id, r.question])).toEqual([['k1:row-2', 'What is the warranty on the Vireo router?']]);
-    expect(await readRows({ uri: `file://${join(result.runFolder, 'knowledge.arrow')}` })).toEqual(indexed);
+    expect(await readRows(reader, { ...result.data.knowledge!.rows, uri: `file://${join(result.runFolder, 'knowledge.arrow')}` })).toEqual(
+      indexed,
+    );
     const removed = readFileSync(join(result.runFolder, 'knowledge-removed.jsonl'), 'utf8')
       .trim()
       .split('\n')
@@ -334,15 +338,17 @@ describe('feedback files', () => {
     const split = manifest.steps.find((s) => s.step === 'split')!;
     expect(result.data.splits.validation).toEqual(split.outputs.validation);
     expect(result.data.splits.test).toEqual(split.outputs.test);
-    const [dataTrain, validation, test] = await Promise.all(['train', 'validation', 'test'].map((name) => readRows(split.outputs[name]!)));
+    const [dataTrain, validation, test] = await Promise.all(
+      ['train', 'validation', 'test'].map((name) => readRows(reader, split.outputs[name]!)),
+    );
     expect([dataTrain!.length, validation!.length, test!.length]).toEqual([2, 1, 1]);
     const heldOut = new Set([...validation!, ...test!].map((r) => r.question));
     const added = ['f1:c1', 'f1:c2', ...repeats.filter(([, question]) => !heldOut.has(question!)).map(([id]) => id)];
     expect(added).toHaveLength(4);
-    const train = await readRows(result.data.splits.train);
+    const train = await readRows(reader, result.data.splits.train);
     expect(train.map((r) => r.id)).toEqual([...dataTrain!.map((r) => r.id), ...added]);
     expect(train.find((r) => r.id === 'f1:c1')!.answer).toBe('Yes, on any Qi charger.');
-    expect(await readRows({ uri: `file://${join(result.runFolder, 'train.arrow')}` })).toEqual(train);
+    expect(await readRows(reader, { ...result.data.splits.train, uri: `file://${join(result.runFolder, 'train.arrow')}` })).toEqual(train);
 
     // Every feedback row accounted for; the file's hash is the step's input, as a knowledge file's is.
     const report = JSON.parse(readFileSync(artifactPath(result.data.dataReport.json), 'utf8'));
@@ -432,7 +438,7 @@ describe('the shipped Amazon appliances recipe', () => {
       const cleaned = report.stages.find((s: { stage: string }) => s.stage === 'clean');
       expect(cleaned.details['changedByRule.removeUrls']).toBeGreaterThan(0);
       expect(Object.keys(cleaned.details).some((k) => k.startsWith('removed.'))).toBe(true);
-      const rows = [...(await readRows(result.data.splits.train)), ...(await readRows(result.data.splits.test))];
+      const rows = [...(await readRows(reader, result.data.splits.train)), ...(await readRows(reader, result.data.splits.test))];
       expect(rows.some((r) => /https?:\/\//.test(r.answer))).toBe(false);
       // Stratified by question type: both types in every split.
       for (const split of ['train', 'validation', 'test']) {

@@ -23,7 +23,7 @@ describe('artifact store', () => {
     ];
     const ref = await writeRows(store, rows);
     expect(ref.rows).toBe(2);
-    expect(await readRows(ref)).toEqual(rows);
+    expect(await readRows(store, ref)).toEqual(rows);
   });
 
   it('keys steps on config, inputs and code, with key order irrelevant', () => {

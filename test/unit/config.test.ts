@@ -112,6 +112,28 @@ describe('pipeline config', () => {
     ]);
   });
 
+  it('takes an S3 bucket for artifacts, and says what a bucket cannot do yet', () => {
+    const problems = (raw: object) => {
+      const check = checkConfig({ name: 'x', data: { sample: { rows: 10 } }, ...raw });
+      return check.ok ? [] : check.problems.map((p) => `${p.path}: ${p.message}`);
+    };
+    expect(problems({ storage: { artifacts: 's3://team-models/tuneline' }, promotion: 'manual' })).toEqual([]);
+    expect(problems({ storage: { artifacts: 's3://Bad_Bucket' }, promotion: 'manual' })).toEqual([
+      expect.stringMatching(/^storage\.artifacts: an S3 location is s3:\/\/bucket or s3:\/\/bucket\/prefix/),
+    ]);
+    expect(
+      problems({
+        storage: { artifacts: 's3://team-models' },
+        schedules: [{ id: 'nightly', cron: '0 2 * * *' }],
+      }),
+    ).toEqual([
+      expect.stringMatching(
+        /^promotion: with storage.artifacts in a bucket the model registry is not available yet; set promotion: manual/,
+      ),
+      expect.stringMatching(/^schedules: scheduled runs need the model registry/),
+    ]);
+  });
+
   it('names feedback exports to train on, each file checked like a knowledge file', () => {
     const parsed = PipelineConfig.parse({ name: 'x', data: { sample: { rows: 10 }, feedback: [{ path: 'feedback.jsonl' }] } });
     // No columns: the file inherits data.columns (as far as it has them) when the data stage reads it.

@@ -50,7 +50,7 @@ async function contextsFor(distractors: number) {
   const train = await writeRows(store, trainRows);
   const validation = await writeRows(store, rows(20, 200));
   const result = await retrieveKnownPairs({ config, configDir: dir, train, mode: 'training', rows: [train, validation] });
-  return { result, trainRows, lines: await readJsonl(result.outputs.contexts, ContextRow) };
+  return { result, trainRows, lines: await readJsonl(store, result.outputs.contexts, ContextRow) };
 }
 
 describe('known pairs for grounded training', () => {
@@ -135,7 +135,7 @@ describe('knowledge rows beside the training split', () => {
     );
     const answers = await retrieveAnswers({ ...parts, questions });
     expect(answers.stats.indexRows).toBe(49);
-    expect((await readJsonl(answers.outputs.answers, Prediction)).map((p) => p.prediction)).toEqual([
+    expect((await readJsonl(store, answers.outputs.answers, Prediction)).map((p) => p.prediction)).toEqual([
       'The drone has a 8-year warranty.',
       'The kettle has a 4-year warranty.',
     ]);
@@ -144,7 +144,7 @@ describe('knowledge rows beside the training split', () => {
     const validation = await writeRows(store, [{ ...trainRows[0]!, id: 'v0', groupId: 'v0' }]);
     const grounded = await retrieveKnownPairs({ ...parts, mode: 'training', rows: [train, validation] });
     const pairsOf = async (id: string) =>
-      (await readJsonl(grounded.outputs.contexts, ContextRow)).find((line) => line.id === id)!.context.map((pair) => pair.id);
+      (await readJsonl(store, grounded.outputs.contexts, ContextRow)).find((line) => line.id === id)!.context.map((pair) => pair.id);
     expect(await pairsOf('v0')).toContain('k1:row-9');
     expect(await pairsOf('r0')).not.toContain('k1:row-9');
   });

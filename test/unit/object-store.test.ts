@@ -18,6 +18,9 @@ import {
   uriOf,
 } from '../../activities/object-store/layout';
 import { tempDir } from '../integration/harness';
+import { cacheSettings, runLocation } from '../../activities/context';
+import { localFilesOf } from '../../cli/stage';
+import { PipelineConfig } from '../../schemas/config';
 
 const sha = 'ab' + 'c'.repeat(62);
 
@@ -126,5 +129,42 @@ describe('read-through cache', () => {
     expect(readFileSync(await cache.admit(join(elsewhere, 'f'), 'f'), 'utf8')).toBe('bytes');
     expect(existsSync(join(elsewhere, 'f'))).toBe(false);
     rmSync(elsewhere, { recursive: true, force: true });
+  });
+});
+
+describe('runs with a bucket for artifacts', () => {
+  const config = (raw: object) => PipelineConfig.parse({ name: 'x', promotion: 'manual', storage: { artifacts: 's3://team/p' }, ...raw });
+
+  it('stages every local file the config names, once, and nothing else', () => {
+    expect(
+      localFilesOf(
+        config({
+          data: { path: 'data/qa.csv', feedback: [{ path: 'fb.jsonl' }] },
+          retrieval: { knowledge: [{ path: 'kb.csv' }, { path: 'fb.jsonl' }] },
+          training: { grounding: { k: 2 } },
+          evaluation: { generalText: 'general.txt' },
+          model: { base: './models/base' },
+        }),
+      ),
+    ).toEqual(['data/qa.csv', 'fb.jsonl', 'kb.csv', 'general.txt', './models/base']);
+    // The sample set is made by a worker, `default` and hub ids are not files.
+    expect(localFilesOf(config({ data: { sample: { rows: 10 } }, model: { base: 'HuggingFaceTB/SmolLM2-135M-Instruct' } }))).toEqual([]);
+  });
+
+  it('names a run folder in the bucket, or on disk for a local store', () => {
+    expect(runLocation(config({ data: { sample: { rows: 10 } } }).storage, '/home/me/proj', 'run-1')).toBe('s3://team/p/runs/run-1/');
+    expect(runLocation(PipelineConfig.parse({ name: 'x', data: { sample: { rows: 10 } } }).storage, '/home/me/proj', 'run-1')).toBe(
+      '/home/me/proj/.tuneline/runs/run-1',
+    );
+  });
+
+  it('caches under TUNELINE_CACHE_DIR within TUNELINE_CACHE_GB, and refuses a size that is not one', () => {
+    expect(cacheSettings({ TUNELINE_CACHE_DIR: '/var/cache/tl', TUNELINE_CACHE_GB: '1.5' })).toEqual({
+      dir: '/var/cache/tl',
+      limitBytes: 1.5 * 1024 ** 3,
+    });
+    expect(() => cacheSettings({ TUNELINE_CACHE_GB: 'lots' })).toThrow(
+      'TUNELINE_CACHE_GB must be a positive number of gigabytes, not "lots"',
+    );
   });
 });
