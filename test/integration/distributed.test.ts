@@ -25,7 +25,7 @@ import {
   writePipeline,
   type TestServer,
 } from './harness';
-import { startSeaweedS3, type SeaweedS3 } from './object-store-harness';
+import { startSeaweedS3, type SeaweedS3 } from '../../lib/seaweedfs';
 
 let env: TestServer;
 let s3: SeaweedS3;
@@ -33,7 +33,7 @@ const folders = { client: tempDir('tuneline-client-'), cpu: tempDir('tuneline-cp
 const workers: Array<ChildProcess & { logs: string[] }> = [];
 
 beforeAll(async () => {
-  [env, s3] = await Promise.all([startTestServer(), startSeaweedS3('tuneline-runs')]);
+  [env, s3] = await Promise.all([startTestServer(), startSeaweedS3({ bucket: 'tuneline-runs' })]);
   // The client's own cache of what it stages and fetches.
   Object.assign(process.env, s3.env, { TUNELINE_CACHE_DIR: join(folders.client, 'cache') });
   const start = (queue: 'cpu' | 'gpu') => {

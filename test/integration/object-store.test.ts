@@ -21,7 +21,7 @@ import { keyOfUri, objectKey } from '../../activities/object-store/layout';
 import { CorruptObjectError, ObjectStore, type ObjectStoreOptions } from '../../activities/object-store/store';
 import type { ArtifactRef, StepResult } from '../../schemas/manifests';
 import { tempDir } from './harness';
-import { startSeaweedS3, type SeaweedS3 } from './object-store-harness';
+import { startSeaweedS3, type SeaweedS3 } from '../../lib/seaweedfs';
 
 const MiB = 1024 * 1024;
 let s3: SeaweedS3;

