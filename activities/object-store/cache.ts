@@ -43,6 +43,13 @@ async function sizeOf(path: string): Promise<number> {
 export class ReadThroughCache {
   readonly root: string;
   readonly limitBytes: number;
+  /**
+   * The entries' total at this process's last scan plus what it admitted since, or undefined before
+   * the first scan. Measuring every entry on each admit made storing n files cost n² stats; now the
+   * folder is measured again only when this estimate passes the limit. Entries that another process
+   * sharing the folder adds count from this process's next scan.
+   */
+  private estimatedBytes: number | undefined;
 
   constructor(root: string, limitBytes: number) {
     this.root = root;
@@ -84,8 +91,9 @@ export class ReadThroughCache {
       });
       const now = new Date();
       await utimes(path, now, now);
+      if (this.estimatedBytes !== undefined) this.estimatedBytes += await sizeOf(path);
     }
-    await this.evict(new Set([name]));
+    if (this.estimatedBytes === undefined || this.estimatedBytes > this.limitBytes) await this.evict(new Set([name]));
     return path;
   }
 
@@ -101,9 +109,10 @@ export class ReadThroughCache {
   }
 
   async evict(keep: ReadonlySet<string> = new Set()): Promise<void> {
-    for (const name of entriesToEvict(await this.entries(), this.limitBytes, keep)) {
-      await rm(this.entryPath(name), { recursive: true, force: true });
-    }
+    const entries = await this.entries();
+    const evicted = new Set(entriesToEvict(entries, this.limitBytes, keep));
+    for (const name of evicted) await rm(this.entryPath(name), { recursive: true, force: true });
+    this.estimatedBytes = entries.reduce((sum, entry) => sum + (evicted.has(entry.name) ? 0 : entry.bytes), 0);
   }
 
   private entryPath(name: string): string {

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { sha256Tree } from '../../activities/artifacts';
 import { ReadThroughCache, entriesToEvict } from '../../activities/object-store/cache';
 import { configuredEndpoint } from '../../activities/object-store/client';
@@ -120,6 +120,21 @@ describe('read-through cache', () => {
     // The same name again keeps the entry there and drops the newcomer.
     await admitFile('first', '0123456789');
     expect((await cache.entries()).length).toBe(2);
+  });
+
+  it('measures its folder again only when what it admitted may pass the limit', async () => {
+    const cache = new ReadThroughCache(tempDir(), 100);
+    const scans = vi.spyOn(cache, 'entries');
+    const admit = async (name: string) => {
+      const tmp = await cache.tempPath();
+      writeFileSync(tmp, '0123456789');
+      return cache.admit(tmp, name);
+    };
+    for (let n = 0; n < 10; n++) await admit(`f${n}`); // 100 bytes: at the limit, not over it
+    expect(scans).toHaveBeenCalledTimes(1);
+    await admit('f10');
+    expect(scans).toHaveBeenCalledTimes(2);
+    expect((await cache.entries()).reduce((sum, e) => sum + e.bytes, 0)).toBe(100);
   });
 
   it('admits a file from another file system by copying it in', async () => {
