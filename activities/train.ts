@@ -6,6 +6,10 @@
  * The work folder (checkpoints, engine events) is keyed by the training budget, not by where a call
  * pauses (`stopAtStep`), and it outlives the step: a trial paused at a rung and continued later
  * trains only the remaining steps, and ends with the weights of a straight run.
+ *
+ * With the artifacts in a bucket, the work folder is on one machine: each checkpoint is also copied
+ * to the bucket and named in the heartbeat (checkpoint-mirror.ts), so a retry on another gpu worker
+ * restores it and resumes there.
  */
 import { appendFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
@@ -16,8 +20,9 @@ import type { ArtifactRef, StepContext, StepResult, TrainProgress } from '../sch
 import type { TrainStats } from '../schemas/steps';
 import type { TrainSpec } from '../schemas/train-spec';
 import { describeBaseModel } from './base-model';
+import { CheckpointMirror, restoreCheckpoint } from './checkpoint-mirror';
 import { codeVersion } from './code-version';
-import { baseModelFor, storeFor } from './context';
+import { baseModelFor, isBucketUri, storeFor } from './context';
 import { runEngine } from './engine-process';
 import { runCachedStep, stepKey } from './steps';
 
@@ -88,7 +93,12 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       const ctx = Context.current();
       if (input.noCache && ctx.info.attempt === 1) await rm(workDir, { recursive: true, force: true });
       await mkdir(workDir, { recursive: true });
-      const resume = chooseResumePoint(workDir, ctx.info.heartbeatDetails as Partial<TrainProgress> | undefined, input.stopAtStep);
+      const hint = ctx.info.heartbeatDetails as Partial<TrainProgress> | undefined;
+      if (hint?.mirrored) {
+        const restored = await restoreCheckpoint(store, workDir, hint.mirrored, completeCheckpoints(workDir)[0]?.step);
+        if (restored) ctx.log.info(`restored the checkpoint of step ${hint.mirrored.step} from the bucket`, { path: restored });
+      }
+      const resume = chooseResumePoint(workDir, hint, input.stopAtStep);
       const spec: TrainSpec = {
         model,
         training,
@@ -96,6 +106,12 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
           train: await store.fetch(input.train),
           validation: await store.fetch(input.validation),
           ...(input.contexts ? { contexts: await store.fetch(input.contexts) } : {}),
+        },
+        sources: {
+          model: baseModel.sha256 ?? `${baseModel.name}@${baseModel.revision}`,
+          train: input.train.sha256,
+          validation: input.validation.sha256,
+          ...(input.contexts ? { contexts: input.contexts.sha256 } : {}),
         },
         outputDir: workDir,
         ...(resume ? { resumeFrom: resume.path } : {}),
@@ -116,7 +132,17 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         tokensPerSecond: null,
         validationLoss: null,
         attempt: ctx.info.attempt,
+        // A restored or earlier mirror stays the retry's way back until this attempt mirrors a newer one.
+        mirrored: hint?.mirrored ?? null,
       };
+      const mirror = isBucketUri(store.location)
+        ? new CheckpointMirror(
+            store,
+            workDir,
+            (mirrored) => (progress.mirrored = mirrored),
+            (message) => ctx.log.warn(message),
+          )
+        : undefined;
       let start: EngineEventOf<'start'> | undefined;
       let done: EngineEventOf<'done'> | undefined;
       await runEngine({
@@ -131,10 +157,12 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
           } else if (event.event === 'step')
             Object.assign(progress, { step: event.step, loss: event.loss, tokensPerSecond: event.tokensPerSecond });
           else if (event.event === 'eval') progress.validationLoss = event.validationLoss;
-          else if (event.event === 'checkpoint') Object.assign(progress, { checkpoint: event.path, checkpointStep: event.step });
-          else if (event.event === 'done') done = event;
+          else if (event.event === 'checkpoint') {
+            Object.assign(progress, { checkpoint: event.path, checkpointStep: event.step });
+            mirror?.offer(event.path, event.step);
+          } else if (event.event === 'done') done = event;
         },
-      });
+      }).finally(() => mirror?.stop());
       if (!done) throw new Error('the engine exited cleanly without a done event');
       const metrics = TrainMetrics.parse(done.metrics);
       // final/ moves into the store; the checkpoints stay (bounded by training.keepCheckpoints) for a later continuation.

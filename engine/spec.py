@@ -101,9 +101,22 @@ def get_field(spec: dict, dotted: str):
     return value
 
 
+def without_paths(spec: dict) -> dict:
+    """The spec less where its files are (`model.base`, `data`), for specs whose `sources` say what they are."""
+    stripped = {key: value for key, value in spec.items() if key != "data"}
+    stripped["model"] = {key: value for key, value in spec["model"].items() if key != "base"}
+    return stripped
+
+
 def resume_mismatches(spec: dict, checkpoint_spec: dict) -> list[str]:
+    """The invariant fields that differ. With `sources` in both, files are compared by content, not by
+    path: a checkpoint restored on another machine finds the same files in a different folder."""
+    fields = RESUME_INVARIANT_FIELDS
+    if spec.get("sources") and checkpoint_spec.get("sources"):
+        spec, checkpoint_spec = without_paths(spec), without_paths(checkpoint_spec)
+        fields = (*fields, "sources")
     return [
         f"{name}: checkpoint has {json.dumps(get_field(checkpoint_spec, name))}, spec has {json.dumps(get_field(spec, name))}"
-        for name in RESUME_INVARIANT_FIELDS
+        for name in fields
         if get_field(spec, name) != get_field(checkpoint_spec, name)
     ]

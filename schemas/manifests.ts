@@ -61,6 +61,8 @@ export interface TrainProgress {
   tokensPerSecond: number | null;
   validationLoss: number | null;
   attempt: number;
+  /** With the artifacts in a bucket: the newest checkpoint copied there, for a retry on another machine. */
+  mirrored: { ref: ArtifactRef; step: number } | null;
 }
 
 /** The generation heartbeat: how far one system has got through the evaluation rows. */

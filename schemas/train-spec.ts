@@ -21,6 +21,18 @@ export const TrainSpec = z
             'validation row is prompted with; rows are joined by id.',
         ),
     }),
+    sources: z
+      .strictObject({
+        model: z.string().describe("sha256 of the base model's weights; a hub model's id and revision."),
+        train: z.string().describe('sha256 of the training split.'),
+        validation: z.string().describe('sha256 of the validation split.'),
+        contexts: z.string().optional().describe('sha256 of the grounding contexts.'),
+      })
+      .optional()
+      .describe(
+        'What the model and data files are, by content. When a checkpoint and the spec resuming it both have sources, ' +
+          'resuming compares these instead of the paths, which differ between machines.',
+      ),
     outputDir: z
       .string()
       .describe('Folder the engine writes checkpoints and the final artifact into; kept between runs of the same budget.'),

@@ -70,3 +70,18 @@ def test_resume_mismatches_name_the_budget_and_schedule_not_the_pause():
         "training.batchSize", "training.epochs", "training.learningRate", "training.maxSteps",
         "training.schedule", "training.warmupRatio", "training.weightDecay",
     ]
+
+
+def test_resume_compares_files_by_their_sources_not_their_paths():
+    sources = {"model": "a" * 64, "train": "b" * 64, "validation": "c" * 64}
+    spec = validate_spec(json.loads(json.dumps({**MINIMAL, "sources": sources})))
+    elsewhere = json.loads(json.dumps(spec))
+    elsewhere["model"]["base"] = "/another/machine/cache/model.dir"
+    elsewhere["data"] = {"train": "/another/machine/train.arrow", "validation": "/another/machine/validation.arrow"}
+    assert resume_mismatches(spec, elsewhere) == []
+    elsewhere["sources"]["train"] = "d" * 64
+    elsewhere["model"]["systemPrompt"] = "another prompt"
+    assert sorted(m.split(":")[0] for m in resume_mismatches(spec, elsewhere)) == ["model", "sources"]
+    # Without sources on both sides, the paths are what identifies the files.
+    del elsewhere["sources"]
+    assert sorted(m.split(":")[0] for m in resume_mismatches(spec, elsewhere)) == ["data", "model"]

@@ -1,0 +1,113 @@
+/**
+ * Checkpoints in the bucket, for a training whose machine dies. With `storage.artifacts` in a bucket,
+ * each checkpoint the engine completes is copied into the store as one folder: the step's checkpoint,
+ * the best weights so far (when they are from that step or before it) and the attempt's events log.
+ * The ref goes into the activity's heartbeat, so the attempt Temporal retries on another gpu worker
+ * restores it into its own empty work folder and resumes there, as it would on the first machine.
+ *
+ * Uploads run beside the training, one at a time, and always of the newest checkpoint: one that is
+ * superseded while another uploads is skipped. An upload that fails (the engine pruned the folder
+ * while it was copied, the bucket refused) is logged and the next checkpoint tries again; training
+ * never waits for it.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { cp, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ArtifactRef } from '../schemas/manifests';
+import type { StepStore } from './artifacts';
+
+const EVENTS_FILE = 'events.jsonl';
+
+/** What the mirror holds for a step: where it is and which step. */
+export interface MirroredCheckpoint {
+  ref: ArtifactRef;
+  step: number;
+}
+
+const checkpointsOf = (workDir: string) => join(workDir, 'checkpoints');
+
+/** The step `best/` holds, or undefined when it is missing or incomplete. */
+function bestStep(workDir: string): number | undefined {
+  const folder = join(checkpointsOf(workDir), 'best');
+  if (!existsSync(join(folder, 'complete'))) return undefined;
+  return (JSON.parse(readFileSync(join(folder, 'best.json'), 'utf8')) as { step: number }).step;
+}
+
+export class CheckpointMirror {
+  private pending: { path: string; step: number } | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly store: StepStore,
+    private readonly workDir: string,
+    private readonly onMirrored: (mirrored: MirroredCheckpoint) => void,
+    private readonly warn: (message: string) => void,
+  ) {}
+
+  /** A complete checkpoint folder the engine just wrote; uploaded when the mirror is free. */
+  offer(path: string, step: number): void {
+    if (this.stopped) return;
+    this.pending = { path, step };
+    this.running ??= this.drain().finally(() => (this.running = undefined));
+  }
+
+  /** No more uploads; waits for the one in flight, so nothing runs after the step ends. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.pending = undefined;
+    await this.running;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending && !this.stopped) {
+      const { path, step } = this.pending;
+      this.pending = undefined;
+      try {
+        this.onMirrored({ ref: await this.upload(path, step), step });
+      } catch (error) {
+        this.warn(`checkpoint of step ${step} not copied to the bucket (the next one will be): ${String(error)}`);
+      }
+    }
+  }
+
+  private async upload(path: string, step: number): Promise<ArtifactRef> {
+    const folder = await this.store.tempPath();
+    await mkdir(folder, { recursive: true });
+    try {
+      await cp(path, join(folder, `step-${step}`), { recursive: true });
+      const best = bestStep(this.workDir);
+      // Newer best weights belong to a later timeline than this checkpoint's; the resumed run re-finds them.
+      if (best !== undefined && best <= step)
+        await cp(join(checkpointsOf(this.workDir), 'best'), join(folder, 'best'), { recursive: true });
+      const events = join(this.workDir, EVENTS_FILE);
+      if (existsSync(events)) await cp(events, join(folder, EVENTS_FILE));
+      return await this.store.putDir(folder);
+    } catch (error) {
+      await rm(folder, { recursive: true, force: true });
+      throw error;
+    }
+  }
+}
+
+/**
+ * Brings a mirrored checkpoint into a work folder that has none as new (another machine's, or this
+ * one's after its disk was lost): the step, the best weights and the events log when the folder has
+ * none. Returns the restored checkpoint's path, or undefined when the folder already had it or newer.
+ */
+export async function restoreCheckpoint(store: StepStore, workDir: string, mirrored: MirroredCheckpoint, localNewest: number | undefined) {
+  if (localNewest !== undefined && localNewest >= mirrored.step) return undefined;
+  const source = await store.fetch(mirrored.ref);
+  const checkpoints = checkpointsOf(workDir);
+  await mkdir(checkpoints, { recursive: true });
+  const destination = join(checkpoints, `step-${mirrored.step}`);
+  await rm(destination, { recursive: true, force: true });
+  await cp(join(source, `step-${mirrored.step}`), destination, { recursive: true });
+  if (existsSync(join(source, 'best'))) {
+    await rm(join(checkpoints, 'best'), { recursive: true, force: true });
+    await cp(join(source, 'best'), join(checkpoints, 'best'), { recursive: true });
+  }
+  if (!existsSync(join(workDir, EVENTS_FILE)) && existsSync(join(source, EVENTS_FILE)))
+    await cp(join(source, EVENTS_FILE), join(workDir, EVENTS_FILE));
+  return destination;
+}
