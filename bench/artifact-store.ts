@@ -3,8 +3,9 @@
  * of the S3 store (activities/object-store/) on a SeaweedFS started on loopback (lib/seaweedfs.ts),
  * over the same bytes, side by side, with the ratio S3 / local.
  *
- *   npm run bench:store                       # 1 GiB in all (3 to 4 minutes on 2 busy cores)
+ *   npm run bench:store                       # both sections: 1 GiB in all, then the pipeline (6 to 8 minutes)
  *   npm run bench:store -- --total-mb 256     # the same mix, scaled
+ *   npm run bench:store -- --sections pipeline --repeats 3
  *
  * The mix (at 1024 MiB; every size scales with --total-mb): half in 4 large files (4 x 128 MiB, each
  * a multipart upload of 16 MiB parts), a quarter in a model-like folder (8 x 24 MiB weight shards and
@@ -21,6 +22,12 @@
  * Both stores and SeaweedFS share this machine's disk and page cache: the S3 figures are the cost of
  * the protocol and the store's code on loopback, not of a network.
  *
+ * The pipeline section runs the same tiny-model pipeline (test/integration/harness.ts's `tinyRun`: real
+ * training, export, evaluation against the base model) on one dev server with a cpu and a gpu worker in
+ * this process, once with the local store and once with `storage.artifacts: s3://...`, each with its
+ * own empty store and worker cache, alternating for `--repeats` rounds; it prints each step's median
+ * seconds and the whole run's, with the ratio S3 / local.
+ *
  * Prints a Markdown table and writes bench/results/artifact-store.json. Each section of the benchmark
  * is a function from the shared setup (`BenchSetup`) to its figures, its table and its JSON entry.
  */
@@ -32,8 +39,11 @@ import { parseArgs } from 'node:util';
 import { ArtifactStore } from '../activities/artifacts';
 import { renderMarkdown, type Cell } from '../activities/report/document';
 import { ObjectStore } from '../activities/object-store/store';
+import { startPipeline } from '../cli/client';
+import { loadConfigFile } from '../cli/config';
 import { startSeaweedS3, type SeaweedS3 } from '../lib/seaweedfs';
-import type { ArtifactRef } from '../schemas/manifests';
+import type { ArtifactRef, PipelineResult } from '../schemas/manifests';
+import { buildTinyModel, startInProcessTemporal, tinyRun, writePipeline } from '../test/integration/harness';
 
 const MiB = 1024 * 1024;
 
@@ -261,12 +271,107 @@ function throughputTable(figures: ThroughputFigure[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Section: a whole tiny-model pipeline on the local store and on S3.
+
+type StoreKind = 'local' | 's3';
+
+/** One run's seconds: the whole run as the client waited for it, and each step's own. */
+interface PipelineTiming {
+  store: StoreKind;
+  wallSeconds: number;
+  steps: Record<string, number>;
+}
+
+interface PipelineFigure {
+  measurement: string;
+  localSeconds: number;
+  s3Seconds: number;
+  /** S3 seconds over local seconds: 1.2 means the step took a fifth longer on S3. */
+  ratio: number;
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+async function measurePipeline({ workDir, seaweed }: BenchSetup, repeats: number): Promise<PipelineTiming[]> {
+  const tinyModel = buildTinyModel();
+  // Workers and client keep their read-through caches here; each S3 run gets a new, empty one below.
+  const temporal = await startInProcessTemporal(join(workDir, 'temporal'));
+  const timings: PipelineTiming[] = [];
+  try {
+    for (let round = 0; round < repeats; round++) {
+      for (const store of ['local', 's3'] as const) {
+        const dir = mkdtempSync(join(workDir, `pipeline-${store}-`));
+        process.env.TUNELINE_CACHE_DIR = join(dir, 'cache');
+        const path = writePipeline(dir, {
+          name: 'bench-store',
+          ...tinyRun(tinyModel, 16),
+          // The model registry is local-only; both runs end as candidates.
+          promotion: 'manual',
+          // A new prefix each run: nothing is reused from an earlier round.
+          ...(store === 's3' ? { storage: { artifacts: `s3://${seaweed.bucket}/pipeline-${round}` } } : {}),
+        });
+        console.error(`pipeline round ${round + 1} of ${repeats}, ${store} store`);
+        const started = performance.now();
+        const result: PipelineResult = await (await startPipeline(temporal.client, loadConfigFile(path))).result();
+        const wallSeconds = (performance.now() - started) / 1000;
+        if (!result.evaluation) throw new Error(`the ${store} pipeline ended ${result.outcome}, without an evaluation`);
+        const steps: Record<string, number> = {};
+        for (const step of result.steps) if (!step.reused) steps[step.step] = (steps[step.step] ?? 0) + step.seconds;
+        timings.push({ store, wallSeconds, steps });
+      }
+    }
+  } finally {
+    await temporal.stop();
+  }
+  return timings;
+}
+
+function pipelineFigures(timings: PipelineTiming[]): PipelineFigure[] {
+  const of = (store: StoreKind) => timings.filter((t) => t.store === store);
+  const figure = (measurement: string, read: (t: PipelineTiming) => number): PipelineFigure => {
+    const [localSeconds, s3Seconds] = [median(of('local').map(read)), median(of('s3').map(read))];
+    return { measurement, localSeconds, s3Seconds, ratio: s3Seconds / localSeconds };
+  };
+  const stepNames = [...new Set(timings.flatMap((t) => Object.keys(t.steps)))];
+  return [...stepNames.map((name) => figure(name, (t) => t.steps[name] ?? 0)), figure('whole run (wall)', (t) => t.wallSeconds)];
+}
+
+function pipelineTable(figures: PipelineFigure[]): string {
+  return renderMarkdown([
+    {
+      kind: 'table',
+      header: ['step', 'local store s', 'S3 on SeaweedFS s', 'ratio S3 / local'],
+      rows: figures.map((f) => [f.measurement, f.localSeconds.toFixed(2), f.s3Seconds.toFixed(2), `${f.ratio.toFixed(2)}x`]),
+      numeric: [false, true, true, true],
+    },
+  ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const SECTIONS = ['throughput', 'pipeline'] as const;
+type Section = (typeof SECTIONS)[number];
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { 'total-mb': { type: 'string', default: '1024' } } });
+  const { values } = parseArgs({
+    options: {
+      'total-mb': { type: 'string', default: '1024' },
+      sections: { type: 'string', default: SECTIONS.join(',') },
+      repeats: { type: 'string', default: '1' },
+    },
+  });
   const totalMiB = Number(values['total-mb']);
   if (!Number.isInteger(totalMiB) || totalMiB < 8)
     throw new Error(`--total-mb must be a whole number of MiB, at least 8, not "${values['total-mb']}"`);
+  const repeats = Number(values.repeats);
+  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--repeats must be a whole number, at least 1, not "${values.repeats}"`);
+  const sections = values.sections.split(',').map((name) => name.trim());
+  const unknown = sections.filter((name) => !SECTIONS.includes(name as Section));
+  if (unknown.length) throw new Error(`--sections: unknown ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}`);
 
   const started = performance.now();
   const loadBefore = os.loadavg();
@@ -284,20 +389,27 @@ async function main(): Promise<void> {
     console.error(`SeaweedFS answered S3 after ${seaweed.startSeconds.toFixed(1)} s`);
     const setup: BenchSetup = { workDir, seaweed, totalMiB };
 
-    const throughput = await measureThroughput(setup);
-    const figures = throughputFigures(throughput);
+    const throughput = sections.includes('throughput') ? await measureThroughput(setup) : undefined;
+    const pipeline = sections.includes('pipeline') ? await measurePipeline(setup, repeats) : undefined;
 
     const loadAfter = os.loadavg();
     const machine = { cpus: os.availableParallelism(), memoryGiB: Math.round(os.totalmem() / 2 ** 30), loadBefore, loadAfter };
-    console.log(`\nArtifact store throughput, ${(throughput.totalBytes / MiB).toFixed(0)} MiB: ${throughput.mix}`);
-    console.log(`${machine.cpus} CPUs, load average ${loadBefore[0]!.toFixed(1)} before and ${loadAfter[0]!.toFixed(1)} after\n`);
-    console.log(throughputTable(figures));
+    console.log(`\n${machine.cpus} CPUs, load average ${loadBefore[0]!.toFixed(1)} before and ${loadAfter[0]!.toFixed(1)} after`);
+    if (throughput) {
+      console.log(`\nArtifact store throughput, ${(throughput.totalBytes / MiB).toFixed(0)} MiB: ${throughput.mix}\n`);
+      console.log(throughputTable(throughputFigures(throughput)));
+    }
+    if (pipeline) {
+      console.log(`\nA tiny-model pipeline (16 training steps), median of ${repeats} run(s) on each store\n`);
+      console.log(pipelineTable(pipelineFigures(pipeline)));
+    }
     const resultsDir = join(import.meta.dirname, 'results');
     mkdirSync(resultsDir, { recursive: true });
     const result = {
       machine,
-      settings: { totalMiB },
-      throughput: { ...throughput, figures },
+      settings: { totalMiB, sections, repeats },
+      throughput: throughput && { ...throughput, figures: throughputFigures(throughput) },
+      pipeline: pipeline && { runs: pipeline, figures: pipelineFigures(pipeline) },
       wallSeconds: (performance.now() - started) / 1000,
     };
     writeFileSync(join(resultsDir, 'artifact-store.json'), JSON.stringify(result, null, 2));
