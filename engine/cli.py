@@ -279,6 +279,8 @@ def events_to_real_stdout() -> Emit:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     emit = events_to_real_stdout()
+    if os.environ.get("RANK", "0") != "0":  # one of torchrun's processes (engine/distributed.py): rank 0 speaks for all
+        emit = lambda event: None  # noqa: E731
     try:
         return args.run(args, emit)
     except UserError as error:
