@@ -128,6 +128,9 @@ events:   start (stopAtStep: the pause, or null), eval (step 0, before training)
 exit:     0 done or paused; 1 crash; 2 bad spec, a resumeFrom checkpoint of another run, or a
           stopAtStep before the checkpoint's step; 3 bad data; 130 interrupted
 signals:  SIGTERM or SIGINT finishes the current optimizer step, writes a checkpoint, exits 130
+torchrun: under `python -m torch.distributed.run --nproc-per-node=N -m engine train ...` the N
+          processes train data-parallel with one process's result (engine/distributed.py); rank 0
+          alone prints events and writes files, and metrics.processes is N
 writes:   <outputDir>/checkpoints/step-N (every checkpointEvery steps, at a pause and on SIGTERM;
           the newest training.keepCheckpoints are kept, also after training) and best/ (lowest
           validation loss of the regular evaluations);
