@@ -3,15 +3,20 @@
  * every process it starts dies with it), events parsed from stdout, heartbeats from events plus a
  * keep-alive, cancellation turned into SIGTERM (the engine checkpoints) and SIGKILL after a grace
  * period, and exit codes mapped to retryable or non-retryable failures.
+ *
+ * With several processes (`training.distributed.processes`) the child is torchrun, which starts the
+ * engine's processes in sessions of their own: SIGTERM reaches them through torchrun (which passes
+ * it on), and each dies with torchrun when the group is killed (engine/distributed.py).
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { EngineEvent, type EngineEventOf } from '../schemas/engine';
-import { EngineExit, ErrorTypes, errorTypeForExit, isNonRetryable } from '../schemas/errors';
+import { EngineExit, ErrorTypes, engineErrorKinds, errorTypeForExit, isNonRetryable } from '../schemas/errors';
 
 const projectRoot = resolve(import.meta.dirname, '..');
 
@@ -23,6 +28,8 @@ export interface EngineRunOptions {
   args: string[];
   /** The interpreter; the project's virtual environment by default. */
   python?: string;
+  /** Data-parallel processes under torchrun (1: the engine alone). */
+  processes?: number;
   onEvent: (event: EngineEvent) => void;
   /** What the heartbeat carries; called on every event and every keep-alive tick. */
   heartbeatDetails: () => unknown;
@@ -49,14 +56,39 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+export interface EngineCommand {
+  args: string[];
+  /** Added to the worker's environment. */
+  env: Record<string, string>;
+}
+
+/**
+ * `python -m engine ARGS`, or for several processes torchrun starting that many engines on this
+ * machine. Their CPU threads share the cores (OMP_NUM_THREADS, which torch also reads), so N
+ * processes do not each take every core; an OMP_NUM_THREADS set by the operator wins.
+ */
+export function engineCommand(
+  args: string[],
+  processes = 1,
+  env: NodeJS.ProcessEnv = process.env,
+  cores = availableParallelism(),
+): EngineCommand {
+  if (processes <= 1) return { args: ['-m', 'engine', ...args], env: {} };
+  return {
+    args: ['-m', 'torch.distributed.run', '--standalone', `--nproc-per-node=${processes}`, '-m', 'engine', ...args],
+    env: { OMP_NUM_THREADS: env.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(cores / processes))) },
+  };
+}
+
 /** Runs the engine to completion; events reach the caller through onEvent as they arrive. */
 export async function runEngine(options: EngineRunOptions): Promise<void> {
   const ctx = inActivity();
-  const child = spawn(options.python ?? enginePython(), ['-m', 'engine', ...options.args], {
+  const command = engineCommand(options.args, options.processes);
+  const child = spawn(options.python ?? enginePython(), command.args, {
     cwd: projectRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
-    env: { ...process.env, HF_HUB_OFFLINE: process.env.HF_HUB_OFFLINE ?? '1', PYTHONUNBUFFERED: '1' },
+    env: { ...process.env, HF_HUB_OFFLINE: process.env.HF_HUB_OFFLINE ?? '1', PYTHONUNBUFFERED: '1', ...command.env },
   });
   const stderrTail: string[] = [];
   let engineError: Extract<EngineEvent, { event: 'error' }> | undefined;
@@ -102,7 +134,9 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
     if (contractBreach) throw ApplicationFailure.retryable(contractBreach, ErrorTypes.engineCrash);
     if (code === EngineExit.ok) return;
     const message = engineError?.message ?? `engine exited with ${code ?? signal}: ${stderrTail.slice(-10).join('\n')}`;
-    const type = (code !== null && errorTypeForExit[code]) || ErrorTypes.engineCrash;
+    // torchrun exits 1 whatever its processes did; the error event says what happened.
+    const exitCode = engineError ? engineErrorKinds[engineError.kind] : code;
+    const type = (exitCode !== null && errorTypeForExit[exitCode]) || ErrorTypes.engineCrash;
     if (isNonRetryable(type)) throw ApplicationFailure.nonRetryable(message, type);
     throw ApplicationFailure.retryable(`${message}\n${stderrTail.join('\n')}`.slice(0, 4000), type);
   } finally {

@@ -18,6 +18,7 @@ import { Context } from '@temporalio/activity';
 import { TrainMetrics, type EngineEventOf } from '../schemas/engine';
 import type { ArtifactRef, StepContext, StepResult, TrainProgress } from '../schemas/manifests';
 import type { TrainStats } from '../schemas/steps';
+import type { TrainingSection } from '../schemas/config';
 import type { TrainSpec } from '../schemas/train-spec';
 import { describeBaseModel } from './base-model';
 import { CheckpointMirror, restoreCheckpoint } from './checkpoint-mirror';
@@ -68,16 +69,26 @@ export function chooseResumePoint(workDir: string, hint: Partial<TrainProgress> 
   return newest;
 }
 
+/**
+ * The training settings the engine computes with (the spec's `training`, and the train step's key),
+ * apart from how it is run: the activity policy (Temporal's), grounding (it reaches the engine as
+ * the contexts file) and the process count (the result is one process's), which must not change the key.
+ */
+export function engineTraining(section: TrainingSection): { training: TrainSpec['training']; processes: number } {
+  const { activity: _policy, grounding: _grounding, distributed, ...training } = section;
+  return { training, processes: distributed.processes };
+}
+
 function summarize(stats: TrainStats): string {
   const m = stats.metrics;
   const where = m.pausedAtStep !== null ? `paused at step ${m.pausedAtStep} of ${m.totalSteps}` : `steps=${stats.steps}`;
-  return `${where} validationLoss ${m.initialValidationLoss.toFixed(3)} -> ${m.finalValidationLoss.toFixed(3)}`;
+  const processes = m.processes > 1 ? ` on ${m.processes} processes` : '';
+  return `${where}${processes} validationLoss ${m.initialValidationLoss.toFixed(3)} -> ${m.finalValidationLoss.toFixed(3)}`;
 }
 
 export async function trainModel(input: TrainInput): Promise<StepResult<TrainStats, 'model' | 'events'>> {
   const store = storeFor(input);
-  // The activity policy is Temporal's business and grounding reaches the engine as the contexts file.
-  const { activity: _policy, grounding: _grounding, ...training } = input.config.training;
+  const { training, processes } = engineTraining(input.config.training);
   const baseModel = await describeBaseModel(input);
   const base = await baseModelFor(input);
   const model = { ...input.config.model, base: base.path };
@@ -147,6 +158,7 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       let done: EngineEventOf<'done'> | undefined;
       await runEngine({
         args: ['train', '--spec', specPath],
+        processes,
         heartbeatDetails: () => progress,
         onEvent: (event) => {
           // `at` (ms since the epoch) dates the line: when trials trained, and how many at once.

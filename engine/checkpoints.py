@@ -68,6 +68,13 @@ def restore_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def rng_of_rank(bundle: dict, rank: int, world_size: int) -> dict:
+    """The RNG states a process resumes with: its own when the checkpoint was written by as many
+    processes (their dropout drew different numbers), else those of rank 0."""
+    ranks = bundle.get("rngOfRanks")
+    return ranks[rank] if ranks and len(ranks) == world_size else bundle["rng"]
+
+
 def fsync(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -99,14 +106,20 @@ def is_complete(folder: Path) -> bool:
     return (Path(folder) / COMPLETE_MARKER).is_file()
 
 
-def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, state: dict, keep: int) -> Path:
-    """Write `step-N/`, then prune to the newest `keep` step checkpoints."""
+def save_checkpoint(output_dir: Path, step: int, model, optimizer, scheduler, state: dict, keep: int, rng: list | None = None) -> Path:
+    """Write `step-N/`, then prune to the newest `keep` step checkpoints.
+
+    `rng`: the RNG states of every process of a distributed run, rank order (this process's alone when None).
+    """
     destination = step_folder(output_dir, step)
 
     def write(folder: Path) -> None:
         save_file(trainable_weights(model), folder / WEIGHTS_FILE)
         # RNG states are taken now, right after the optimizer step, where the resumed run picks up.
-        bundle = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_states()}
+        states = rng or [rng_states()]
+        bundle = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": states[0]}
+        if len(states) > 1:
+            bundle["rngOfRanks"] = states
         torch.save(bundle, folder / OPTIMIZER_FILE)
         (folder / STATE_FILE).write_text(json.dumps(state) + "\n")
 

@@ -128,6 +128,9 @@ events:   start (stopAtStep: the pause, or null), eval (step 0, before training)
 exit:     0 done or paused; 1 crash; 2 bad spec, a resumeFrom checkpoint of another run, or a
           stopAtStep before the checkpoint's step; 3 bad data; 130 interrupted
 signals:  SIGTERM or SIGINT finishes the current optimizer step, writes a checkpoint, exits 130
+torchrun: under `python -m torch.distributed.run --nproc-per-node=N -m engine train ...` the N
+          processes train data-parallel with one process's result (engine/distributed.py); rank 0
+          alone prints events and writes files, and metrics.processes is N
 writes:   <outputDir>/checkpoints/step-N (every checkpointEvery steps, at a pause and on SIGTERM;
           the newest training.keepCheckpoints are kept, also after training) and best/ (lowest
           validation loss of the regular evaluations);
@@ -279,6 +282,8 @@ def events_to_real_stdout() -> Emit:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     emit = events_to_real_stdout()
+    if os.environ.get("RANK", "0") != "0":  # one of torchrun's processes (engine/distributed.py): rank 0 speaks for all
+        emit = lambda event: None  # noqa: E731
     try:
         return args.run(args, emit)
     except UserError as error:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from transformers import get_scheduler
 
-from engine import checkpoints
+from engine import checkpoints, distributed
 from engine.batches import collate, encode_rows, label_count, summed_loss, validation_loss
 from engine.data import QaRows, evaluation_batches, length_grouped_batches
 from engine.events import ConfigError, Emit, Interrupted, StopRequest, log
@@ -130,6 +130,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     # Model and tokens. Seed first: LoRA initialisation and new embedding rows draw random numbers.
     seed_everything(training["seed"])
     device = pick_device(training["device"])
+    processes, device = distributed.join(device)  # one process, or one of torchrun's (DDP)
     autocast = autocast_for(device)
     model, tokenizer, encoder, source = build_model(spec)
     model.to(device).train()
@@ -157,8 +158,9 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     def plan_epoch(epoch: int) -> list:
         return length_grouped_batches(train_lengths, training["batchSize"], training["seed"], epoch)
 
-    # Fresh start, or continue exactly where a checkpoint left off.
-    output_dir.mkdir(parents=True, exist_ok=True)
+    # Fresh start, or continue exactly where a checkpoint left off (every process from the same one).
+    if processes.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
     if resume_from:
         weights, bundle, saved = checkpoints.load_checkpoint(resume_from)
         mismatches = resume_mismatches(spec, saved.pop("spec"))
@@ -168,7 +170,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         optimizer.load_state_dict(bundle["optimizer"])
         scheduler.load_state_dict(bundle["scheduler"])
         state = TrainState(**saved)
-        checkpoints.restore_rng_states(bundle["rng"])  # last: nothing may draw random numbers after this
+        checkpoints.restore_rng_states(checkpoints.rng_of_rank(bundle, processes.rank, processes.world_size))  # last: nothing may draw random numbers after this
         resume_from = str(Path(resume_from).resolve())
         if Path(resume_from) == checkpoints.step_folder(output_dir, state.step):
             saved_step = state.step
@@ -176,7 +178,8 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         state = TrainState(batchOrder=plan_epoch(0))
     if paused_at is not None and paused_at < state.step:
         raise ConfigError(f"stopAtStep: {paused_at} is before step {state.step} of the checkpoint in resumeFrom; pause at a later step")
-    checkpoints.remove_stale(output_dir, state.step)
+    if processes.is_main:
+        checkpoints.remove_stale(output_dir, state.step)
     emit(
         {
             "event": "start",
@@ -186,20 +189,31 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
             "device": str(device),
             "trainableParameters": trainable_parameters,
             "resumedFrom": resume_from,
+            "processes": processes.world_size,
         }
     )
     pausing = f", pausing at step {paused_at}" if paused_at is not None else ""
-    log(f"training {source} on {len(train_examples)} rows, {total_steps} steps{pausing}, {trainable_parameters:,} trainable parameters")
+    if processes.is_main:
+        on = f" on {processes.world_size} processes" if processes.world_size > 1 else ""
+        log(f"training {source} on {len(train_examples)} rows, {total_steps} steps{pausing}, {trainable_parameters:,} trainable parameters{on}")
+
+    def stop_requested() -> bool:
+        """Every process acts on a stop request together, so none waits in a collective for another."""
+        return processes.any(stop.requested, device)
 
     def evaluate() -> bool:
-        """Validation loss now; track the best; True when early stopping says stop."""
+        """Validation loss now; track the best; True when early stopping says stop.
+
+        Every process measures the whole validation split (the same weights, the same number), so
+        all of them take the same early-stopping decision; rank 0 alone writes best/."""
         loss = validation_loss(model, validation_batches, autocast)
         state.history["evals"].append({"step": state.step, "validationLoss": loss})
         emit({"event": "eval", "step": state.step, "validationLoss": loss, "rung": False})
         state.evalPending = False
         if state.bestValidationLoss is None or loss < state.bestValidationLoss:
             state.bestValidationLoss, state.bestStep, state.evalsWithoutImprovement = loss, state.step, 0
-            checkpoints.save_best(output_dir, state.step, loss, model)
+            if processes.is_main:
+                checkpoints.save_best(output_dir, state.step, loss, model)
             return False
         state.evalsWithoutImprovement += 1
         patience = training["earlyStoppingPatience"]
@@ -208,41 +222,50 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     def save_checkpoint() -> Path:
         nonlocal saved_step
         saved_state = {**asdict(state), "spec": spec}
-        path = checkpoints.save_checkpoint(output_dir, state.step, model, optimizer, scheduler, saved_state, training["keepCheckpoints"])
+        rng = processes.gather(checkpoints.rng_states())  # each process's dropout drew its own numbers
+        path = checkpoints.step_folder(output_dir, state.step)
+        if processes.is_main:
+            checkpoints.save_checkpoint(output_dir, state.step, model, optimizer, scheduler, saved_state, training["keepCheckpoints"], rng)
         saved_step = state.step
         emit({"event": "checkpoint", "step": state.step, "path": str(path)})
         return path
 
-    def next_micro_batch() -> dict:
+    def next_micro_batch() -> dict | None:
+        """This process's share of the next micro-batch of the epoch's order (None: an empty share)."""
         if state.batchIndex == len(state.batchOrder):  # epoch done: the next one has its own order
             state.epoch, state.batchIndex = state.epoch + 1, 0
             state.batchOrder = plan_epoch(state.epoch)
-        indices = state.batchOrder[state.batchIndex]
+        indices = processes.share(state.batchOrder[state.batchIndex])
         state.batchIndex += 1
-        return collate([train_examples[i] for i in indices], pad_id, device)
+        return collate([train_examples[i] for i in indices], pad_id, device) if indices else None
 
     stop_early = False
-    if stop.requested:  # during loading: nothing new to save
+    if stop_requested():  # during loading: nothing new to save
         raise Interrupted(resume_from)
     if state.step == 0 and not state.history["evals"]:
         evaluate()  # before any training, so the improvement is known
     elif state.evalPending:
         stop_early = evaluate()
     while state.step < end_step and not stop_early:
-        if stop.requested:  # before this process did any step
+        if stop_requested():  # before this process did any step
             raise Interrupted(resume_from)
 
         # One optimizer step over gradientAccumulation micro-batches, normalised by their
-        # total answer-token count so every token weighs the same.
+        # total answer-token count (over all processes) so every token weighs the same.
         step_started = time.perf_counter()
-        micro_batches = [next_micro_batch() for _ in range(training["gradientAccumulation"])]
-        labels_in_step = sum(label_count(b) for b in micro_batches)
+        micro_batches = [b for b in (next_micro_batch() for _ in range(training["gradientAccumulation"])) if b is not None]
+        local_labels = sum(label_count(b) for b in micro_batches)
+        local_tokens = sum(int(b["attention_mask"].sum()) for b in micro_batches)
+        labels_in_step, tokens = processes.sum([local_labels, local_tokens], device)
         step_loss = 0.0
         for batch in micro_batches:
             loss = summed_loss(model, batch, autocast) / labels_in_step
             loss.backward()
             step_loss += loss.item()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], MAX_GRAD_NORM)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        processes.sum_gradients(trainable)  # now every process holds the one-process gradient
+        (step_loss,) = processes.sum([step_loss], device)
+        torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
         learning_rate = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -252,7 +275,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         seconds = time.perf_counter() - step_started
 
         state.step += 1
-        tokens = sum(int(b["attention_mask"].sum()) for b in micro_batches)
+        tokens = int(tokens)
         state.trainTokens += tokens
         state.trainSeconds += seconds
         if not math.isfinite(step_loss):
@@ -262,11 +285,11 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         emit({"event": "step", **record})
 
         eval_due = state.step % training["evalEvery"] == 0 or state.step == total_steps
-        if eval_due and stop.requested:
+        if eval_due and stop_requested():
             state.evalPending = True  # do not hold up the shutdown; the resumed run evaluates first
         elif eval_due:
             stop_early = evaluate()
-        if stop.requested:
+        if stop_requested():
             raise Interrupted(str(save_checkpoint()))
         if state.step % training["checkpointEvery"] == 0 and state.step < total_steps and not stop_early:
             save_checkpoint()
@@ -275,10 +298,13 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     # the model), then a rung evaluation when no validation loss was due here. The rung is kept in
     # the checkpoint's history for the continuation, but never picks the best weights.
     paused = paused_at is not None and state.step == paused_at and not stop_early
+    if paused and saved_step != state.step:
+        save_checkpoint()
+    if not processes.is_main:  # what follows writes the artifact: rank 0's work alone
+        processes.finish()
+        return TrainResult(output_dir / "final", {}, model)
     final_step, final_loss = state.bestStep, state.bestValidationLoss  # the weights final/ gets
     if paused:
-        if saved_step != state.step:
-            save_checkpoint()
         last = state.history["evals"][-1]
         if last["step"] != state.step:
             last = {"step": state.step, "validationLoss": validation_loss(model, validation_batches, autocast), "rung": True}
@@ -318,9 +344,11 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         "tokensPerSecond": state.trainTokens / state.trainSeconds if state.trainSeconds else None,
         "wallSeconds": time.perf_counter() - started,
         "peakMemoryBytes": peak_memory_bytes(device),
+        "processes": processes.world_size,
     }
     final_dir = write_final_artifact(output_dir, model, tokenizer, encoder, spec, state.history, metrics)
     emit({"event": "done", "step": state.step, "outputDir": str(output_dir), "metrics": metrics})
+    processes.finish()
     return TrainResult(final_dir, metrics, model)
 
 

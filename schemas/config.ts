@@ -279,6 +279,22 @@ export const GroundingSettings = z
   })
   .describe('Grounding: the most similar known Q&A pairs in the prompt, so the model learns to use the facts in them.');
 
+export const DistributedSettings = z
+  .strictObject({
+    processes: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(1)
+      .describe(
+        "Training processes on the worker's machine (data-parallel, under torchrun): each takes its share of every " +
+          'micro-batch and the gradients are summed, so the batch, schedule and result are those of one process (to ' +
+          'float rounding; not part of the step key). CPU: the cores are split between them (gloo); CUDA: one GPU each (nccl).',
+      ),
+  })
+  .describe('Data-parallel training (DDP) on one machine.');
+
 export const ActivityPolicy = z
   .strictObject({
     startToClose: Duration.default('12h').describe('Longest time one attempt may run.'),
@@ -342,6 +358,7 @@ export const TrainingSection = z
       .optional()
       .describe('Compute validation loss on at most this many validation rows (a seeded draw); all when absent.'),
     device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    distributed: DistributedSettings.default(DistributedSettings.parse({})),
     grounding: GroundingSettings.default(GroundingSettings.parse({})),
     activity: ActivityPolicy.default(ActivityPolicy.parse({})),
   })

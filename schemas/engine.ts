@@ -30,6 +30,7 @@ export const EngineEvent = z.discriminatedUnion('event', [
     device: z.string(),
     trainableParameters: count,
     resumedFrom: z.string().nullable(),
+    processes: count.default(1).describe("Processes training together (training.distributed.processes, torchrun's WORLD_SIZE)."),
   }),
   z.strictObject({
     event: z.literal('step'),
@@ -88,6 +89,9 @@ export const TrainMetrics = z
     tokensPerSecond: z.number().nullable(),
     wallSeconds: seconds.describe('This process, loading included.'),
     peakMemoryBytes: count.describe("CUDA: the most memory torch allocated on the device; CPU: the process's peak resident set size."),
+    processes: count
+      .default(1)
+      .describe('Processes that trained the last stretch of the run (training.distributed.processes); one process gets the same result.'),
   })
   .describe('Training metrics (`final/metrics.json` and the `done` event of `engine train`).');
 export type TrainMetrics = z.infer<typeof TrainMetrics>;

@@ -9,7 +9,7 @@ export const TrainSpec = z
   .strictObject({
     // The engine adds no system prompt of its own: the pipeline passes its resolved one (or none).
     model: ModelSection.extend({ systemPrompt: z.string().optional().describe('System prompt placed before every question.') }),
-    training: TrainingSection.omit({ activity: true, grounding: true }),
+    training: TrainingSection.omit({ activity: true, grounding: true, distributed: true }),
     data: z.strictObject({
       train: z.string().describe('Arrow IPC file with the training split.'),
       validation: z.string().describe('Arrow IPC file with the validation split.'),

@@ -81,8 +81,8 @@ if (machine && machine.nvidiaSmiGpus > 0 && machine.gpuCount === 0)
 if (mode === 'cpu') notes.push('No GPU used: the CPU mode ran with tiny settings. Its figures test the check itself, not the GPU path.');
 if (machine && machine.gpuCount > 1)
   notes.push(
-    `${machine.gpuCount} GPUs; training used one. Multi-process training waits for training.distributed.processes, ` +
-      'which the pipeline file does not have yet.',
+    `${machine.gpuCount} GPUs; training used one. training.distributed.processes would train on several; the check ` +
+      "leaves it at 1, so its figures are one GPU's.",
   );
 log(
   `${mode} mode on ${machine?.deviceName ?? 'an unknown machine'} (torch ${machine?.torch}, CUDA ${machine?.cuda ?? 'none'}); runs in ${work}`,

@@ -3,8 +3,10 @@
  * bucket, a cpu worker and a gpu worker in two processes with their own homes and caches, each in
  * a mount namespace where the client's folder and the other worker's folder are hidden (empty file
  * systems mounted over them). They share the Temporal server, the bucket and the installed project.
- * `tuneline fetch` then brings the run's report to a third folder. Then the gpu machine dies mid-training
- * and a new one, with a folder of its own, resumes from the checkpoint the first copied to the bucket.
+ * `tuneline fetch` then brings the run's report to a third folder. The gpu worker trains with two
+ * processes (training.distributed.processes: 2, torchrun on the CPU). Then the gpu machine dies
+ * mid-training and a new one, with a folder of its own, resumes from the checkpoint the first copied
+ * to the bucket.
  */
 import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -90,6 +92,8 @@ describe.skipIf(!canHideFolders)('a pipeline on workers that share no disk', () 
       data: { path: 'questions.jsonl', columns: tiny.data.columns },
       promotion: 'manual',
       storage: { artifacts: `s3://${s3.bucket}/pipelines` },
+      // Data-parallel training (torchrun, gloo) through the activity, on the gpu worker.
+      training: { ...tiny.training, distributed: { processes: 2 } },
     });
     const handle = await startPipeline(env.client, loadConfigFile(path));
     const result = await handle.result().catch((error: unknown) => {
@@ -119,6 +123,11 @@ describe.skipIf(!canHideFolders)('a pipeline on workers that share no disk', () 
     const manifest = RunManifest.parse(JSON.parse(readFileSync(join(third, 'run', 'run.json'), 'utf8')));
     expect(manifest.runId).toBe(handle.workflowId);
     expect(manifest.artifacts.onnx?.uri).toMatch(/^s3:\/\/tuneline-runs\/pipelines\/objects\//);
+    // Two processes trained: the engine's metrics say so in the run's record.
+    expect(result.training?.metrics.processes).toBe(2);
+    const train = manifest.steps.find((s) => s.step === 'train');
+    expect(train?.stats).toMatchObject({ metrics: { processes: 2, steps: 8 } });
+    expect(train?.summary).toContain('on 2 processes');
     expect(readFileSync(join(third, 'run', 'report', 'report.html'), 'utf8')).toContain(handle.workflowId);
   }, 600_000);
 

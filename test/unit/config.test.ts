@@ -1,6 +1,8 @@
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { stepKey } from '../../activities/steps';
+import { engineTraining } from '../../activities/train';
 import { loadConfigFile } from '../../cli/config';
 import { PipelineConfig } from '../../schemas/config';
 import { renderConfigDocs } from '../../schemas/config-docs';
@@ -132,6 +134,19 @@ describe('pipeline config', () => {
       ),
       expect.stringMatching(/^schedules: scheduled runs need the model registry/),
     ]);
+  });
+
+  it('takes training.distributed.processes (1 by default), and keeps it out of the train step key: one process gets the same result', () => {
+    const parse = (training: object) => PipelineConfig.parse({ name: 'x', data: { sample: { rows: 10 } }, training });
+    expect(parse({}).training.distributed.processes).toBe(1);
+    const one = engineTraining(parse({ maxSteps: 12 }).training);
+    const two = engineTraining(parse({ maxSteps: 12, distributed: { processes: 2 } }).training);
+    expect(two.processes).toBe(2);
+    const key = (training: object) => stepKey({ step: 'train', config: { training }, inputs: [], code: 'c' });
+    expect(key(two.training)).toBe(key(one.training));
+    expect(key(engineTraining(parse({ maxSteps: 13 }).training).training)).not.toBe(key(one.training));
+    const problems = checkConfig({ name: 'x', data: { sample: { rows: 10 } }, training: { distributed: { processes: 0 } } });
+    expect(problems.ok ? [] : problems.problems.map((p) => p.path)).toEqual(['training.distributed.processes']);
   });
 
   it('names feedback exports to train on, each file checked like a knowledge file', () => {

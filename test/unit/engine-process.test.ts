@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it } from 'vitest';
-import { runEngine } from '../../activities/engine-process';
+import { engineCommand, runEngine } from '../../activities/engine-process';
 import { chooseResumePoint } from '../../activities/train';
 import type { EngineEvent } from '../../schemas/engine';
 import { EngineExit, NON_RETRYABLE_ERROR_TYPES, errorTypeForExit, isNonRetryable } from '../../schemas/errors';
@@ -76,6 +76,33 @@ describe('engine process wrapper', () => {
     expect(outcome).toBeInstanceOf(CancelledFailure);
     expect(readFileSync(mark, 'utf8').trim()).toBe('terminated');
     expect(events.at(-1)).toMatchObject({ event: 'checkpoint', step: 1 });
+  });
+});
+
+describe('engine command line', () => {
+  it('runs the engine alone for one process', () => {
+    expect(engineCommand(['train', '--spec', 's.json'], 1, {}, 16)).toEqual({
+      args: ['-m', 'engine', 'train', '--spec', 's.json'],
+      env: {},
+    });
+  });
+
+  it('runs N engines under torchrun for N processes, sharing the cores between them', () => {
+    const command = engineCommand(['train', '--spec', 's.json'], 3, {}, 16);
+    expect(command.args).toEqual([
+      '-m',
+      'torch.distributed.run',
+      '--standalone',
+      '--nproc-per-node=3',
+      '-m',
+      'engine',
+      'train',
+      '--spec',
+      's.json',
+    ]);
+    expect(command.env).toEqual({ OMP_NUM_THREADS: '5' });
+    expect(engineCommand(['train'], 4, {}, 2).env).toEqual({ OMP_NUM_THREADS: '1' });
+    expect(engineCommand(['train'], 2, { OMP_NUM_THREADS: '6' }, 16).env).toEqual({ OMP_NUM_THREADS: '6' });
   });
 });
 

@@ -99,6 +99,7 @@ function reportData(): RunReportData {
         tokensPerSecond: 75,
         wallSeconds: 150,
         peakMemoryBytes: 2e9,
+        processes: 1,
       },
     },
     exportMetrics: { onnxBytes: 540e6, parityTokens: 60, parityPrompts: 4, paritySeconds: 2, exportSeconds: 30 },
