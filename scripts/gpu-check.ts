@@ -79,16 +79,17 @@ if (mode === 'gpu' && machine?.device !== 'cuda')
 if (machine && machine.nvidiaSmiGpus > 0 && machine.gpuCount === 0)
   notes.push(`nvidia-smi lists ${machine.nvidiaSmiGpus} GPU(s), but torch ${machine.torch} sees none (a CPU build of torch?)`);
 if (mode === 'cpu') notes.push('No GPU used: the CPU mode ran with tiny settings. Its figures test the check itself, not the GPU path.');
-if (machine && machine.gpuCount > 1)
+const gpus = mode === 'gpu' ? (machine?.gpuCount ?? 1) : 1;
+if (gpus > 1)
   notes.push(
-    `${machine.gpuCount} GPUs; training used one. training.distributed.processes would train on several; the check ` +
-      "leaves it at 1, so its figures are one GPU's.",
+    `${gpus} GPUs: training ran with training.distributed.processes: ${gpus}, one engine process per GPU (nccl); ` +
+      "tokens per second are the whole group's, peak memory is the first GPU's.",
   );
 log(
   `${mode} mode on ${machine?.deviceName ?? 'an unknown machine'} (torch ${machine?.torch}, CUDA ${machine?.cuda ?? 'none'}); runs in ${work}`,
 );
 
-const files = writeCheckPipelines(work, mode, args.model && baseModel);
+const files = writeCheckPipelines(work, mode, args.model && baseModel, gpus);
 const workers: ChildProcess[] = [];
 let server: StartedServer | undefined;
 let connection: Connection | undefined;

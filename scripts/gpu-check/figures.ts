@@ -34,7 +34,7 @@ export function peakBf16Flops(deviceName: string): number | null {
 }
 
 const MFU_FORMULA =
-  '6 × totalParameters × tokensPerSecond / peak dense bf16 FLOP/s: forward and backward through every weight, ' +
+  '6 × totalParameters × tokensPerSecond / (peak dense bf16 FLOP/s × GPUs): forward and backward through every weight, ' +
   'LoRA included (its frozen weights still compute); attention over the sequence and padding left out';
 
 /** Model FLOPs utilisation of the training steps; null with a reason on CPU or an unknown GPU. */
@@ -43,6 +43,8 @@ export function modelFlopsUtilization(
   trainedOn: string,
   tokensPerSecond: number | null,
   totalParameters: number | null,
+  /** Engine processes, one per GPU: the peak is that many GPUs'. */
+  processes = 1,
 ): ModelFlopsUtilization {
   const achieved = tokensPerSecond !== null && totalParameters !== null ? 6 * totalParameters * tokensPerSecond : null;
   const none = (reason: string) => ({
@@ -53,7 +55,8 @@ export function modelFlopsUtilization(
     reason,
   });
   if (!trainedOn.startsWith('cuda')) return none(`trained on ${trainedOn}: there is no peak bf16 tensor rate to compare with`);
-  const peak = peakBf16Flops(machine.deviceName);
+  const onePeak = peakBf16Flops(machine.deviceName);
+  const peak = onePeak === null ? null : onePeak * processes;
   if (peak === null) return none(`${machine.deviceName} is not in the table of known GPUs (scripts/gpu-check/figures.ts)`);
   if (achieved === null) return none('the run reported no tokens per second or the parameter count is unknown');
   return { value: achieved / peak, achievedFlopsPerSecond: achieved, peakFlopsPerSecond: peak, formula: MFU_FORMULA, reason: null };
@@ -117,7 +120,7 @@ export function strategyFigures(
       validationLoss: m.finalValidationLoss,
       resumedFromStep: stats.resumedFromStep,
     },
-    mfu: modelFlopsUtilization(machine, stats.device, m.tokensPerSecond, totalParameters),
+    mfu: modelFlopsUtilization(machine, stats.device, m.tokensPerSecond, totalParameters, m.processes),
     metrics: manifest.metrics ?? {},
     gate: manifest.gate,
   };

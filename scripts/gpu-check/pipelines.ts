@@ -78,9 +78,11 @@ function cpuTinyModelPipeline(model: string): Config {
  * changes every weight, so it gets a learning rate 25 times smaller than LoRA's (as in
  * recipes/strategy-comparison.yaml).
  */
-export function writeCheckPipelines(work: string, mode: CheckMode, model?: string): Record<Strategy, string> {
+/** `gpus`: on a machine with several, the gpu mode trains on all of them (one engine process per GPU). */
+export function writeCheckPipelines(work: string, mode: CheckMode, model?: string, gpus = 1): Record<Strategy, string> {
   const base = mode === 'gpu' ? gpuPipeline() : model ? cpuTinyModelPipeline(model) : cpuDefaultModelPipeline();
   if (model) base.model = { ...base.model, base: model };
+  if (mode === 'gpu' && gpus > 1) base.training = { ...base.training, distributed: { processes: gpus } };
   const loraRate: number = base.training.learningRate ?? 0.001;
   const files = {} as Record<Strategy, string>;
   for (const strategy of ['lora', 'full'] as const) {

@@ -21,6 +21,10 @@ describe('the GPU check figures', () => {
     expect(mfu.achievedFlopsPerSecond).toBe(6 * 135e6 * 1e5);
     expect(mfu.value).toBeCloseTo((6 * 135e6 * 1e5) / 989e12, 12);
     expect(mfu.reason).toBeNull();
+    // Two processes on two GPUs: the group's tokens per second against twice one GPU's peak.
+    const pair = modelFlopsUtilization(gpu, 'cuda', 200_000, 135_000_000, 2);
+    expect(pair.peakFlopsPerSecond).toBe(2 * 989e12);
+    expect(pair.value).toBeCloseTo(mfu.value!, 12);
     const cpu = modelFlopsUtilization({ device: 'cpu', deviceName: 'AMD EPYC' }, 'cpu', 200, 135_000_000);
     expect(cpu).toMatchObject({ value: null, peakFlopsPerSecond: null, reason: expect.stringMatching(/^trained on cpu/) });
     const unknown = modelFlopsUtilization({ device: 'cuda', deviceName: 'Tesla V100' }, 'cuda', 200, 1000);
