@@ -589,7 +589,10 @@ rows = []
 for question in questions:
     ids = encoder.prompt_ids(question)
     tokens = torch_greedy(model, ids, new_tokens, eos, tokenizer.pad_token_id)
+    # Greedy until the model's positions are used up (prompt and answer together), as generate stops there.
+    until_full = torch_greedy(model, ids, model.config.n_positions - len(ids), eos, tokenizer.pad_token_id)
     rows.append({"promptIds": ids, "greedy": [t for t in tokens if t not in eos], "eos": eos,
+                 "untilFull": [t for t in until_full if t not in eos], "positions": model.config.n_positions,
                  "separatorId": tokenizer.convert_tokens_to_ids(prompt_format.separator)})
 print(json.dumps(rows))
 `;
@@ -597,7 +600,7 @@ print(json.dumps(rows))
 describe('a GPT-2 in the plain prompt format', () => {
   const SYSTEM_PROMPT = 'Answer briefly.';
   let plainGenerator: Generator;
-  let plainReference: Array<Reference & { separatorId: number }>;
+  let plainReference: Array<Reference & { separatorId: number; untilFull: number[]; positions: number }>;
 
   beforeAll(async () => {
     runPython(['-m', 'engine.tests.tiny_models', 'gpt2-wide', join(dir, 'gpt2')]);
@@ -634,5 +637,18 @@ describe('a GPT-2 in the plain prompt format', () => {
     const batched = await plainGenerator.generate(QUESTIONS, { maxNewTokens: NEW_TOKENS, greedy: true });
     expect(batched.map((result) => result.tokens)).toEqual(plainReference.map((row) => row.greedy));
     expect(batched.map((result) => result.text)).toEqual(plainReference.map((row) => plainGenerator.tokenizer.decode(row.greedy)));
+  });
+
+  it("an answer ends where the model's positions run out, as PyTorch's does; the batch goes on past a row that ended", async () => {
+    const positions = plainReference[0]!.positions;
+    expect(positions).toBe(128); // the tiny GPT-2's n_positions
+    const results = await plainGenerator.generate(QUESTIONS, { maxNewTokens: 1000 });
+    expect(results.map((result) => result.tokens)).toEqual(plainReference.map((row) => row.untilFull));
+    const full = results.filter((result, n) => plainReference[n]!.promptIds.length + result.tokens.length === positions);
+    expect(full.length).toBeGreaterThan(1); // rows of different prompt lengths end at different steps
+    for (const result of full) expect(result.finishReason).toBe('length');
+    await expect(plainGenerator.generate(['How do I reset it? '.repeat(40)], { maxNewTokens: 4 })).rejects.toThrow(
+      /more than the 128 positions this model has/,
+    );
   });
 });
