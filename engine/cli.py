@@ -41,11 +41,11 @@ def train_command(args, emit: Emit) -> int:
 
 def export_command(args, emit: Emit) -> int:
     from engine.export import check_model_folder, check_output_folder
-    from engine.models import DEFAULT_BASE, ensure_default_model
+    from engine.models import DEFAULT_BASE, ensure_default_model, is_hub_id
 
     model = str(ensure_default_model()) if args.model == DEFAULT_BASE else args.model
-    # Before torch is imported: a wrong path comes back in a second.
-    check_output_folder(args.output, check_model_folder(model))
+    # Before torch is imported: a wrong path comes back in a second. A hub id is checked when it loads.
+    check_output_folder(args.output, None if is_hub_id(model) else check_model_folder(model))
 
     from engine.export import export
 
@@ -84,7 +84,9 @@ def perplexity_command(args, emit: Emit) -> int:
         from engine.events import ConfigError
 
         raise ConfigError(f"--max-tokens {args.max_tokens}: a window needs at least 2 tokens (one to predict from, one predicted)")
-    if args.model != "default":
+    from engine.models import is_hub_id
+
+    if args.model != "default" and not is_hub_id(args.model):
         from engine.export import check_model_folder
 
         check_model_folder(args.model)  # before torch is imported: a wrong path comes back in a second
@@ -148,10 +150,12 @@ writes:   <outputDir>/checkpoints/step-N (every checkpointEvery steps, at a paus
         "export",
         export_command,
         help="export a trained model to ONNX with a KV cache (transformers.js layout), checked against PyTorch",
-        description="""Export a trained artifact (or a base model folder with a chat template) to ONNX for generation.
+        description="""Export a trained artifact (or an untuned base model) to ONNX for generation.
 
-A base model folder (or `default`) is exported untuned, prompted through its chat template with
---system-prompt: the base-model baseline of an evaluation, asked exactly as the tuned model is.
+A base model folder, hub id or `default` is exported untuned with --system-prompt: the base-model
+baseline of an evaluation, asked exactly as the tuned model is: through its chat template, or for a
+model without one (GPT-2 family) in the plain format, its separator token added with the mean of
+the embedding rows (as training adds it).
 A LoRA adapter is merged into the base weights; float32, opset 17, TorchScript exporter.
 model.onnx inputs:  input_ids [batch, seq], attention_mask [batch, past+seq], position_ids [batch, seq],
                     past_key_values.{i}.key/.value [batch, kv_heads, past, head_dim] (past may be 0)
@@ -166,7 +170,7 @@ writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_templ
           an earlier export there is replaced, any other non-empty folder is refused""",
     )
     export.add_argument(
-        "--model", required=True, metavar="FINAL_DIR", help="trained artifact (<outputDir>/final), base model folder, or `default`"
+        "--model", required=True, metavar="FINAL_DIR", help="trained artifact (<outputDir>/final), base model folder, hub id, or `default`"
     )
     export.add_argument(
         "--system-prompt",
@@ -258,13 +262,14 @@ writes:   nothing""",
         help="perplexity of a model on a plain-text file (the forgetting check)",
         description="""Token-level perplexity of a causal LM on a plain-text file: exp(mean negative log-likelihood).
 
-The text is tokenized without special tokens and cut into windows of at most --max-tokens tokens, each
-starting on the last token of the one before, so every token after the first is predicted exactly once.
+The text is tokenized without special tokens and cut into windows of at most --max-tokens tokens (or the
+model's positions, when fewer), each starting on the last token of the one before, so every token after
+the first is predicted exactly once.
 
 events:   done (step 0, outputDir: the --model folder, metrics: perplexity, tokens (predicted)); error on failure
 exit:     0 ok; 1 crash; 2 unusable --model, unreadable --text, bad --max-tokens; 3 text with under 2 tokens""",
     )
-    perplexity.add_argument("--model", required=True, metavar="MODEL_DIR", help="trained artifact (<outputDir>/final), model folder, or `default`")
+    perplexity.add_argument("--model", required=True, metavar="MODEL_DIR", help="trained artifact (<outputDir>/final), model folder, hub id, or `default`")
     perplexity.add_argument("--text", required=True, metavar="TEXT_FILE", help="UTF-8 plain-text file")
     perplexity.add_argument("--max-tokens", type=int, default=512, metavar="N", help="tokens per window (default 512)")
     return parser

@@ -74,10 +74,11 @@ def check_model_folder(model_dir: str) -> Path:
     return folder.resolve()
 
 
-def check_output_folder(output_dir: str, model_dir: Path) -> Path:
-    """An absent or empty folder, or an earlier export (replaced); never anything else we would delete."""
+def check_output_folder(output_dir: str, model_dir: Path | None) -> Path:
+    """An absent or empty folder, or an earlier export (replaced); never anything else we would delete.
+    `model_dir` is None for a hub id, which has no folder here to protect."""
     folder = Path(output_dir).expanduser().resolve()
-    if folder == model_dir or folder in model_dir.parents:
+    if model_dir is not None and (folder == model_dir or folder in model_dir.parents):
         raise ConfigError(f"--output {folder}: is or holds the model folder {model_dir}; choose another folder")
     if folder.exists():
         if not folder.is_dir():
@@ -87,39 +88,34 @@ def check_output_folder(output_dir: str, model_dir: Path) -> Path:
     return folder
 
 
-def load_for_export(folder: Path, system_prompt: str | None = None):
+def load_for_export(source: Path | str, system_prompt: str | None = None):
     """(model, tokenizer, prompt format): the LoRA adapter merged into the base weights, float32, eval.
 
-    A trained artifact brings its own prompt format; a base model folder gets its chat template with
-    `system_prompt`, so an untuned baseline is asked exactly as the tuned model is.
+    A trained artifact brings its own prompt format. An untuned base model (a folder or a hub id) is
+    prompted as training would prompt it, with `system_prompt`, so the baseline is asked exactly as the
+    tuned model is: through its chat template, or in the plain format, whose separator token gets an
+    embedding row (the mean of the others, as training starts it).
     """
-    import torch
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine.models import load_finetuned
+    from engine.models import add_token_rows, load_base_model, load_finetuned
 
+    trained = isinstance(source, Path) and (source / PROMPT_FORMAT_FILE).is_file()
+    if trained and system_prompt is not None:
+        raise ConfigError(
+            f"--system-prompt: {source} is a trained artifact, whose prompt format already fixes the system prompt; "
+            "drop --system-prompt (it is for base model folders)"
+        )
     try:
-        if (folder / PROMPT_FORMAT_FILE).is_file():
-            if system_prompt is not None:
-                raise ConfigError(
-                    f"--system-prompt: {folder} is a trained artifact, whose prompt format already fixes the system prompt; "
-                    "drop --system-prompt (it is for base model folders)"
-                )
-            model, tokenizer, prompt_format = load_finetuned(str(folder))
+        if trained:
+            model, tokenizer, prompt_format = load_finetuned(str(source))
         else:
-            # A base model folder (no training): its own chat template is the prompt format.
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            if not tokenizer.chat_template:
-                raise ConfigError(
-                    f"--model {folder}: has no {PROMPT_FORMAT_FILE} and its tokenizer has no chat template; "
-                    "export a trained artifact (<outputDir>/final), which records its prompt format"
-                )
+            model, tokenizer, _ = load_base_model(str(source))
             prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=system_prompt).format
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+            add_token_rows(model, tokenizer)
     except (OSError, ValueError, KeyError, SafetensorError) as error:  # missing or corrupt weights, bad configs
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(f"--model {folder}: cannot load the model ({type(error).__name__}: {first_line})") from None
+        raise ConfigError(f"--model {source}: cannot load the model ({type(error).__name__}: {first_line})") from None
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model = model.float().eval()
@@ -384,8 +380,10 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
 
 def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, system_prompt: str | None = None) -> ExportResult:
     """Load, merge, export, write the files beside, check parity; `done` event; returns the metrics."""
-    source = check_model_folder(model_dir)
-    output = check_output_folder(output_dir, source)
+    from engine.models import is_hub_id
+
+    source = model_dir if is_hub_id(model_dir) else check_model_folder(model_dir)
+    output = check_output_folder(output_dir, source if isinstance(source, Path) else None)
     if parity_prompts < 1:
         raise ConfigError(f"--parity-prompts: {parity_prompts}; must be at least 1")
 
@@ -424,7 +422,7 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
             "opset": OPSET,
             "dtype": "float32",
             "source": str(source),
-            "mergedAdapter": (source / "adapter_config.json").is_file(),
+            "mergedAdapter": isinstance(source, Path) and (source / "adapter_config.json").is_file(),
             "modelType": model.config.model_type,
             **shape,
             "inputs": [{"name": name, "shape": dims} for name, dims in input_shapes.items()],

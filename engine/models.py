@@ -145,7 +145,11 @@ def locate_base(base: str) -> dict:
             raise ConfigError(f"model.base: folder {path} has no config.json; it is not a Hugging Face model folder")
         return {"kind": "folder", "path": str(path.resolve()), "revision": ""}
     if looks_like_path(base):
-        raise ConfigError(f"model.base: folder {base} does not exist")
+        raise ConfigError(
+            f"model.base: folder {path.resolve()} does not exist, and {base!r} is not a hub id either (those are "
+            "`name` or `owner/name`). Fix: point model.base at a Hugging Face model folder with config.json, "
+            "or name a hub id (loaded from the hub, or from the local cache when HF_HUB_OFFLINE is set)."
+        )
     return {"kind": "hub", "path": None, "revision": ""}
 
 
@@ -154,6 +158,22 @@ def resolve_base(base: str) -> str:
     if base == DEFAULT_BASE:
         return str(ensure_default_model())
     return locate_base(base)["path"] or base
+
+
+def is_hub_id(base: str) -> bool:
+    """`model.base` names a hub id: not `default`, not an existing path, and not shaped like a path."""
+    return base != DEFAULT_BASE and not Path(base).expanduser().exists() and not looks_like_path(base)
+
+
+def missing_base_message(base: str, reason: str) -> str:
+    """What to do when `model.base` is neither a local folder nor a hub id this machine can load."""
+    offline = " (HF_HUB_OFFLINE is set: only this machine's Hugging Face cache was searched)" if os.environ.get("HF_HUB_OFFLINE") else ""
+    return (
+        f"model.base: {base!r} is not a local model folder, and as a hub id it could not be loaded{offline}: {reason.rstrip('.')}. "
+        f"Fix: for a local folder, write it as a path (`./{base}` relative to the pipeline file, or an absolute path) "
+        f"to a Hugging Face model folder with config.json; for a hub id, run where the hub is reachable, or download it "
+        f"once into the cache (`hf download {base}`) or into a folder and name that folder."
+    )
 
 
 def load_base_model(base: str):
@@ -169,11 +189,31 @@ def load_base_model(base: str):
         if Path(source).is_dir():
             raise
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ConfigError(
-            f"model.base: {base!r} is not a local model folder, and loading it from the Hugging Face hub "
-            f"failed ({first_line}). Use `default`, a folder with config.json, or a hub id this machine can reach."
-        ) from None
+        raise ConfigError(missing_base_message(base, first_line)) from None
     return model, tokenizer, source
+
+
+def add_token_rows(model, tokenizer) -> list[int]:
+    """Grow the embeddings to the tokenizer (the plain format's separator), each new row the mean of the old ones.
+
+    The mean, not a random draw: the untuned base model then reads the separator as an average token
+    (the baseline asks it in the format it never saw, so it should not see noise), and training starts
+    from the same row. A tied output layer shares the row; an untied one gets the mean of its own rows.
+    Returns the new token ids (none when the model already has a row for every token).
+    """
+    import torch
+
+    old_rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) <= old_rows:
+        return []
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+            if layer.weight.shape[0] == len(tokenizer):
+                layer.weight[old_rows:] = layer.weight[:old_rows].mean(dim=0)
+            if getattr(layer, "bias", None) is not None and layer.bias.shape[0] == len(tokenizer):
+                layer.bias[old_rows:] = layer.bias[:old_rows].mean()
+    return list(range(old_rows, len(tokenizer)))
 
 
 def load_finetuned(final_dir: str):

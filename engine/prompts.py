@@ -97,7 +97,7 @@ class PromptEncoder:
 
     @classmethod
     def prepare_tokenizer(cls, tokenizer, system_prompt: str | None) -> "PromptEncoder":
-        """Choose the format; for `plain`, add the separator token (the caller resizes embeddings)."""
+        """Choose the format; for `plain`, add the separator token (the caller adds its row: models.add_token_rows)."""
         if tokenizer.eos_token is None:
             raise ConfigError("model.base: the tokenizer has no eos token, so the model could not learn to stop")
         if tokenizer.pad_token is None:

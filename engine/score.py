@@ -370,7 +370,8 @@ def check_text_file(path: str) -> str:
 def perplexity(model: str, text_path: str, max_tokens: int, emit: Emit) -> dict:
     """exp(mean negative log-likelihood, nats per token) over every token of the text but the first.
 
-    The tokens (no special tokens added) are cut into windows of at most `max_tokens`; each window
+    The tokens (no special tokens added) are cut into windows of at most `max_tokens`, or of the
+    model's largest context when that is shorter (min(positions, max_tokens)); each window
     starts on the previous window's last token, so every token after the first is predicted exactly
     once, from the context inside its window.
     """
@@ -379,9 +380,11 @@ def perplexity(model: str, text_path: str, max_tokens: int, emit: Emit) -> dict:
     import torch
 
     loaded, tokenizer = load_scoring_model(model)
-    context_limit = getattr(loaded.config, "max_position_embeddings", None)
+    # A window never runs past the model's positions (GPT-2's n_positions, 1024, or far fewer in a tiny one).
+    context_limit = getattr(loaded.config.get_text_config(decoder=True), "max_position_embeddings", None)
     if context_limit is not None and max_tokens > context_limit:
-        raise ConfigError(f"--max-tokens {max_tokens}: the model takes at most {context_limit} tokens; pass a smaller value")
+        log(f"windows of {context_limit} tokens, the most this model takes (--max-tokens {max_tokens})")
+        max_tokens = context_limit
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) < 2:
         raise DataError(f"--text {text_path}: {len(ids)} token(s); perplexity needs at least 2")

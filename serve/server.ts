@@ -299,10 +299,16 @@ export async function createChatServer(initial: ChatModel | null, options: Serve
       last.content = groundedQuestion(model.generator.tokenizer.promptFormat, last.content, pairs);
     }
     const prompt = messages as Exclude<Prompt, string>;
+    let promptTokens: number;
     try {
-      model.generator.tokenizer.encodePrompt(prompt); // the conversation's own checks (roles, order), as a 400
+      promptTokens = model.generator.tokenizer.encodePrompt(prompt).length; // the conversation's own checks (roles, order), as a 400
     } catch (err) {
       throw new ApiError(400, (err as Error).message, 'invalid_request_error', 'invalid_conversation', 'messages');
+    }
+    const { maxPositions } = model.generator;
+    if (maxPositions !== null && promptTokens > maxPositions) {
+      const message = `messages: the prompt is ${promptTokens} tokens, more than the ${maxPositions} positions this model has; shorten the conversation`;
+      throw new ApiError(400, message, 'invalid_request_error', 'context_length_exceeded', 'messages');
     }
     return { prompt, pairs, asked };
   }

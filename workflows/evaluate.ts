@@ -5,7 +5,7 @@
  * grounded), the untuned base model both ways (`base`, `base-grounded`), and the retriever's answer
  * (`retrieval`). The retrieval baseline runs on the cpu queue while the gpu queue generates.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import type { RetrieverParts } from '../activities/grounding';
 import type { PipelineConfig } from '../schemas/config';
 import type { SystemName } from '../schemas/engine';
@@ -62,16 +62,24 @@ export async function evaluateModel(
     const answers = [await answer('tuned', input.onnx, false)];
     if (grounded) answers.push(await answer('tuned-grounded', input.onnx, true));
     if (baselines.includes('base') || (grounded && baselines.includes('base-grounded'))) {
-      try {
+      const baseAnswers = async () => {
         const base = await evaluate('export-base', () => gpu.exportBaseModel(context));
         if (baselines.includes('base')) answers.push(await answer('base', base.outputs.onnx, false));
         if (grounded && baselines.includes('base-grounded')) answers.push(await answer('base-grounded', base.outputs.onnx, true));
-      } catch (err) {
-        // A base model that cannot be prompted the same way (no chat template) has no fair baseline: say so, go on.
-        const cause = rootCause(err);
-        if (!(cause instanceof ApplicationFailure && cause.type === ErrorTypes.config)) throw err;
-        notes.push(`Base model baseline skipped: ${cause.message}`);
-        tracker.skipped('export-base', cause.message);
+      };
+      if (patched('base-baseline-always')) {
+        // Every base model is exported for the baseline: one without a chat template in the plain format, as it trained.
+        await baseAnswers();
+      } else {
+        // Runs started before: a base model without a chat template could not be exported, and its baseline was skipped.
+        try {
+          await baseAnswers();
+        } catch (err) {
+          const cause = rootCause(err);
+          if (!(cause instanceof ApplicationFailure && cause.type === ErrorTypes.config)) throw err;
+          notes.push(`Base model baseline skipped: ${cause.message}`);
+          tracker.skipped('export-base', cause.message);
+        }
       }
     }
     const forgetting = forgettingCheck ? await evaluate('forgetting', () => gpu.checkForgetting({ ...context, model: input.model })) : null;

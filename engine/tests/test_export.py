@@ -281,3 +281,64 @@ def test_external_data_over_the_protobuf_limit_ends_up_in_one_file(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx", "model.onnx_data"]
     output = onnx_session(tmp_path / "model.onnx").run(None, {"x": np.zeros((32, 32), dtype=np.float32)})[0]
     np.testing.assert_array_equal(output, np.full((32, 32), 3, dtype=np.float32))
+
+
+def test_untuned_base_without_chat_template_exports_in_the_plain_format(tiny_gpt2_dir, tmp_path):
+    # The base-model baseline of a GPT-2 run: asked in the plain format the tuned model trains on, with the
+    # separator token added to the base model as training adds it, its row the mean of the other rows.
+    from transformers import AutoModelForCausalLM
+
+    from engine.prompts import SEPARATOR_TOKEN
+
+    model, tokenizer, prompt_format = load_for_export(tiny_gpt2_dir, system_prompt="Be brief.")
+    original = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir, dtype=torch.float32).get_input_embeddings().weight
+    rows = model.get_input_embeddings().weight
+    separator = tokenizer.convert_tokens_to_ids(SEPARATOR_TOKEN)
+    assert (prompt_format.kind, prompt_format.separator, prompt_format.systemPrompt) == ("plain", SEPARATOR_TOKEN, "Be brief.")
+    assert separator == original.shape[0] and rows.shape[0] == original.shape[0] + 1
+    torch.testing.assert_close(rows[:-1], original)
+    torch.testing.assert_close(rows[separator], original.mean(dim=0))
+    assert model.get_output_embeddings().weight.data_ptr() == rows.data_ptr()  # GPT-2 ties its output layer
+
+    result = export(str(tiny_gpt2_dir), str(tmp_path / "base"), parity_prompts=2, emit=lambda event: None, system_prompt="Be brief.")
+    saved = read_json(result.output_dir / PROMPT_FORMAT_FILE)
+    assert_matches_schema(saved, "prompt-format")
+    assert (saved["kind"], saved["separator"], saved["endOfTurn"], saved["systemPrompt"]) == ("plain", SEPARATOR_TOKEN, "<|endoftext|>", "Be brief.")
+    manifest = read_json(result.output_dir / "export.json")
+    assert manifest["mergedAdapter"] is False and manifest["vocabSize"] == original.shape[0] + 1 and manifest["parity"]["identical"]
+    added = {token["content"]: token for token in read_json(result.output_dir / "tokenizer.json")["added_tokens"]}
+    assert added[SEPARATOR_TOKEN]["id"] == separator and added[SEPARATOR_TOKEN]["special"] is True
+    assert not (result.output_dir / "chat_template.jinja").exists()
+
+
+def hub_cache_with(folder, repo_id: str, cache):
+    """A Hugging Face hub cache holding `folder` as `repo_id`, as a download would leave it."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return cache
+
+
+def test_a_cached_hub_id_exports_and_a_missing_one_says_both_fixes(tiny_gpt2_dir, tmp_path):
+    import os
+
+    cache = hub_cache_with(tiny_gpt2_dir, "tiny-org/tiny-gpt2", tmp_path / "hub")
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    def engine(*args):
+        result = subprocess.run(engine_command(*args), cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=env)
+        return result.returncode, [json.loads(line) for line in result.stdout.splitlines() if line.strip()], result.stderr
+
+    code, events, stderr = engine("export", "--model", "tiny-org/tiny-gpt2", "--output", tmp_path / "onnx", "--parity-prompts", "1")
+    assert code == 0, stderr
+    assert read_json(tmp_path / "onnx" / "export.json")["source"] == "tiny-org/tiny-gpt2"
+    assert read_json(tmp_path / "onnx" / PROMPT_FORMAT_FILE)["kind"] == "plain"
+
+    code, events, stderr = engine("export", "--model", "tiny-org/not-cached", "--output", tmp_path / "other")
+    assert code == 2 and events[0]["kind"] == "config" and "Traceback" not in stderr
+    assert "'tiny-org/not-cached' is not a local model folder, and as a hub id it could not be loaded" in events[0]["message"]
+    assert not (tmp_path / "other").exists()

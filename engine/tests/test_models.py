@@ -44,8 +44,13 @@ def test_gguf_tokenizer_splits_digits_like_smollm2(smollm2_tokenizer):
 
 
 def test_unreachable_hub_id_is_a_clear_config_error():
-    with pytest.raises(ConfigError, match="not a local model folder, and loading it from the Hugging Face hub failed"):
+    # Neither a folder nor a cached hub id: the message names both readings and the fix for each.
+    with pytest.raises(ConfigError) as raised:
         load_base_model("no-such-org/no-such-model")
+    message = str(raised.value)
+    assert "'no-such-org/no-such-model' is not a local model folder, and as a hub id it could not be loaded" in message
+    assert "HF_HUB_OFFLINE is set" in message
+    assert "`./no-such-org/no-such-model` relative to the pipeline file" in message and "hf download no-such-org/no-such-model" in message
 
 
 def test_missing_local_folder_is_a_config_error(tmp_path):
@@ -84,7 +89,9 @@ def test_model_info_says_where_the_bytes_are_without_torch(tiny_llama_dir, tmp_p
 
     # User errors as training reports them, before anything is loaded.
     code, events, stderr = model_info(tmp_path / "nowhere")
-    assert code == 2 and events == [{"event": "error", "kind": "config", "message": f"model.base: folder {tmp_path / 'nowhere'} does not exist"}]
+    assert code == 2 and events[0]["kind"] == "config"
+    assert events[0]["message"].startswith(f"model.base: folder {tmp_path / 'nowhere'} does not exist, and ")
+    assert "is not a hub id either" in events[0]["message"] and "Fix: " in events[0]["message"]
     code, events, stderr = model_info(tmp_path)
     assert code == 2 and events[0]["kind"] == "config" and "has no config.json" in events[0]["message"]
     assert "Traceback" not in stderr

@@ -376,3 +376,32 @@ def test_perplexity_of_a_trained_artifact_loads_it_with_load_finetuned(tmp_path,
     metrics = perplexity(str(final), str(tmp_path / "text.txt"), 512, lambda event: None)
     assert loaded_through == [str(final)]
     assert metrics == {"perplexity": pytest.approx(expected, rel=1e-4), "tokens": tokens}
+
+
+def test_perplexity_of_a_cached_hub_id(tmp_path, tiny_gpt2_dir):
+    import os
+
+    from .test_export import hub_cache_with
+
+    cache = hub_cache_with(tiny_gpt2_dir, "tiny-org/tiny-gpt2", tmp_path / "hub")
+    (tmp_path / "text.txt").write_text(PERPLEXITY_TEXT)
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(engine_command("perplexity", "--model", "tiny-org/tiny-gpt2", "--text", tmp_path / "text.txt"),
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    expected, tokens = independent_perplexity(tiny_gpt2_dir, PERPLEXITY_TEXT)
+    assert json.loads(result.stdout)["metrics"] == {"perplexity": pytest.approx(expected, rel=1e-4), "tokens": tokens}
+
+
+def test_perplexity_windows_never_exceed_the_model_positions(tmp_path, tiny_gpt2_dir):
+    # The tiny GPT-2 takes 256 positions; the forgetting check asks for 512-token windows.
+    text = PERPLEXITY_TEXT * 12
+    (tmp_path / "text.txt").write_text(text)
+    from transformers import AutoConfig, AutoTokenizer
+
+    positions = AutoConfig.from_pretrained(tiny_gpt2_dir).n_positions
+    tokens = len(AutoTokenizer.from_pretrained(tiny_gpt2_dir)(text, add_special_tokens=False)["input_ids"])
+    assert positions == 256 and tokens > 512
+    wide = perplexity(str(tiny_gpt2_dir), str(tmp_path / "text.txt"), 512, lambda event: None)
+    fitting = perplexity(str(tiny_gpt2_dir), str(tmp_path / "text.txt"), positions, lambda event: None)
+    assert wide == fitting and wide["tokens"] == tokens - 1 and math.isfinite(wide["perplexity"])

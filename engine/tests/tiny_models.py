@@ -4,9 +4,11 @@
     python -m engine.tests.tiny_models wide OUT_DIR      # the same with wider random weights: answers that vary
     python -m engine.tests.tiny_models looping OUT_DIR   # the same, trained to answer with one sentence over and over
     python -m engine.tests.tiny_models terse OUT_DIR     # the same, trained so that plain greedy stops after one sentence
+    python -m engine.tests.tiny_models gpt2 OUT_DIR      # 2-layer GPT-2, 128 positions, no chat template (plain format)
+    python -m engine.tests.tiny_models gpt2-wide OUT_DIR # the same with wider random weights: answers that vary
 
-Nothing here touches the network: the tokenizer comes from the cached conversion of the default
-model's GGUF (engine.models.ensure_default_model).
+Nothing here touches the network: the Llamas' tokenizer comes from the cached conversion of the
+default model's GGUF (engine.models.ensure_default_model); the GPT-2s train a small BPE of their own.
 """
 
 import sys
@@ -126,8 +128,10 @@ def build_terse_llama(folder: Path, tokenizer=None, steps: int = 120) -> Path:
     return train_answers(folder, answers, steps, with_end=True)
 
 
-def build_tiny_gpt2(folder: Path, sentences: list[str]) -> Path:
-    """A random 2-layer GPT-2 with a byte-level BPE trained on `sentences`; no chat template."""
+def build_tiny_gpt2(folder: Path, sentences: list[str], positions: int = 256, std: float | None = None) -> Path:
+    """A random 2-layer GPT-2 with a byte-level BPE trained on `sentences`; no chat template, so it is
+    prompted in the plain format. `positions`: n_positions, its longest context. `std`: redraw the
+    weight matrices with this spread (as build_wide_llama, so greedy answers vary)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -145,7 +149,7 @@ def build_tiny_gpt2(folder: Path, sentences: list[str]) -> Path:
     assert not tokenizer.chat_template
     config = GPT2Config(
         vocab_size=len(tokenizer),
-        n_positions=256,
+        n_positions=positions,
         n_embd=32,
         n_layer=2,
         n_head=2,
@@ -153,9 +157,38 @@ def build_tiny_gpt2(folder: Path, sentences: list[str]) -> Path:
         eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(folder)
+    model = GPT2LMHeadModel(config)
+    if std is not None:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() == 2:
+                    parameter.normal_(0.0, std)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# Support sentences the tiny GPT-2's tokenizer learns its merges from; any text still encodes (byte level).
+GPT2_SENTENCES = [
+    "How do I reset my router?",
+    "Hold the power button for ten seconds until the light blinks.",
+    "How long is the warranty on the headphones?",
+    "The headphones have a two year warranty.",
+    "Can I return the smart watch?",
+    "Yes, you can return it within 30 days for a full refund.",
+    "Why won't my e-reader turn on? Charge it for an hour, then hold the power button.",
+    "Does the webcam work with a laptop? It works with any computer that has a USB port.",
+]
+
+
+def build_plain_gpt2(folder: Path) -> Path:
+    """The tiny GPT-2 with 128 positions (fewer than the forgetting check's 512-token windows)."""
+    return build_tiny_gpt2(folder, GPT2_SENTENCES * 4, positions=128)
+
+
+def build_wide_gpt2(folder: Path) -> Path:
+    """The tiny GPT-2 with wider random weights (std 0.5): greedy answers that differ by prompt."""
+    return build_tiny_gpt2(folder, GPT2_SENTENCES * 4, positions=128, std=0.5)
 
 
 if __name__ == "__main__":
@@ -164,7 +197,9 @@ if __name__ == "__main__":
         "wide": build_wide_llama,
         "looping": build_looping_llama,
         "terse": build_terse_llama,
+        "gpt2": build_plain_gpt2,
+        "gpt2-wide": build_wide_gpt2,
     }
     if len(sys.argv) != 3 or sys.argv[1] not in builders:
-        sys.exit("usage: python -m engine.tests.tiny_models llama|wide|looping|terse OUT_DIR")
+        sys.exit(f"usage: python -m engine.tests.tiny_models {'|'.join(builders)} OUT_DIR")
     print(builders[sys.argv[1]](Path(sys.argv[2])))

@@ -572,3 +572,83 @@ describe('the end rule on a model that plain greedy cuts short', () => {
     }
   });
 });
+
+// The plain format in Node: a tiny random GPT-2 (no chat template) exported untuned, as the base-model
+// baseline of a GPT-2 run is, with a system prompt. PyTorch's side is the engine's own load_for_export
+// (the separator token added, its embedding row the mean of the others) and its PromptEncoder.
+const PLAIN_REFERENCE = `
+import json, sys
+from pathlib import Path
+from engine.export import end_token_ids, load_for_export, torch_greedy
+from engine.prompts import PromptEncoder
+folder, system_prompt, questions, new_tokens = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+model, tokenizer, prompt_format = load_for_export(Path(folder), system_prompt)
+encoder = PromptEncoder(prompt_format, tokenizer)
+eos = end_token_ids(tokenizer, prompt_format)
+rows = []
+for question in questions:
+    ids = encoder.prompt_ids(question)
+    tokens = torch_greedy(model, ids, new_tokens, eos, tokenizer.pad_token_id)
+    # Greedy until the model's positions are used up (prompt and answer together), as generate stops there.
+    until_full = torch_greedy(model, ids, model.config.n_positions - len(ids), eos, tokenizer.pad_token_id)
+    rows.append({"promptIds": ids, "greedy": [t for t in tokens if t not in eos], "eos": eos,
+                 "untilFull": [t for t in until_full if t not in eos], "positions": model.config.n_positions,
+                 "separatorId": tokenizer.convert_tokens_to_ids(prompt_format.separator)})
+print(json.dumps(rows))
+`;
+
+describe('a GPT-2 in the plain prompt format', () => {
+  const SYSTEM_PROMPT = 'Answer briefly.';
+  let plainGenerator: Generator;
+  let plainReference: Array<Reference & { separatorId: number; untilFull: number[]; positions: number }>;
+
+  beforeAll(async () => {
+    runPython(['-m', 'engine.tests.tiny_models', 'gpt2-wide', join(dir, 'gpt2')]);
+    const exportArgs = ['--model', join(dir, 'gpt2'), '--output', join(dir, 'onnx-gpt2'), '--system-prompt', SYSTEM_PROMPT];
+    runPython(['-m', 'engine', 'export', ...exportArgs, '--parity-prompts', '1']);
+    const lines = runPython(['-c', PLAIN_REFERENCE, join(dir, 'gpt2'), SYSTEM_PROMPT, JSON.stringify(QUESTIONS), String(NEW_TOKENS)])
+      .trim()
+      .split('\n');
+    plainReference = JSON.parse(lines[lines.length - 1]!) as typeof plainReference;
+    plainGenerator = await loadGenerator(join(dir, 'onnx-gpt2'));
+  }, 300_000);
+
+  afterAll(async () => {
+    await plainGenerator?.close();
+  });
+
+  it('renders and encodes the prompt as engine/prompts.py does: system prompt, question, separator token', () => {
+    expect(plainGenerator.tokenizer.promptFormat.kind).toBe('plain');
+    expect(plainGenerator.tokenizer.eosIds).toEqual(plainReference[0]!.eos);
+    QUESTIONS.forEach((question, n) => {
+      const ids = plainGenerator.tokenizer.encodePrompt(question);
+      expect(ids, question).toEqual(plainReference[n]!.promptIds);
+      expect(ids[ids.length - 1]).toBe(plainReference[n]!.separatorId); // one token, the one the model has a row for
+    });
+  });
+
+  it('greedy tokens equal PyTorch, one question at a time and batched with left padding', async () => {
+    expect(new Set(plainReference.flatMap((row) => row.greedy)).size).toBeGreaterThan(3); // not degenerate
+    expect(new Set(plainReference.map((row) => row.promptIds.length)).size).toBeGreaterThan(1); // the batch is padded
+    for (const [n, question] of QUESTIONS.entries()) {
+      const [result] = await plainGenerator.generate([question], { maxNewTokens: NEW_TOKENS });
+      expect(result!.tokens, question).toEqual(plainReference[n]!.greedy);
+    }
+    const batched = await plainGenerator.generate(QUESTIONS, { maxNewTokens: NEW_TOKENS, greedy: true });
+    expect(batched.map((result) => result.tokens)).toEqual(plainReference.map((row) => row.greedy));
+    expect(batched.map((result) => result.text)).toEqual(plainReference.map((row) => plainGenerator.tokenizer.decode(row.greedy)));
+  });
+
+  it("an answer ends where the model's positions run out, as PyTorch's does; the batch goes on past a row that ended", async () => {
+    const positions = plainReference[0]!.positions;
+    expect(positions).toBe(128); // the tiny GPT-2's n_positions
+    const results = await plainGenerator.generate(QUESTIONS, { maxNewTokens: 1000 });
+    expect(results.map((result) => result.tokens)).toEqual(plainReference.map((row) => row.untilFull));
+    const full = results.filter((result, n) => plainReference[n]!.promptIds.length + result.tokens.length === positions);
+    expect(full.length).toBeGreaterThan(1); // rows of different prompt lengths end at different steps
+    for (const result of full) expect(result.finishReason).toBe('length');
+    await expect(plainGenerator.generate(['How do I reset it? '.repeat(40)], { maxNewTokens: 4 })).rejects.toThrow(
+      /more than the 128 positions this model has/,
+    );
+  });
+});

@@ -159,10 +159,14 @@ export function tinyRun(tinyModel: string, maxSteps: number) {
   };
 }
 
-/** A random 2-layer Llama with the default model's real tokenizer and chat template (engine/tests/tiny_models.py): real training, fractions of a second per step. */
-export function buildTinyModel(): string {
-  const path = join(tempDir('tuneline-tiny-'), 'tiny-llama');
-  execFileSync(join(projectRoot, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', 'llama', path], {
+/**
+ * A tiny random model (engine/tests/tiny_models.py): real training, fractions of a second per step. `llama`: 2 layers with
+ * the default model's real tokenizer and chat template; `gpt2`: 2 layers, 128 positions, its own small BPE and no chat
+ * template, so it trains and is asked in the plain format.
+ */
+export function buildTinyModel(kind: 'llama' | 'gpt2' = 'llama'): string {
+  const path = join(tempDir('tuneline-tiny-'), `tiny-${kind}`);
+  execFileSync(join(projectRoot, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', kind, path], {
     cwd: projectRoot,
     stdio: 'inherit',
   });

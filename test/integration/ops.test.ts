@@ -12,6 +12,8 @@ import { tableFromIPC } from 'apache-arrow';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { artifactPath, sha256File, sha256Tree } from '../../activities/artifacts';
+import { renderTextTable } from '../../activities/report/document';
+import { metricTableBlock } from '../../activities/report/metric-table';
 import { readProduction, readRegistryLog, type RegistryEvent } from '../../activities/registry';
 import { codeVersionOf } from '../../activities/run-record';
 import type { RunListing } from '../../cli/commands/runs';
@@ -375,4 +377,43 @@ describe('encryption keys', () => {
     expect(replay.code, replay.stdout + replay.stderr).toBe(0);
     expect(replay.stdout).toContain('3 of 3 histories replay against this code.');
   });
+});
+
+describe('a GPT-2-family base model, which has no chat template', () => {
+  it('trains, exports, answers and is compared with its untuned self in the plain format, forgetting check included', async () => {
+    const gpt2 = buildTinyModel('gpt2');
+    const run = tinyRun(gpt2, 4);
+    const config = {
+      ...run,
+      name: 'it-gpt2',
+      storage: { artifacts: join(dir, 'artifacts') },
+      // GPT-2's linear layers are c_attn, c_proj and c_fc; a short system prompt fits its 128 positions.
+      model: { base: gpt2, systemPrompt: 'Answer briefly.' },
+      training: { ...run.training, lora: { targetModules: ['all-linear'] } },
+      // The forgetting check asks for 512-token windows, more than the model's 128 positions.
+      evaluation: { ...run.evaluation, forgettingCheck: true },
+    };
+    const handle = await startPipeline(client, loadConfigFile(writeFile('gpt2.yaml', config)));
+    const result = await handle.result();
+    const steps = result.steps.map((s) => s.step);
+    expect(steps).toEqual(
+      expect.arrayContaining(['train', 'export', 'answers-tuned', 'export-base', 'answers-base', 'forgetting', 'score']),
+    );
+    const metrics = result.evaluation!.metrics;
+    expect(Object.keys(metrics).sort()).toEqual(['base', 'tuned']);
+    for (const system of ['base', 'tuned'] as const) {
+      for (const metric of ['rougeL', 'bleu', 'chrf', 'perplexity'])
+        expect(Number.isFinite(metrics[system]![metric]), `${system} ${metric}`).toBe(true);
+    }
+    const table = renderTextTable(metricTableBlock(metrics, { headline: true }));
+    expect(table.split('\n')[0]).toMatch(/tuned\s+base \(untuned\)/);
+    expect(table).toMatch(/ROUGE-L F1\s+\d\.\d{3}\s+\d\.\d{3}/);
+    const onnx = (ref: { uri: string }) => JSON.parse(readFileSync(join(artifactPath(ref), 'prompt_format.json'), 'utf8'));
+    const baseExport = readRunManifest(result).steps.find((s) => s.step === 'export-base')!;
+    expect(onnx(baseExport.outputs.onnx!)).toMatchObject({ kind: 'plain', separator: '<|answer|>', systemPrompt: 'Answer briefly.' });
+    expect(onnx(result.onnx!)).toMatchObject({ kind: 'plain', separator: '<|answer|>', systemPrompt: 'Answer briefly.' });
+    // The histories, with the base-baseline-always patch marker, replay against this code.
+    const replay = tuneline(['audit', 'replay', handle.workflowId]);
+    expect(replay.code, replay.stdout + replay.stderr).toBe(0);
+  }, 600_000);
 });

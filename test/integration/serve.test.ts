@@ -162,6 +162,19 @@ describe('the OpenAI-compatible chat API', () => {
     expect((await fetch(`${address}/readyz`)).status).toBe(200);
   });
 
+  it("refuses a prompt longer than the model's positions with a 400 that says so", async () => {
+    const model = await loadExportModel(exportDir);
+    // The tiny Llama has 512 positions; a model of 8 (as a tiny GPT-2 has 128) makes a short question too long.
+    const { client } = await serve({}, { ...model, generator: { ...model.generator, maxPositions: 8 } });
+    await expect(client().chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: QUESTION }] })).rejects.toMatchObject(
+      {
+        status: 400,
+        code: 'context_length_exceeded',
+        message: expect.stringMatching(/messages: the prompt is \d+ tokens, more than the 8 positions this model has/),
+      },
+    );
+  });
+
   it('limits each client to its rate, with a 429 that says when to retry', async () => {
     const { client } = await serve({ apiKeys: ['a', 'b'], limits: { rateLimit: { max: 2, windowMs: 60_000 } } });
     const ask = (key: string) =>
