@@ -143,6 +143,7 @@ def locate_base(base: str) -> dict:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.base: folder {path} has no config.json; it is not a Hugging Face model folder")
+        refuse_encoder_decoder(json.loads((path / "config.json").read_text()), base)
         return {"kind": "folder", "path": str(path.resolve()), "revision": ""}
     if looks_like_path(base):
         raise ConfigError(
@@ -151,6 +152,17 @@ def locate_base(base: str) -> dict:
             "or name a hub id (loaded from the hub, or from the local cache when HF_HUB_OFFLINE is set)."
         )
     return {"kind": "hub", "path": None, "revision": ""}
+
+
+def refuse_encoder_decoder(config: dict, base: str) -> None:
+    """Encoder-decoder models (T5, FLAN-T5, BART) are not trained yet: say so before anything loads."""
+    if config.get("is_encoder_decoder"):
+        raise ConfigError(
+            f"model.base: {base!r} is an encoder-decoder model ({config.get('model_type', 'unknown type')}); tuneline "
+            "trains, exports and serves decoder-only language models (Llama and SmolLM2, the GPT-2 family, and other "
+            "models transformers loads with AutoModelForCausalLM), and encoder-decoder models (T5, BART) are not "
+            "supported yet. Fix: choose a decoder-only base model, e.g. `default` or distilgpt2."
+        )
 
 
 def resolve_base(base: str) -> str:
@@ -179,10 +191,11 @@ def missing_base_message(base: str, reason: str) -> str:
 def load_base_model(base: str):
     """Return (model, tokenizer, resolved source) in float32 on the CPU."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_base(base)
     try:
+        refuse_encoder_decoder(AutoConfig.from_pretrained(source).to_dict(), base)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except OSError as error:

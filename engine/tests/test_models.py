@@ -60,6 +60,21 @@ def test_missing_local_folder_is_a_config_error(tmp_path):
         resolve_base(str(tmp_path))
 
 
+@pytest.mark.parametrize("model_type", ["t5", "bart"])
+def test_encoder_decoder_models_are_refused_with_what_to_use_instead(tmp_path, model_type):
+    from transformers import AutoConfig
+
+    AutoConfig.for_model(model_type, d_model=8, num_layers=1, encoder_layers=1, decoder_layers=1).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        resolve_base(str(tmp_path))
+    message = str(raised.value)
+    assert f"is an encoder-decoder model ({model_type})" in message
+    assert "Fix: choose a decoder-only base model" in message
+    # model-info (the activity's first call) refuses it the same way, so no training attempt starts.
+    code, events, _ = model_info(tmp_path)
+    assert code == 2 and events[-1]["event"] == "error" and "encoder-decoder" in events[-1]["message"]
+
+
 def model_info(base) -> tuple[int, list[dict], str]:
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", MODEL_INFO_WITHOUT_TORCH, str(base)], cwd=PROJECT_ROOT,
