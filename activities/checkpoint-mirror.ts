@@ -2,8 +2,10 @@
  * Checkpoints in the bucket, for a training whose machine dies. With `storage.artifacts` in a bucket,
  * each checkpoint the engine completes is copied into the store as one folder: the step's checkpoint,
  * the best weights so far (when they are from that step or before it) and the attempt's events log.
- * The ref goes into the activity's heartbeat, so the attempt Temporal retries on another gpu worker
- * restores it into its own empty work folder and resumes there, as it would on the first machine.
+ * The ref goes into the activity's heartbeat and is named in the bucket by the work folder's key, so
+ * the attempt Temporal retries on another gpu worker, or a later call of the same budget (a sweep
+ * trial continued after a rung) on any machine, restores it into its own work folder and resumes
+ * there, as it would on the first machine.
  *
  * Uploads run beside the training, one at a time, and always of the newest checkpoint: one that is
  * superseded while another uploads is skipped. An upload that fails (the engine pruned the folder
@@ -13,16 +15,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ArtifactRef } from '../schemas/manifests';
+import type { ArtifactRef, MirroredCheckpoint } from '../schemas/manifests';
 import type { StepStore } from './artifacts';
 
 const EVENTS_FILE = 'events.jsonl';
-
-/** What the mirror holds for a step: where it is and which step. */
-export interface MirroredCheckpoint {
-  ref: ArtifactRef;
-  step: number;
-}
 
 const checkpointsOf = (workDir: string) => join(workDir, 'checkpoints');
 
@@ -41,7 +37,7 @@ export class CheckpointMirror {
   constructor(
     private readonly store: StepStore,
     private readonly workDir: string,
-    private readonly onMirrored: (mirrored: MirroredCheckpoint) => void,
+    private readonly onMirrored: (mirrored: MirroredCheckpoint) => void | Promise<void>,
     private readonly warn: (message: string) => void,
   ) {}
 
@@ -59,12 +55,22 @@ export class CheckpointMirror {
     await this.running;
   }
 
+  /**
+   * Stops, then copies this checkpoint as the engine left it when it exited: where a call pauses (a
+   * rung; the engine adds the rung's evaluation to the checkpoint after announcing it), so the
+   * continuation finds it whichever machine it runs on. Errors reach the caller.
+   */
+  async finish(path: string, step: number): Promise<void> {
+    await this.stop();
+    await this.onMirrored({ ref: await this.upload(path, step), step });
+  }
+
   private async drain(): Promise<void> {
     while (this.pending && !this.stopped) {
       const { path, step } = this.pending;
       this.pending = undefined;
       try {
-        this.onMirrored({ ref: await this.upload(path, step), step });
+        await this.onMirrored({ ref: await this.upload(path, step), step });
       } catch (error) {
         this.warn(`checkpoint of step ${step} not copied to the bucket (the next one will be): ${String(error)}`);
       }

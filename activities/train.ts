@@ -16,14 +16,15 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
 import { TrainMetrics, type EngineEventOf } from '../schemas/engine';
-import type { ArtifactRef, StepContext, StepResult, TrainProgress } from '../schemas/manifests';
+import type { ArtifactRef, MirroredCheckpoint, StepContext, StepResult, TrainProgress } from '../schemas/manifests';
 import type { TrainStats } from '../schemas/steps';
 import type { TrainingSection } from '../schemas/config';
 import type { TrainSpec } from '../schemas/train-spec';
 import { describeBaseModel } from './base-model';
 import { CheckpointMirror, restoreCheckpoint } from './checkpoint-mirror';
 import { codeVersion } from './code-version';
-import { baseModelFor, isBucketUri, storeFor } from './context';
+import { baseModelFor, storeFor } from './context';
+import { ObjectStore } from './object-store/store';
 import { runEngine } from './engine-process';
 import { runCachedStep, stepKey } from './steps';
 
@@ -79,6 +80,17 @@ export function engineTraining(section: TrainingSection): { training: TrainSpec[
   return { training, processes: distributed.processes };
 }
 
+/** Of the checkpoints copied to the bucket, the newest at or before the stop point. */
+export function newestMirror(
+  candidates: Array<MirroredCheckpoint | null | undefined>,
+  stopAtStep?: number,
+): MirroredCheckpoint | undefined {
+  const limit = stopAtStep ?? Infinity;
+  return candidates
+    .filter((c): c is MirroredCheckpoint => !!c && c.step <= limit)
+    .reduce<MirroredCheckpoint | undefined>((newest, c) => (newest && newest.step >= c.step ? newest : c), undefined);
+}
+
 function summarize(stats: TrainStats): string {
   const m = stats.metrics;
   const where = m.pausedAtStep !== null ? `paused at step ${m.pausedAtStep} of ${m.totalSteps}` : `steps=${stats.steps}`;
@@ -96,7 +108,10 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
   const inputs = [input.train, input.validation, ...(input.contexts ? [input.contexts] : [])];
   const code = codeVersion(import.meta.url, 'train');
   // The work folder belongs to the budget: every stop point of it shares the checkpoints.
-  const workDir = store.workDir(stepKey({ step: 'train', config: budget, inputs, code }));
+  const workKey = stepKey({ step: 'train', config: budget, inputs, code });
+  const workDir = store.workDir(workKey);
+  // With a bucket, the work folder is on this machine only: checkpoints are copied to the bucket too.
+  const bucket = store instanceof ObjectStore ? store : undefined;
   return runCachedStep(
     store,
     { step: 'train', config: { ...budget, stopAtStep: input.stopAtStep ?? null }, inputs, code, noCache: input.noCache, summarize },
@@ -105,9 +120,13 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       if (input.noCache && ctx.info.attempt === 1) await rm(workDir, { recursive: true, force: true });
       await mkdir(workDir, { recursive: true });
       const hint = ctx.info.heartbeatDetails as Partial<TrainProgress> | undefined;
-      if (hint?.mirrored) {
-        const restored = await restoreCheckpoint(store, workDir, hint.mirrored, completeCheckpoints(workDir)[0]?.step);
-        if (restored) ctx.log.info(`restored the checkpoint of step ${hint.mirrored.step} from the bucket`, { path: restored });
+      // The newest copy in the bucket: the heartbeat names it to a retry, the bucket to a later call of this budget.
+      const fresh = input.noCache && ctx.info.attempt === 1;
+      const mirrored =
+        bucket && !fresh ? newestMirror([hint?.mirrored, await bucket.latestCheckpoint(workKey)], input.stopAtStep) : undefined;
+      if (bucket && mirrored) {
+        const restored = await restoreCheckpoint(bucket, workDir, mirrored, completeCheckpoints(workDir)[0]?.step);
+        if (restored) ctx.log.info(`restored the checkpoint of step ${mirrored.step} from the bucket`, { path: restored });
       }
       const resume = chooseResumePoint(workDir, hint, input.stopAtStep);
       const spec: TrainSpec = {
@@ -144,13 +163,16 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
         validationLoss: null,
         attempt: ctx.info.attempt,
         // A restored or earlier mirror stays the retry's way back until this attempt mirrors a newer one.
-        mirrored: hint?.mirrored ?? null,
+        mirrored: mirrored ?? null,
       };
-      const mirror = isBucketUri(store.location)
+      const mirror = bucket
         ? new CheckpointMirror(
-            store,
+            bucket,
             workDir,
-            (mirrored) => (progress.mirrored = mirrored),
+            async (copied) => {
+              progress.mirrored = copied;
+              await bucket.recordCheckpoint(workKey, copied);
+            },
             (message) => ctx.log.warn(message),
           )
         : undefined;
@@ -177,6 +199,9 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       }).finally(() => mirror?.stop());
       if (!done) throw new Error('the engine exited cleanly without a done event');
       const metrics = TrainMetrics.parse(done.metrics);
+      // A pause (a rung): its checkpoint in the bucket, for the continuation on whichever machine.
+      if (mirror && metrics.pausedAtStep !== null && progress.checkpoint && progress.checkpointStep === metrics.pausedAtStep)
+        await mirror.finish(progress.checkpoint, progress.checkpointStep);
       // final/ moves into the store; the checkpoints stay (bounded by training.keepCheckpoints) for a later continuation.
       const modelRef = await store.putDir(join(workDir, 'final'));
       const eventsText = readFileSync(eventsLog, 'utf8');

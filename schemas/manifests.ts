@@ -62,8 +62,12 @@ export interface TrainProgress {
   validationLoss: number | null;
   attempt: number;
   /** With the artifacts in a bucket: the newest checkpoint copied there, for a retry on another machine. */
-  mirrored: { ref: ArtifactRef; step: number } | null;
+  mirrored: MirroredCheckpoint | null;
 }
+
+/** A training checkpoint copied to the bucket (activities/checkpoint-mirror.ts): the folder and the step it holds. */
+export const MirroredCheckpoint = z.strictObject({ ref: ArtifactRef, step: z.number().int().nonnegative() });
+export type MirroredCheckpoint = z.infer<typeof MirroredCheckpoint>;
 
 /** The generation heartbeat: how far one system has got through the evaluation rows. */
 export interface GenerationProgress {

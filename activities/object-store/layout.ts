@@ -4,7 +4,8 @@
  * Under `s3://bucket/prefix/` the layout mirrors the local store's folder: a file is
  * `objects/<first two hex>/<sha256><ext>`, a folder is a manifest at `objects/<..>/<tree sha256>.dir`
  * whose files are `objects/<..>/<sha256>` (no extension, so equal bytes are stored once whatever
- * their names), a step's result is `steps/<key>.json`, and a run's named artifacts are `runs/<run id>/files.json`.
+ * their names), a step's result is `steps/<key>.json`, a run's named artifacts are `runs/<run id>/files.json`,
+ * and a training work folder's newest checkpoint copied to the bucket is named by `work/<key>/checkpoint.json`.
  */
 import { z } from 'zod';
 import { treeSha256 } from '../artifacts';
@@ -52,6 +53,11 @@ export function stepKey(location: BucketLocation, key: string): string {
 
 export function runFilesKey(location: BucketLocation, runId: string): string {
   return `${location.prefix}runs/${runId}/files.json`;
+}
+
+/** The newest checkpoint of a training's work folder copied to the bucket, by the folder's key (the budget's). */
+export function checkpointPointerKey(location: BucketLocation, workKey: string): string {
+  return `${location.prefix}work/${workKey}/checkpoint.json`;
 }
 
 export function isFolderUri(uri: string): boolean {

@@ -25,7 +25,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { z } from 'zod';
-import { ArtifactRef, type StepResult } from '../../schemas/manifests';
+import { ArtifactRef, MirroredCheckpoint, type StepResult } from '../../schemas/manifests';
 import { sha256File, sha256Hex, sha256Tree, treeSha256, type StepStore } from '../artifacts';
 import { ReadThroughCache } from './cache';
 import { s3ClientFromEnvironment } from './client';
@@ -39,6 +39,7 @@ import {
   objectKey,
   parseS3Uri,
   runFilesKey,
+  checkpointPointerKey,
   stepKey,
   uriOf,
   type BucketLocation,
@@ -146,6 +147,25 @@ export class ObjectStore implements StepStore {
       throw error;
     });
     return text === undefined ? undefined : RunFiles.parse(JSON.parse(text));
+  }
+
+  /**
+   * Names the newest checkpoint of a training work folder (by its key) that is in the bucket, so a
+   * later call of the same budget on any machine can restore it (a sweep trial continued after a rung).
+   */
+  async recordCheckpoint(workKey: string, mirrored: MirroredCheckpoint): Promise<void> {
+    const body = JSON.stringify(mirrored);
+    const key = checkpointPointerKey(this.bucket, workKey);
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket.bucket, Key: key, Body: body, ContentType: 'application/json' }));
+  }
+
+  /** The checkpoint `recordCheckpoint` last named for this work folder, or undefined. */
+  async latestCheckpoint(workKey: string): Promise<MirroredCheckpoint | undefined> {
+    const text = await this.getText(checkpointPointerKey(this.bucket, workKey)).catch((error: unknown) => {
+      if (error instanceof MissingObjectError) return undefined;
+      throw error;
+    });
+    return text === undefined ? undefined : MirroredCheckpoint.parse(JSON.parse(text));
   }
 
   /** Stores bytes under their hash and returns the reference. */

@@ -1,6 +1,7 @@
 /**
  * The S3 artifact store against a real SeaweedFS: round trips, put-if-absent, a damaged object
- * refused, an interrupted multipart upload, the cache's byte limit.
+ * refused, an interrupted multipart upload, the cache's byte limit; and a training paused at a rung
+ * on one machine and continued on another from the checkpoint it left in the bucket.
  */
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -14,13 +15,19 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore, sha256File, sha256Tree } from '../../activities/artifacts';
+import { openStore } from '../../activities/context';
+import { writeRows } from '../../activities/data/arrow-io';
+import { trainModel, type TrainInput } from '../../activities/train';
+import { loadConfigFile } from '../../cli/config';
+import { dataRow } from '../unit/qa-fixtures';
 import { s3ClientFromEnvironment } from '../../activities/object-store/client';
 import { keyOfUri, objectKey } from '../../activities/object-store/layout';
 import { CorruptObjectError, ObjectStore, type ObjectStoreOptions } from '../../activities/object-store/store';
 import type { ArtifactRef, StepResult } from '../../schemas/manifests';
-import { tempDir } from './harness';
+import { buildTinyModel, tempDir, tinyRun, writePipeline } from './harness';
 import { startSeaweedS3, type SeaweedS3 } from '../../lib/seaweedfs';
 
 const MiB = 1024 * 1024;
@@ -231,4 +238,37 @@ describe('S3 artifact store on SeaweedFS', () => {
     // The evicted one comes back from the bucket.
     expect(await store.fetch(refs[1]!)).toContain(refs[1]!.sha256);
   });
+});
+
+describe('a training paused at a rung on one machine', () => {
+  it('continues on another machine from the checkpoint it left in the bucket', async () => {
+    const dir = tempDir();
+    const path = writePipeline(dir, {
+      name: 'paused-elsewhere',
+      ...tinyRun(buildTinyModel(), 16),
+      promotion: 'manual',
+      storage: { artifacts: `s3://${s3.bucket}/paused` },
+    });
+    const { config, configDir } = loadConfigFile(path);
+    const context = { config: config!, configDir };
+    // Each machine has its own cache and work folders (the activity's store is per cache folder).
+    const onMachine = (name: string) => (process.env.TUNELINE_CACHE_DIR = join(dir, name));
+    onMachine('first');
+    const rows = Array.from({ length: 48 }, (_, n) =>
+      dataRow(`r${n}`, `How long is the warranty of model ${n}?`, `Model ${n} has a ${(n % 4) + 1}-year warranty.`),
+    );
+    const store = openStore(context.config.storage, configDir);
+    const [train, validation] = [await writeRows(store, rows.slice(0, 40)), await writeRows(store, rows.slice(40))];
+
+    const run = (input: TrainInput) => new MockActivityEnvironment().run(trainModel, input) as ReturnType<typeof trainModel>;
+    const paused = await run({ ...context, train, validation, stopAtStep: 8 });
+    expect(paused.stats.metrics.pausedAtStep).toBe(8);
+    onMachine('second');
+    const continued = await run({ ...context, train, validation });
+    expect(continued.stats.resumedFromStep).toBe(8);
+    expect(continued.stats.steps).toBe(16);
+    // The first machine's work folder was never the second's.
+    expect(readdirSync(join(dir, 'second', 'work'))).toHaveLength(1);
+    expect(readdirSync(join(dir, 'first', 'work'))).toHaveLength(1);
+  }, 240_000);
 });

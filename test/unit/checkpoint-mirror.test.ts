@@ -2,7 +2,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ArtifactStore } from '../../activities/artifacts';
-import { CheckpointMirror, restoreCheckpoint, type MirroredCheckpoint } from '../../activities/checkpoint-mirror';
+import { CheckpointMirror, restoreCheckpoint } from '../../activities/checkpoint-mirror';
+import { newestMirror } from '../../activities/train';
+import type { MirroredCheckpoint } from '../../schemas/manifests';
 import { tempDir } from '../integration/harness';
 
 /** A work folder as the engine leaves it: complete step checkpoints, `best/` from `bestStep`, an events log. */
@@ -24,7 +26,7 @@ function mirrorOf(store: ArtifactStore, workDir: string) {
   const mirror = new CheckpointMirror(
     store,
     workDir,
-    (m) => mirrored.push(m),
+    (m) => void mirrored.push(m),
     (w) => warnings.push(w),
   );
   return { mirror, mirrored, warnings };
@@ -106,5 +108,24 @@ describe('checkpoint mirror', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/^checkpoint of step 4 not copied to the bucket \(the next one will be\): .*ENOENT/);
     expect(mirrored.map((m) => m.step)).toEqual([8]);
+  });
+
+  it('copies the checkpoint a call paused at once the engine has exited, after it stopped taking offers', async () => {
+    const store = new ArtifactStore(tempDir());
+    const workDir = workFolder([4, 8], 8);
+    const { mirror, mirrored } = mirrorOf(store, workDir);
+    await mirror.finish(join(workDir, 'checkpoints', 'step-8'), 8);
+    mirror.offer(join(workDir, 'checkpoints', 'step-4'), 4);
+    await mirror.stop();
+    expect(mirrored.map((m) => m.step)).toEqual([8]);
+  });
+
+  it("resumes from the newest copy at or before where the call stops, the heartbeat's or the bucket's", () => {
+    const ref = { uri: 's3://b/objects/x.dir', sha256: 'a'.repeat(64), bytes: 1, rows: null };
+    const at = (step: number) => ({ ref, step });
+    expect(newestMirror([at(4), at(12)])).toEqual(at(12));
+    expect(newestMirror([at(12), at(4)], 8)).toEqual(at(4));
+    expect(newestMirror([undefined, null])).toBeUndefined();
+    expect(newestMirror([at(12)], 8)).toBeUndefined();
   });
 });
