@@ -12,7 +12,7 @@
  * while it was copied, the bucket refused) is logged and the next checkpoint tries again; training
  * never waits for it.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ArtifactRef, MirroredCheckpoint } from '../schemas/manifests';
@@ -22,10 +22,8 @@ const EVENTS_FILE = 'events.jsonl';
 
 const checkpointsOf = (workDir: string) => join(workDir, 'checkpoints');
 
-/** The step `best/` holds, or undefined when it is missing or incomplete. */
-function bestStep(workDir: string): number | undefined {
-  const folder = join(checkpointsOf(workDir), 'best');
-  if (!existsSync(join(folder, 'complete'))) return undefined;
+/** The step a complete `best/` folder holds. */
+function bestStep(folder: string): number {
   return (JSON.parse(readFileSync(join(folder, 'best.json'), 'utf8')) as { step: number }).step;
 }
 
@@ -81,11 +79,13 @@ export class CheckpointMirror {
     const folder = await this.store.tempPath();
     await mkdir(folder, { recursive: true });
     try {
-      await cp(path, join(folder, `step-${step}`), { recursive: true });
-      const best = bestStep(this.workDir);
-      // Newer best weights belong to a later timeline than this checkpoint's; the resumed run re-finds them.
-      if (best !== undefined && best <= step)
-        await cp(join(checkpointsOf(this.workDir), 'best'), join(folder, 'best'), { recursive: true });
+      await copySteady(path, join(folder, `step-${step}`));
+      const best = join(checkpointsOf(this.workDir), 'best');
+      if (existsSync(join(best, 'complete'))) {
+        await copySteady(best, join(folder, 'best'));
+        // Newer best weights belong to a later point of the run than this checkpoint; the resumed run re-finds them.
+        if (bestStep(join(folder, 'best')) > step) await rm(join(folder, 'best'), { recursive: true, force: true });
+      }
       const events = join(this.workDir, EVENTS_FILE);
       if (existsSync(events)) await cp(events, join(folder, EVENTS_FILE));
       return await this.store.putDir(folder);
@@ -94,6 +94,28 @@ export class CheckpointMirror {
       throw error;
     }
   }
+}
+
+/** Each file's path, size, modification time and inode: what changes when the engine rewrites, swaps or prunes a folder. */
+function fingerprint(folder: string): string {
+  const files = readdirSync(folder, { recursive: true, encoding: 'utf8' }).sort();
+  return JSON.stringify(
+    files.map((name) => {
+      const stat = statSync(join(folder, name));
+      return [name, stat.size, stat.mtimeMs, stat.ino];
+    }),
+  );
+}
+
+/**
+ * Copies a folder the engine may be changing (it prunes old checkpoints and swaps `best/` in by
+ * renaming): the copy counts only when the folder was the same before and after it and is complete.
+ */
+async function copySteady(source: string, destination: string): Promise<void> {
+  const before = fingerprint(source);
+  await cp(source, destination, { recursive: true });
+  if (fingerprint(source) !== before || !existsSync(join(destination, 'complete')))
+    throw new Error(`${source} changed while it was copied`);
 }
 
 /**

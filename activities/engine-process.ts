@@ -19,6 +19,8 @@ import { EngineEvent, type EngineEventOf } from '../schemas/engine';
 import { EngineExit, ErrorTypes, engineErrorKinds, errorTypeForExit, isNonRetryable } from '../schemas/errors';
 
 const projectRoot = resolve(import.meta.dirname, '..');
+/** How long the engine has after SIGTERM (finish the step, checkpoint) before its group is killed. */
+const DEFAULT_GRACE_MS = 120_000;
 
 export function enginePython(): string {
   return process.env.TUNELINE_PYTHON ?? join(projectRoot, '.venv', 'bin', 'python');
@@ -74,8 +76,20 @@ export function engineCommand(
   cores = availableParallelism(),
 ): EngineCommand {
   if (processes <= 1) return { args: ['-m', 'engine', ...args], env: {} };
+  // torchrun gives its processes this long after SIGTERM to checkpoint: the grace less a margin, so a
+  // slow step's checkpoint is written before the activity kills the group.
+  const shutdownSeconds = Math.max(10, Math.floor(DEFAULT_GRACE_MS / 1000) - 10);
   return {
-    args: ['-m', 'torch.distributed.run', '--standalone', `--nproc-per-node=${processes}`, '-m', 'engine', ...args],
+    args: [
+      '-m',
+      'torch.distributed.run',
+      '--standalone',
+      `--nproc-per-node=${processes}`,
+      `--shutdown-timeout=${shutdownSeconds}`,
+      '-m',
+      'engine',
+      ...args,
+    ],
     env: { OMP_NUM_THREADS: env.OMP_NUM_THREADS ?? String(Math.max(1, Math.floor(cores / processes))) },
   };
 }
@@ -125,7 +139,7 @@ export async function runEngine(options: EngineRunOptions): Promise<void> {
   let killTimer: NodeJS.Timeout | undefined;
   const onCancel = () => {
     killGroup(child.pid!, 'SIGTERM');
-    killTimer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), options.graceMs ?? 120_000);
+    killTimer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), options.graceMs ?? DEFAULT_GRACE_MS);
   };
   ctx?.cancellationSignal.addEventListener('abort', onCancel);
   try {

@@ -121,11 +121,13 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
       await mkdir(workDir, { recursive: true });
       const hint = ctx.info.heartbeatDetails as Partial<TrainProgress> | undefined;
       // The newest copy in the bucket: the heartbeat names it to a retry, the bucket to a later call of this budget.
-      const fresh = input.noCache && ctx.info.attempt === 1;
-      const mirrored =
-        bucket && !fresh ? newestMirror([hint?.mirrored, await bucket.latestCheckpoint(workKey)], input.stopAtStep) : undefined;
+      // With noCache, only this run's own copies count: the bucket may still name an earlier run's.
+      const named = bucket && !input.noCache ? await bucket.latestCheckpoint(workKey) : undefined;
+      const mirrored = bucket ? newestMirror([hint?.mirrored, named], input.stopAtStep) : undefined;
       if (bucket && mirrored) {
-        const restored = await restoreCheckpoint(bucket, workDir, mirrored, completeCheckpoints(workDir)[0]?.step);
+        const limit = input.stopAtStep ?? Infinity;
+        const localNewest = completeCheckpoints(workDir).find((c) => c.step <= limit)?.step;
+        const restored = await restoreCheckpoint(bucket, workDir, mirrored, localNewest);
         if (restored) ctx.log.info(`restored the checkpoint of step ${mirrored.step} from the bucket`, { path: restored });
       }
       const resume = chooseResumePoint(workDir, hint, input.stopAtStep);

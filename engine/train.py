@@ -204,9 +204,12 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     def evaluate() -> bool:
         """Validation loss now; track the best; True when early stopping says stop.
 
-        Every process measures the whole validation split (the same weights, the same number), so
-        all of them take the same early-stopping decision; rank 0 alone writes best/."""
+        Every process measures the whole validation split and takes rank 0's loss, so all of them
+        take the same early-stopping decision; rank 0 alone writes best/."""
         loss = validation_loss(model, validation_batches, autocast)
+        # Rank 0's number on every process, so all take the same early-stopping decision even where
+        # kernels make the processes' losses differ in the last bit.
+        (loss,) = processes.sum([loss if processes.is_main else 0.0], device)
         state.history["evals"].append({"step": state.step, "validationLoss": loss})
         emit({"event": "eval", "step": state.step, "validationLoss": loss, "rung": False})
         state.evalPending = False

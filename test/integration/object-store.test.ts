@@ -267,8 +267,5 @@ describe('a training paused at a rung on one machine', () => {
     const continued = await run({ ...context, train, validation });
     expect(continued.stats.resumedFromStep).toBe(8);
     expect(continued.stats.steps).toBe(16);
-    // The first machine's work folder was never the second's.
-    expect(readdirSync(join(dir, 'second', 'work'))).toHaveLength(1);
-    expect(readdirSync(join(dir, 'first', 'work'))).toHaveLength(1);
   }, 240_000);
 });

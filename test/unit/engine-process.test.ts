@@ -94,6 +94,7 @@ describe('engine command line', () => {
       'torch.distributed.run',
       '--standalone',
       '--nproc-per-node=3',
+      '--shutdown-timeout=110',
       '-m',
       'engine',
       'train',
