@@ -198,7 +198,21 @@ export async function trainModel(input: TrainInput): Promise<StepResult<TrainSta
             mirror?.offer(event.path, event.step);
           } else if (event.event === 'done') done = event;
         },
-      }).finally(() => mirror?.stop());
+      })
+        .catch(async (error: unknown) => {
+          // Stopped early (cancelled, the worker shutting down): the checkpoint the engine wrote on its
+          // way out goes to the bucket too, so a retry on another machine starts from it.
+          const last = progress.checkpointStep;
+          if (mirror && progress.checkpoint && last !== null && last > (progress.mirrored?.step ?? -1)) {
+            await mirror
+              .finish(progress.checkpoint, last)
+              .catch((copyError: unknown) =>
+                ctx.log.warn(`the checkpoint of step ${last} was not copied to the bucket: ${String(copyError)}`),
+              );
+          }
+          throw error;
+        })
+        .finally(() => mirror?.stop());
       if (!done) throw new Error('the engine exited cleanly without a done event');
       const metrics = TrainMetrics.parse(done.metrics);
       // A pause (a rung): its checkpoint in the bucket, for the continuation on whichever machine.

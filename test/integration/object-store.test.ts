@@ -15,6 +15,7 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactStore, sha256File, sha256Tree } from '../../activities/artifacts';
@@ -26,8 +27,8 @@ import { dataRow } from '../unit/qa-fixtures';
 import { s3ClientFromEnvironment } from '../../activities/object-store/client';
 import { keyOfUri, objectKey } from '../../activities/object-store/layout';
 import { CorruptObjectError, ObjectStore, type ObjectStoreOptions } from '../../activities/object-store/store';
-import type { ArtifactRef, StepResult } from '../../schemas/manifests';
-import { buildTinyModel, tempDir, tinyRun, writePipeline } from './harness';
+import type { ArtifactRef, StepResult, TrainProgress } from '../../schemas/manifests';
+import { buildTinyModel, tempDir, tinyRun, waitFor, writePipeline } from './harness';
 import { startSeaweedS3, type SeaweedS3 } from '../../lib/seaweedfs';
 
 const MiB = 1024 * 1024;
@@ -240,14 +241,15 @@ describe('S3 artifact store on SeaweedFS', () => {
   });
 });
 
-describe('a training paused at a rung on one machine', () => {
-  it('continues on another machine from the checkpoint it left in the bucket', async () => {
+describe('a training moving between machines through the bucket', () => {
+  /** A tiny-model pipeline whose artifacts are under `prefix`, its splits stored, and a way to switch machines. */
+  async function setUp(prefix: string, maxSteps: number) {
     const dir = tempDir();
     const path = writePipeline(dir, {
-      name: 'paused-elsewhere',
-      ...tinyRun(buildTinyModel(), 16),
+      name: prefix,
+      ...tinyRun(buildTinyModel(), maxSteps),
       promotion: 'manual',
-      storage: { artifacts: `s3://${s3.bucket}/paused` },
+      storage: { artifacts: `s3://${s3.bucket}/${prefix}` },
     });
     const { config, configDir } = loadConfigFile(path);
     const context = { config: config!, configDir };
@@ -258,14 +260,45 @@ describe('a training paused at a rung on one machine', () => {
       dataRow(`r${n}`, `How long is the warranty of model ${n}?`, `Model ${n} has a ${(n % 4) + 1}-year warranty.`),
     );
     const store = openStore(context.config.storage, configDir);
-    const [train, validation] = [await writeRows(store, rows.slice(0, 40)), await writeRows(store, rows.slice(40))];
+    const inputs = { ...context, train: await writeRows(store, rows.slice(0, 40)), validation: await writeRows(store, rows.slice(40)) };
+    return { dir, inputs, onMachine };
+  }
+  const run = (input: TrainInput, env = new MockActivityEnvironment()) => env.run(trainModel, input) as ReturnType<typeof trainModel>;
 
-    const run = (input: TrainInput) => new MockActivityEnvironment().run(trainModel, input) as ReturnType<typeof trainModel>;
-    const paused = await run({ ...context, train, validation, stopAtStep: 8 });
+  it('continues a training paused at a rung on another machine from the checkpoint it left in the bucket', async () => {
+    const { inputs, onMachine } = await setUp('paused', 16);
+    const paused = await run({ ...inputs, stopAtStep: 8 });
     expect(paused.stats.metrics.pausedAtStep).toBe(8);
     onMachine('second');
-    const continued = await run({ ...context, train, validation });
+    const continued = await run(inputs);
     expect(continued.stats.resumedFromStep).toBe(8);
     expect(continued.stats.steps).toBe(16);
+  }, 240_000);
+
+  it('copies the checkpoint a cancelled training wrote on its way out, and the next machine starts there', async () => {
+    const { dir, inputs, onMachine } = await setUp('cancelled', 64);
+    const env = new MockActivityEnvironment();
+    let progress: TrainProgress | undefined;
+    env.on('heartbeat', (details: TrainProgress) => (progress = details));
+    const running = run(inputs, env).catch((error: unknown) => error);
+    await waitFor(
+      async () => progress?.step ?? 0,
+      (step) => step >= 6,
+      120_000,
+    );
+    env.cancel('CANCELLED');
+    expect(await running).toBeInstanceOf(CancelledFailure);
+    // The engine checkpointed where SIGTERM found it, seldom a multiple of checkpointEvery (4).
+    const work = join(dir, 'first', 'work');
+    const checkpoints = join(work, readdirSync(work)[0]!, 'checkpoints');
+    const stoppedAt = Math.max(
+      ...readdirSync(checkpoints)
+        .flatMap((name) => /^step-(\d+)$/.exec(name)?.[1] ?? [])
+        .map(Number),
+    );
+    onMachine('second');
+    const continued = await run(inputs);
+    expect(continued.stats.resumedFromStep).toBe(stoppedAt);
+    expect(continued.stats.steps).toBe(64);
   }, 240_000);
 });
