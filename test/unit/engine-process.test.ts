@@ -45,6 +45,11 @@ describe('engine process wrapper', () => {
     expect(outcome).toMatchObject({ type, message, nonRetryable: true });
   });
 
+  it("takes the failure's kind from the error event when the exit code cannot say it (torchrun exits 1)", async () => {
+    const { outcome } = await runFake('torchrun-config');
+    expect(outcome).toMatchObject({ type: 'ConfigError', message: 'training.batchSize: must be positive', nonRetryable: true });
+  });
+
   it('maps a crash to a retryable failure carrying the stderr tail', async () => {
     const { outcome } = await runFake('crash');
     expect(outcome).toMatchObject({ type: 'EngineCrash', nonRetryable: false });
