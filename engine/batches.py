@@ -85,12 +85,18 @@ def label_count(batch: dict) -> int:
 
 
 @torch.no_grad()
-def validation_loss(model, batches: list[dict], autocast) -> float:
-    """Mean cross-entropy per answer token over the whole validation split."""
+def validation_sums(model, batches: list[dict], autocast) -> tuple[float, int]:
+    """Summed cross-entropy and answer-token count over these batches (a process's share of the split)."""
     model.eval()
     total = sum(float(summed_loss(model, batch, autocast)) for batch in batches)
     count = sum(label_count(batch) for batch in batches)
     model.train()
+    return total, count
+
+
+def validation_loss(model, batches: list[dict], autocast) -> float:
+    """Mean cross-entropy per answer token over the whole validation split."""
+    total, count = validation_sums(model, batches, autocast)
     return total / count
 
 

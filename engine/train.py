@@ -28,7 +28,7 @@ import torch
 from transformers import get_scheduler
 
 from engine import checkpoints, distributed
-from engine.batches import collate, encode_rows, label_count, summed_loss, validation_loss
+from engine.batches import collate, encode_rows, label_count, summed_loss, validation_loss, validation_sums
 from engine.data import QaRows, evaluation_batches, length_grouped_batches
 from engine.events import ConfigError, Emit, Interrupted, StopRequest, log
 from engine.report import plot_training_curve, write_history
@@ -204,12 +204,12 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     def evaluate() -> bool:
         """Validation loss now; track the best; True when early stopping says stop.
 
-        Every process measures the whole validation split and takes rank 0's loss, so all of them
-        take the same early-stopping decision; rank 0 alone writes best/."""
-        loss = validation_loss(model, validation_batches, autocast)
-        # Rank 0's number on every process, so all take the same early-stopping decision even where
-        # kernels make the processes' losses differ in the last bit.
-        (loss,) = processes.sum([loss if processes.is_main else 0.0], device)
+        The processes share the validation split out and sum what they measured; rank 0 alone
+        writes best/."""
+        # Each process scores its share of the split's batches; the sums make one number, the same on
+        # every process, so all take the same early-stopping decision.
+        total, count = processes.sum(list(validation_sums(model, processes.share(validation_batches), autocast)), device)
+        loss = total / count
         state.history["evals"].append({"step": state.step, "validationLoss": loss})
         emit({"event": "eval", "step": state.step, "validationLoss": loss, "rung": False})
         state.evalPending = False
