@@ -225,3 +225,14 @@ def assert_engine_event(event: dict) -> None:
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def read_until(process, stop) -> list[dict]:
+    """Events of a running engine until stop(event) is true (then stop reading) or it exits."""
+    events = []
+    for line in process.stdout:
+        events.append(json.loads(line))
+        assert_engine_event(events[-1])
+        if stop(events[-1]):
+            break
+    return events

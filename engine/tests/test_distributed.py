@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT_ROOT, assert_engine_event, train_in_process, write_spec
+from .conftest import PROJECT_ROOT, read_until, train_in_process, write_spec
 
 TOLERANCE = 1e-5  # relative; measured: about 1e-7 (the shares are summed in another order)
 
@@ -33,19 +33,9 @@ def torchrun(spec_path: Path, *args, processes=2) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
 
 
-def read_events(process, until=lambda event: False) -> list[dict]:
-    events = []
-    for line in process.stdout:
-        events.append(json.loads(line))
-        assert_engine_event(events[-1])
-        if until(events[-1]):
-            break
-    return events
-
-
 def run_two_processes(spec: dict, path: Path, *args) -> list[dict]:
     process = torchrun(write_spec(path, spec), *args)
-    events = read_events(process)
+    events = read_until(process, lambda e: False)
     assert process.wait(timeout=300) == 0, path.with_suffix(".log").read_text()[-3000:]
     return events
 
@@ -105,7 +95,7 @@ def test_a_killed_two_process_run_resumes_to_the_straight_run(tiny_llama_dir, sp
 
     killed_path = write_spec(tmp_path / "killed.json", {**spec, "outputDir": str(tmp_path / "killed")})
     first = torchrun(killed_path)
-    events = read_events(first, until=lambda e: e["event"] == "checkpoint")
+    events = read_until(first, lambda e: e["event"] == "checkpoint")
     os.killpg(first.pid, signal.SIGKILL)  # torchrun's group; its engines live in sessions of their own
     first.wait()
     checkpoint = events[-1]["path"]

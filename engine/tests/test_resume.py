@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from engine import checkpoints
 from engine.events import ConfigError
 
-from .conftest import PROJECT_ROOT, assert_engine_event, assert_matches_schema, engine_command, read_json, train_in_process, write_spec
+from .conftest import PROJECT_ROOT, assert_engine_event, assert_matches_schema, engine_command, read_json, read_until, train_in_process, write_spec
 
 
 def resume_spec(base, splits, output_dir) -> dict:
@@ -33,17 +33,6 @@ def straight_run(tiny_llama_dir, splits, tmp_path_factory):
 def start_engine(*args, stderr_path):
     return subprocess.Popen(engine_command("train", *args), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=open(stderr_path, "w"), text=True)
-
-
-def read_until(process, stop) -> list[dict]:
-    """Events of a running engine until stop(event) is true (then stop reading) or it exits."""
-    events = []
-    for line in process.stdout:
-        events.append(json.loads(line))
-        assert_engine_event(events[-1])
-        if stop(events[-1]):
-            break
-    return events
 
 
 def test_killed_and_stopped_runs_resume_to_the_straight_runs_weights(straight_run, tiny_llama_dir, splits, tmp_path):
