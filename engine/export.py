@@ -99,7 +99,7 @@ def load_for_export(source: Path | str, system_prompt: str | None = None):
     """
     from safetensors import SafetensorError
 
-    from engine.models import add_token_rows, load_base_model, load_finetuned
+    from engine.models import add_token_rows, is_encoder_decoder, load_base_model, load_finetuned
 
     trained = isinstance(source, Path) and (source / PROMPT_FORMAT_FILE).is_file()
     if trained and system_prompt is not None:
@@ -112,7 +112,7 @@ def load_for_export(source: Path | str, system_prompt: str | None = None):
             model, tokenizer, prompt_format = load_finetuned(str(source))
         else:
             model, tokenizer, _ = load_base_model(str(source))
-            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=system_prompt).format
+            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt, is_encoder_decoder(model.config)).format
             add_token_rows(model, tokenizer)
     except (OSError, ValueError, KeyError, SafetensorError) as error:  # missing or corrupt weights, bad configs
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
