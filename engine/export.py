@@ -4,9 +4,10 @@ The layout is the one optimum and transformers.js use for decoder-only models, s
 runtime can drive generation: one `model.onnx` taking `input_ids`, `attention_mask`,
 `position_ids` and `past_key_values.{i}.key/value`, returning `logits` and `present.{i}.key/value`.
 Beside it lie the tokenizer, chat template, prompt format, generation and model config, and
-`export.json`, the manifest. The parity check greedy-decodes a few prompts with PyTorch and with
-ONNX Runtime (our own loop over the KV cache, as a JS runtime would run it); any different token
-fails the export and leaves no output folder.
+`export.json`, the manifest. Encoder-decoder models (T5, FLAN-T5, BART) get two graphs instead,
+`encoder_model.onnx` and `decoder_model.onnx` (engine/export_seq2seq.py). The parity check
+greedy-decodes a few prompts with PyTorch and with ONNX Runtime (our own loop over the KV cache, as a
+JS runtime would run it); any different token fails the export and leaves no output folder.
 """
 
 import json
@@ -98,7 +99,7 @@ def load_for_export(source: Path | str, system_prompt: str | None = None):
     """
     from safetensors import SafetensorError
 
-    from engine.models import add_token_rows, load_base_model, load_finetuned
+    from engine.models import add_token_rows, is_encoder_decoder, load_base_model, load_finetuned
 
     trained = isinstance(source, Path) and (source / PROMPT_FORMAT_FILE).is_file()
     if trained and system_prompt is not None:
@@ -111,7 +112,7 @@ def load_for_export(source: Path | str, system_prompt: str | None = None):
             model, tokenizer, prompt_format = load_finetuned(str(source))
         else:
             model, tokenizer, _ = load_base_model(str(source))
-            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=system_prompt).format
+            prompt_format = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt, is_encoder_decoder(model.config)).format
             add_token_rows(model, tokenizer)
     except (OSError, ValueError, KeyError, SafetensorError) as error:  # missing or corrupt weights, bad configs
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -253,18 +254,19 @@ def export_onnx(model, destination: Path, shape: dict) -> None:
     gather_external_data(destination)
 
 
-def gather_external_data(destination: Path) -> None:
-    """Over 2 GB the TorchScript exporter writes one file per tensor; keep one `model.onnx_data` instead."""
+def gather_external_data(destination: Path, onnx_file: str = ONNX_FILE, data_file: str = ONNX_DATA_FILE) -> None:
+    """Over 2 GB the TorchScript exporter writes one file per tensor; keep one `model.onnx_data` instead.
+    `destination` holds only the graph just exported."""
     import onnx
 
-    extra = [path for path in destination.iterdir() if path.name != ONNX_FILE]
+    extra = [path for path in destination.iterdir() if path.name != onnx_file]
     if not extra:
         return
-    model = onnx.load(str(destination / ONNX_FILE))  # reads the external tensors into memory
+    model = onnx.load(str(destination / onnx_file))  # reads the external tensors into memory
     for path in extra:
         path.unlink()
-    onnx.save_model(model, str(destination / ONNX_FILE), save_as_external_data=True,
-                    all_tensors_to_one_file=True, location=ONNX_DATA_FILE)
+    onnx.save_model(model, str(destination / onnx_file), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location=data_file)
 
 
 def onnx_session(path: Path):
@@ -304,16 +306,38 @@ def onnx_greedy(session, prompt_ids: list[int], shape: dict, max_new_tokens: int
     return generated
 
 
+@contextmanager
+def plain_generation_defaults(model):
+    """generate() fills every setting left unset in the config it is given from the model's own
+    generation_config (BART's forced_bos_token_id, a no_repeat_ngram_size or repetition_penalty from
+    generation_config.json); the ONNX loop applies no logits processors, so plain greedy must be compared."""
+    from transformers import GenerationConfig
+
+    saved = model.generation_config
+    model.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
 def torch_greedy(model, prompt_ids: list[int], max_new_tokens: int, eos_ids: list[int], pad_id: int) -> list[int]:
+    """PyTorch's greedy tokens after the prompt, up to and including eos. For an encoder-decoder model the
+    prompt ids are the encoder's, and the tokens those the decoder generated after its start token."""
     import torch
     from transformers import GenerationConfig
 
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    start = {"decoder_start_token_id": model.config.decoder_start_token_id} if encoder_decoder else {}
     # A fresh config: a model's own generation_config.json may ask for sampling or a repetition penalty.
-    settings = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad_id)
+    settings = GenerationConfig(
+        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad_id, **start
+    )
     prompt = torch.tensor([prompt_ids])
-    with torch.no_grad():
+    with torch.no_grad(), plain_generation_defaults(model):
         output = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=settings)
-    tokens = output[0, len(prompt_ids) :].tolist()
+    # A decoder-only output repeats the prompt; an encoder-decoder one starts with the decoder start token.
+    tokens = output[0, 1 if encoder_decoder else len(prompt_ids) :].tolist()
     # generate pads a finished sequence only in a batch; keep everything up to and including eos.
     for position, token in enumerate(tokens):
         if token in eos_ids:
@@ -328,13 +352,14 @@ def parity_questions(count: int) -> list[str]:
     ]
 
 
-def check_parity(model, tokenizer, encoder: PromptEncoder, session, shape: dict, prompts: int, eos_ids: list[int]) -> int:
-    """Greedy tokens of PyTorch and ONNX Runtime must be identical; returns how many were compared."""
+def check_parity(model, tokenizer, encoder: PromptEncoder, onnx_generate, prompts: int, eos_ids: list[int]) -> int:
+    """Greedy tokens of PyTorch and ONNX Runtime (`onnx_generate(prompt_ids)`) must be identical; returns
+    how many were compared."""
     compared = 0
     for number, question in enumerate(parity_questions(prompts), start=1):
         prompt_ids = encoder.prompt_ids(question)
         expected = torch_greedy(model, prompt_ids, PARITY_NEW_TOKENS, eos_ids, tokenizer.pad_token_id)
-        actual = onnx_greedy(session, prompt_ids, shape, PARITY_NEW_TOKENS, set(eos_ids))
+        actual = onnx_generate(prompt_ids)
         if expected != actual:
             position = next((n for n, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
             def describe(tokens):
@@ -369,13 +394,46 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
         (destination / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
     prompt_format.save(destination)
     model.config.save_pretrained(destination)
+    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    start = {"decoder_start_token_id": model.config.decoder_start_token_id} if encoder_decoder else {}
     GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos_ids,
         pad_token_id=tokenizer.pad_token_id,
         do_sample=False,
         max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+        **start,
     ).save_pretrained(destination)
+
+
+def graph_fields(encoder_decoder: bool, shape: dict, folder: Path, decoder_start_id: int | None) -> dict:
+    """The manifest's description of the graphs: files, architecture, inputs and outputs with their shapes."""
+    from engine.export_seq2seq import DECODER_FILE, ENCODER_FILE, seq2seq_io_shapes
+
+    def specs(shapes: dict) -> list[dict]:
+        return [{"name": name, "shape": dims} for name, dims in shapes.items()]
+
+    if encoder_decoder:
+        encoder_inputs, encoder_outputs, inputs, outputs = seq2seq_io_shapes(shape)
+        file, encoder_fields = DECODER_FILE, {
+            "architecture": "encoder-decoder",
+            "encoderFile": ENCODER_FILE,
+            "decoderStartTokenId": decoder_start_id,
+            "encoderInputs": specs(encoder_inputs),
+            "encoderOutputs": specs(encoder_outputs),
+        }
+    else:
+        inputs, outputs = io_shapes(shape["numLayers"], shape)
+        file, encoder_fields = ONNX_FILE, {
+            "architecture": "decoder-only", "encoderFile": None, "decoderStartTokenId": None, "encoderInputs": None, "encoderOutputs": None,
+        }
+    return {
+        "file": file,
+        "externalData": f"{file}_data" if (folder / f"{file}_data").exists() else None,
+        **encoder_fields,
+        "inputs": specs(inputs),
+        "outputs": specs(outputs),
+    }
 
 
 def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, system_prompt: str | None = None) -> ExportResult:
@@ -391,42 +449,60 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
     import torch
     import transformers
 
+    from engine import export_seq2seq
+
     started = time.perf_counter()
     model, tokenizer, prompt_format = load_for_export(source, system_prompt)
-    shape = cache_shape(model.config)
+    encoder_decoder = export_seq2seq.is_encoder_decoder_model(model)
+    shape = export_seq2seq.seq2seq_cache_shape(model) if encoder_decoder else cache_shape(model.config)
+    decoder_start_id = model.config.decoder_start_token_id if encoder_decoder else None
     eos_ids = end_token_ids(tokenizer, prompt_format)
 
     with replacing_folder(output) as temporary:
         (temporary / "onnx").mkdir()
-        log(f"exporting {source} to ONNX (opset {OPSET}, float32, {shape['numLayers']} layers)")
-        export_onnx(model, temporary / "onnx", shape)
+        architecture = "encoder and decoder" if encoder_decoder else "decoder-only"
+        log(f"exporting {source} to ONNX (opset {OPSET}, float32, {architecture}, {shape['numLayers']} decoder layers)")
+        if encoder_decoder:
+            export_seq2seq.export_seq2seq_onnx(model, temporary / "onnx", shape)
+        else:
+            export_onnx(model, temporary / "onnx", shape)
         for path in (temporary / "onnx").iterdir():
             os.rename(path, temporary / path.name)
         (temporary / "onnx").rmdir()
         write_beside(temporary, model, tokenizer, prompt_format, eos_ids)
         export_seconds = time.perf_counter() - started
-        onnx_bytes = sum(path.stat().st_size for path in temporary.glob(f"{ONNX_FILE}*"))
+        onnx_bytes = sum(path.stat().st_size for path in temporary.glob("*.onnx*"))
 
         log(f"parity check: {parity_prompts} prompts, up to {PARITY_NEW_TOKENS} greedy tokens each, PyTorch vs ONNX Runtime")
         parity_started = time.perf_counter()
-        session = onnx_session(temporary / ONNX_FILE)
+        new_tokens, ends = PARITY_NEW_TOKENS, set(eos_ids)
+        if encoder_decoder:
+            encoder_session = onnx_session(temporary / export_seq2seq.ENCODER_FILE)
+            decoder_session = onnx_session(temporary / export_seq2seq.DECODER_FILE)
+
+            def onnx_generate(prompt_ids):  # looked up when called, so a test can swap in a broken loop
+                return export_seq2seq.onnx_seq2seq_greedy(
+                    encoder_session, decoder_session, prompt_ids, shape, new_tokens, ends, decoder_start_id, tokenizer.pad_token_id
+                )
+        else:
+            session = onnx_session(temporary / ONNX_FILE)
+
+            def onnx_generate(prompt_ids):
+                return onnx_greedy(session, prompt_ids, shape, new_tokens, ends)
+
         encoder = PromptEncoder(prompt_format, tokenizer)
-        tokens = check_parity(model, tokenizer, encoder, session, shape, parity_prompts, eos_ids)
+        tokens = check_parity(model, tokenizer, encoder, onnx_generate, parity_prompts, eos_ids)
         parity_seconds = time.perf_counter() - parity_started
 
-        input_shapes, output_shapes = io_shapes(shape["numLayers"], shape)
         manifest = {
             "format": "onnx",
-            "file": ONNX_FILE,
-            "externalData": ONNX_DATA_FILE if (temporary / ONNX_DATA_FILE).exists() else None,
+            **graph_fields(encoder_decoder, shape, temporary, decoder_start_id),
             "opset": OPSET,
             "dtype": "float32",
             "source": str(source),
             "mergedAdapter": isinstance(source, Path) and (source / "adapter_config.json").is_file(),
             "modelType": model.config.model_type,
             **shape,
-            "inputs": [{"name": name, "shape": dims} for name, dims in input_shapes.items()],
-            "outputs": [{"name": name, "shape": dims} for name, dims in output_shapes.items()],
             "eosTokenIds": eos_ids,
             "parity": {"prompts": parity_prompts, "identical": True, "tokens": tokens, "maxNewTokens": PARITY_NEW_TOKENS},
             "onnxBytes": onnx_bytes,

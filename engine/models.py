@@ -143,7 +143,6 @@ def locate_base(base: str) -> dict:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"model.base: folder {path} has no config.json; it is not a Hugging Face model folder")
-        refuse_encoder_decoder(json.loads((path / "config.json").read_text()), base)
         return {"kind": "folder", "path": str(path.resolve()), "revision": ""}
     if looks_like_path(base):
         raise ConfigError(
@@ -154,15 +153,37 @@ def locate_base(base: str) -> dict:
     return {"kind": "hub", "path": None, "revision": ""}
 
 
-def refuse_encoder_decoder(config: dict, base: str) -> None:
-    """Encoder-decoder models (T5, FLAN-T5, BART) are not trained yet: say so before anything loads."""
-    if config.get("is_encoder_decoder"):
+def is_encoder_decoder(config) -> bool:
+    """T5, FLAN-T5, BART and the like: the prompt goes to an encoder, the answer comes from a decoder.
+
+    `config` is a PretrainedConfig or its dict (a config.json read without transformers).
+    """
+    value = config.get("is_encoder_decoder") if isinstance(config, dict) else getattr(config, "is_encoder_decoder", False)
+    return bool(value)
+
+
+def model_class_for(config):
+    """The Auto class that loads this architecture with its language-model head."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
+
+
+def decoder_start_token_id(model) -> int:
+    """The token an encoder-decoder model's decoder starts from (T5: pad; BART: eos).
+
+    Older checkpoints keep it in generation_config.json only, so that is the fallback.
+    """
+    config = model.config
+    start = getattr(config, "decoder_start_token_id", None)
+    if start is None:
+        start = getattr(getattr(model, "generation_config", None), "decoder_start_token_id", None)
+    if start is None:
         raise ConfigError(
-            f"model.base: {base!r} is an encoder-decoder model ({config.get('model_type', 'unknown type')}); tuneline "
-            "trains, exports and serves decoder-only language models (Llama and SmolLM2, the GPT-2 family, and other "
-            "models transformers loads with AutoModelForCausalLM), and encoder-decoder models (T5, BART) are not "
-            "supported yet. Fix: choose a decoder-only base model, e.g. `default` or distilgpt2."
+            f"model.base: this encoder-decoder model ({config.model_type}) says nowhere which token its decoder starts "
+            "from. Fix: add `decoder_start_token_id` to its config.json (T5: the pad id, 0; BART: the eos id, 2)."
         )
+    return int(start)
 
 
 def resolve_base(base: str) -> str:
@@ -189,15 +210,19 @@ def missing_base_message(base: str, reason: str) -> str:
 
 
 def load_base_model(base: str):
-    """Return (model, tokenizer, resolved source) in float32 on the CPU."""
+    """Return (model, tokenizer, resolved source) in float32 on the CPU.
+
+    A decoder-only model loads with AutoModelForCausalLM, an encoder-decoder one (is_encoder_decoder)
+    with AutoModelForSeq2SeqLM.
+    """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_base(base)
     try:
-        refuse_encoder_decoder(AutoConfig.from_pretrained(source).to_dict(), base)
+        model_class = model_class_for(AutoConfig.from_pretrained(source))
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = model_class.from_pretrained(source, dtype=torch.float32)
     except OSError as error:
         if Path(source).is_dir():
             raise
@@ -232,7 +257,7 @@ def add_token_rows(model, tokenizer) -> list[int]:
 def load_finetuned(final_dir: str):
     """Load a trained artifact (`<outputDir>/final`): returns (model, tokenizer, prompt format)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from engine.prompts import PromptFormat
 
@@ -247,8 +272,8 @@ def load_finetuned(final_dir: str):
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             # The separator token of the plain format; its trained row is stored in the adapter.
             model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        model = PeftModel.from_pretrained(model, final)
+        model = PeftModel.from_pretrained(model, final)  # the adapter's task type picks the causal or seq2seq wrapper
     else:
-        model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
+        model = model_class_for(AutoConfig.from_pretrained(final)).from_pretrained(final, dtype=torch.float32)
     model.eval()
     return model, tokenizer, prompt_format

@@ -1,12 +1,15 @@
 """How a question and answer become tokens, and which tokens the loss is computed on.
 
-Two formats, recorded in `prompt_format.json` next to every trained artifact so inference builds
+Three formats, recorded in `prompt_format.json` next to every trained artifact so inference builds
 the very same prompt (and `schemas/engine.ts` PromptFormat is its contract):
 - `chat_template`: the base model's own chat template (SmolLM2: `<|im_start|>user ...<|im_end|>`),
   with the optional system prompt. Loss on the answer and the end-of-turn token, so the model
   learns to stop.
 - `plain`, for base models without a chat template (GPT-2 family): question, a separator special
   token added to the tokenizer, answer, eos. Loss on the answer and eos.
+- `seq2seq`, for encoder-decoder models (T5, BART): the encoder reads the prompt text with the
+  tokenizer's own special tokens (T5 `... </s>`, BART `<s> ... </s>`); the decoder's target is the
+  answer and eos, all of it in the loss. No chat template, no added token.
 
 Grounding: a question may come with known Q&A pairs (the most similar training rows, retrieved in
 Node). They are rendered into the question's text by the `grounding` templates, which the format
@@ -53,7 +56,7 @@ def grounded_question(question: str, context: list[dict] | None, grounding: "Gro
 
 @dataclass
 class PromptFormat:
-    kind: str  # "chat_template" or "plain"
+    kind: str  # "chat_template", "plain" or "seq2seq"
     systemPrompt: str | None = None
     separator: str | None = None  # plain: the special token between question and answer
     endOfTurn: str | None = None  # text that closes an answer; generation stops at it
@@ -71,10 +74,11 @@ class PromptFormat:
 
 @dataclass
 class EncodedExample:
-    input_ids: list[int]
-    labels: list[int]  # IGNORE_INDEX where no loss is taken
+    input_ids: list[int]  # seq2seq: the encoder's ids alone
+    labels: list[int]  # IGNORE_INDEX where no loss is taken; seq2seq: the decoder's target, every token in the loss
     truncated: bool
     contextPairs: int = 0  # known pairs in the prompt, after dropping what did not fit
+    encoder_decoder: bool = False  # seq2seq: input_ids and labels are two sequences, batched apart
 
 
 def chat_messages(system_prompt: str | None, question: str, answer: str | None = None) -> list[dict]:
@@ -93,15 +97,19 @@ class PromptEncoder:
         self.tokenizer = tokenizer
         if prompt_format.kind == "chat_template":
             self.reply_suffix = self.render_reply("probe question", PROBE_ANSWER)[len(PROBE_ANSWER) :]
-        self.end_ids = self.encode_text(prompt_format.endOfTurn)
+        # seq2seq: the eos id itself, whatever text a tokenizer would make of the token's name.
+        self.end_ids = [tokenizer.eos_token_id] if prompt_format.kind == "seq2seq" else self.encode_text(prompt_format.endOfTurn)
 
     @classmethod
-    def prepare_tokenizer(cls, tokenizer, system_prompt: str | None) -> "PromptEncoder":
-        """Choose the format; for `plain`, add the separator token (the caller adds its row: models.add_token_rows)."""
+    def prepare_tokenizer(cls, tokenizer, system_prompt: str | None, encoder_decoder: bool = False) -> "PromptEncoder":
+        """Choose the format: `seq2seq` for an encoder-decoder model (models.is_encoder_decoder), else the
+        chat template or `plain`; for `plain`, add the separator token (the caller adds its row: models.add_token_rows)."""
         if tokenizer.eos_token is None:
             raise ConfigError("model.base: the tokenizer has no eos token, so the model could not learn to stop")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token  # padding is masked out; any id will do
+        if encoder_decoder:
+            return cls(PromptFormat("seq2seq", system_prompt, endOfTurn=tokenizer.eos_token), tokenizer)
         if tokenizer.chat_template:
             probe = cls(PromptFormat("chat_template", system_prompt, endOfTurn=""), tokenizer)
             end_of_turn = end_of_turn_text(probe.reply_suffix, tokenizer)
@@ -121,7 +129,7 @@ class PromptEncoder:
             messages = chat_messages(self.format.systemPrompt, question)
             return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         system = f"{self.format.systemPrompt}\n\n" if self.format.systemPrompt else ""
-        return f"{system}{question}{self.format.separator}"
+        return f"{system}{question}{self.format.separator or ''}"  # seq2seq: no separator
 
     def render_reply(self, question: str, answer: str) -> str:
         """The text the template puts after the generation prompt: the answer and its closing."""
@@ -132,12 +140,18 @@ class PromptEncoder:
         return full[len(prompt) :]
 
     def prompt_ids(self, question: str, context: list[dict] | None = None) -> list[int]:
-        """Tokens of the prompt alone, exactly as inference must feed them to the model."""
-        return self.encode_text(self.render_prompt(question, context))
+        """Tokens of the prompt alone, exactly as inference must feed them to the model.
+
+        seq2seq: the encoder's ids, with the tokenizer's special tokens (T5 appends `</s>`, BART wraps in `<s> ... </s>`).
+        """
+        text = self.render_prompt(question, context)
+        if self.format.kind == "seq2seq":
+            return self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return self.encode_text(text)
 
     def answer_ids(self, question: str, answer: str) -> list[int]:
         """Tokens of the answer before the end-of-turn token."""
-        if self.format.kind == "plain":
+        if self.format.kind in ("plain", "seq2seq"):
             return self.encode_text(answer)
         reply = self.render_reply(question, answer)
         if not reply.endswith(self.reply_suffix):
@@ -149,7 +163,8 @@ class PromptEncoder:
 
         Known pairs are dropped from the last while the whole answer does not fit (a grounded prompt
         never pushes the answer out); then truncation cuts the answer, keeps the prompt and the
-        end-of-turn token.
+        end-of-turn token. seq2seq: the same budget over encoder and decoder tokens together; the
+        example's input_ids are the prompt alone and its labels the answer and eos.
         """
         content = self.answer_ids(question, answer)
         pairs = list(context or [])
@@ -162,6 +177,8 @@ class PromptEncoder:
             return None
         truncated = len(content) > room
         content = content[:room]
+        if self.format.kind == "seq2seq":
+            return EncodedExample(prompt, content + self.end_ids, truncated, len(pairs), encoder_decoder=True)
         return EncodedExample(
             input_ids=prompt + content + self.end_ids,
             labels=[IGNORE_INDEX] * len(prompt) + content + self.end_ids,

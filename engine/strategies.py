@@ -3,7 +3,7 @@
 import torch
 
 from engine.events import ConfigError
-from engine.models import add_token_rows, load_base_model
+from engine.models import add_token_rows, is_encoder_decoder, load_base_model
 from engine.prompts import PromptEncoder
 
 
@@ -31,7 +31,8 @@ def apply_lora(model, lora: dict, new_token_ids: list[int]):
         layers_to_transform=layers,
         # A token added to the vocabulary (the plain format's separator) needs a trained embedding.
         trainable_token_indices=new_token_ids or None,
-        task_type="CAUSAL_LM",
+        # SEQ_2_SEQ_LM: peft's wrapper then passes decoder inputs through and saves a seq2seq adapter.
+        task_type="SEQ_2_SEQ_LM" if is_encoder_decoder(model.config) else "CAUSAL_LM",
     )
     try:
         return get_peft_model(model, config)
@@ -45,7 +46,7 @@ def apply_lora(model, lora: dict, new_token_ids: list[int]):
 def build_model(spec: dict):
     """Base model with the prompt format's tokens, then LoRA or everything trainable."""
     model, tokenizer, source = load_base_model(spec["model"]["base"])
-    encoder = PromptEncoder.prepare_tokenizer(tokenizer, spec["model"].get("systemPrompt"))
+    encoder = PromptEncoder.prepare_tokenizer(tokenizer, spec["model"].get("systemPrompt"), is_encoder_decoder(model.config))
     # The separator's row starts as the mean of the others, as the untuned baseline's export adds it.
     new_token_ids = add_token_rows(model, tokenizer)
     if spec["training"]["strategy"] == "lora":

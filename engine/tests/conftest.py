@@ -115,8 +115,28 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
     """A random 2-layer GPT-2 with a small byte-level BPE trained here; no chat template."""
     from .tiny_models import build_tiny_gpt2
 
-    sentences = [text for row in qa_rows(30) for text in (row["question"], row["answer"])]
-    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), sentences)
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), qa_sentences())
+
+
+def qa_sentences() -> list[str]:
+    """The texts of the Q&A rows the tests train on, for the tiny models' tokenizers to learn merges from."""
+    return [text for row in qa_rows(30) for text in (row["question"], row["answer"])]
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory) -> Path:
+    """A random 2-layer T5 (encoder-decoder, seq2seq format) with a small byte-level BPE trained here."""
+    from .tiny_models import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5"), qa_sentences())
+
+
+@pytest.fixture(scope="session")
+def tiny_bart_dir(tmp_path_factory) -> Path:
+    """A random 2-layer BART (encoder-decoder, seq2seq format) with a small byte-level BPE trained here."""
+    from .tiny_models import build_tiny_bart
+
+    return build_tiny_bart(tmp_path_factory.mktemp("tiny-bart"), qa_sentences())
 
 
 def tiny_spec(base, output_dir, splits, model=None, **training) -> dict:

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from engine.events import ConfigError
-from engine.models import CONVERSION_VERSION, GGUF_FILE, gguf_package_folder, load_base_model, resolve_base
+from engine.models import (
+    CONVERSION_VERSION,
+    GGUF_FILE,
+    decoder_start_token_id,
+    gguf_package_folder,
+    is_encoder_decoder,
+    load_base_model,
+    resolve_base,
+)
 from engine.prompts import PromptEncoder
 
 from .conftest import PROJECT_ROOT, assert_engine_event, run_engine
@@ -60,19 +68,28 @@ def test_missing_local_folder_is_a_config_error(tmp_path):
         resolve_base(str(tmp_path))
 
 
-@pytest.mark.parametrize("model_type", ["t5", "bart"])
-def test_encoder_decoder_models_are_refused_with_what_to_use_instead(tmp_path, model_type):
-    from transformers import AutoConfig
+@pytest.mark.parametrize("builder", ["t5", "bart"])
+def test_encoder_decoder_models_load_as_seq2seq(tmp_path, builder):
+    from engine.tests import tiny_models
 
-    AutoConfig.for_model(model_type, d_model=8, num_layers=1, encoder_layers=1, decoder_layers=1).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError) as raised:
-        resolve_base(str(tmp_path))
-    message = str(raised.value)
-    assert f"is an encoder-decoder model ({model_type})" in message
-    assert "Fix: choose a decoder-only base model" in message
-    # model-info (the activity's first call) refuses it the same way, so no training attempt starts.
-    code, events, _ = model_info(tmp_path)
-    assert code == 2 and events[-1]["event"] == "error" and "encoder-decoder" in events[-1]["message"]
+    folder = {"t5": tiny_models.build_tiny_t5, "bart": tiny_models.build_tiny_bart}[builder](tmp_path / builder)
+    assert is_encoder_decoder(json.loads((folder / "config.json").read_text()))  # the dict, as model-info reads it
+    model, tokenizer, source = load_base_model(str(folder))
+    assert source == str(folder) and is_encoder_decoder(model.config) and model.config.is_encoder_decoder
+    assert type(model).__name__ == {"t5": "T5ForConditionalGeneration", "bart": "BartForConditionalGeneration"}[builder]
+    # The decoder starts where the model family's does, and the tokenizer agrees on the ids.
+    start = {"t5": tokenizer.pad_token_id, "bart": tokenizer.eos_token_id}[builder]
+    assert decoder_start_token_id(model) == model.config.decoder_start_token_id == start
+    # model-info (the activity's first call) reports it as any other local folder.
+    code, events, stderr = model_info(folder)
+    assert code == 0, stderr
+    assert events == [{"event": "model", "kind": "folder", "path": str(folder.resolve()), "revision": ""}]
+
+
+def test_decoder_only_models_are_not_encoder_decoder(tiny_gpt2_dir):
+    model, _, _ = load_base_model(str(tiny_gpt2_dir))
+    assert not is_encoder_decoder(model.config) and not is_encoder_decoder(model.config.to_dict())
+    assert type(model).__name__ == "GPT2LMHeadModel"
 
 
 def model_info(base) -> tuple[int, list[dict], str]:

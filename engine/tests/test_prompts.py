@@ -59,6 +59,42 @@ def test_plain_format_for_models_without_chat_template(tiny_gpt2_dir):
     assert example.input_ids[-1] == tokenizer.eos_token_id
 
 
+def test_seq2seq_format_encodes_the_prompt_for_the_encoder_and_the_answer_for_the_decoder(tiny_t5_dir, tiny_bart_dir):
+    for folder, wrap in ((tiny_t5_dir, ("", "</s>")), (tiny_bart_dir, ("<s>", "</s>"))):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        vocabulary = len(tokenizer)
+        encoder = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt="Be brief.", encoder_decoder=True)
+        assert encoder.format == PromptFormat("seq2seq", "Be brief.", None, "</s>")
+        assert len(tokenizer) == vocabulary  # no token added
+        example = encoder.encode("Can I return the webcam?", "Yes, within 30 days.", max_length=64)
+        assert example.encoder_decoder and not example.truncated
+        # Encoder: the prompt text with the tokenizer's own special tokens, exactly prompt_ids.
+        assert example.input_ids == encoder.prompt_ids("Can I return the webcam?")
+        assert example.input_ids == tokenizer("Be brief.\n\nCan I return the webcam?")["input_ids"]
+        assert tokenizer.decode(example.input_ids) == f"{wrap[0]}Be brief.\n\nCan I return the webcam?{wrap[1]}"
+        assert example.input_ids[-1] == tokenizer.eos_token_id
+        # Decoder target: the answer and eos, every token in the loss.
+        assert example.labels == tokenizer("Yes, within 30 days.", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        assert IGNORE_INDEX not in example.labels
+
+
+def test_seq2seq_truncation_cuts_the_answer_and_keeps_both_eos(tiny_t5_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5_dir)
+    encoder = PromptEncoder.prepare_tokenizer(tokenizer, system_prompt=None, encoder_decoder=True)
+    prompt = encoder.prompt_ids("Q?")
+    # maxLength bounds encoder and decoder tokens together.
+    example = encoder.encode("Q?", "word " * 200, max_length=len(prompt) + 6)
+    assert example.truncated and example.input_ids == prompt and prompt[-1] == tokenizer.eos_token_id
+    assert len(example.labels) == 6 and example.labels[-1] == tokenizer.eos_token_id
+    assert example.labels[:5] == tokenizer("word " * 200, add_special_tokens=False)["input_ids"][:5]
+    assert encoder.encode("Q? " * 100, "A", max_length=16) is None  # the prompt alone does not fit
+    # Known pairs are dropped before the answer is cut, as in the other formats.
+    pairs = [{"question": "Q1?", "answer": "A1."}, {"question": "Q2?", "answer": "A2."}]
+    room = len(encoder.prompt_ids("Q?", pairs[:1])) + len(encoder.answer_ids("Q?", "It is.")) + 1
+    squeezed = encoder.encode("Q?", "It is.", max_length=room, context=pairs)
+    assert squeezed.contextPairs == 1 and not squeezed.truncated and squeezed.input_ids == encoder.prompt_ids("Q?", pairs[:1])
+
+
 def test_prompt_format_round_trips(tmp_path):
     original = PromptFormat("plain", "Be brief.", SEPARATOR_TOKEN, "<|endoftext|>")
     original.save(tmp_path)

@@ -6,9 +6,14 @@
     python -m engine.tests.tiny_models terse OUT_DIR     # the same, trained so that plain greedy stops after one sentence
     python -m engine.tests.tiny_models gpt2 OUT_DIR      # 2-layer GPT-2, 128 positions, no chat template (plain format)
     python -m engine.tests.tiny_models gpt2-wide OUT_DIR # the same with wider random weights: answers that vary
+    python -m engine.tests.tiny_models t5 OUT_DIR        # 2-layer T5 encoder-decoder (seq2seq format)
+    python -m engine.tests.tiny_models t5-wide OUT_DIR   # the same with wider random weights: answers that vary
+    python -m engine.tests.tiny_models bart OUT_DIR      # 2-layer BART encoder-decoder (seq2seq format)
+    python -m engine.tests.tiny_models bart-wide OUT_DIR # the same with wider random weights: answers that vary
 
 Nothing here touches the network: the Llamas' tokenizer comes from the cached conversion of the
-default model's GGUF (engine.models.ensure_default_model); the GPT-2s train a small BPE of their own.
+default model's GGUF (engine.models.ensure_default_model); the GPT-2s, T5s and BARTs train a small
+BPE of their own.
 """
 
 import sys
@@ -191,6 +196,99 @@ def build_wide_gpt2(folder: Path) -> Path:
     return build_tiny_gpt2(folder, GPT2_SENTENCES * 4, positions=128, std=0.5)
 
 
+# The special tokens of the encoder-decoder tokenizers, in id order (as the real T5 and BART vocabularies
+# number them), and the template their post-processor wraps every encoded text in.
+T5_SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
+BART_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def seq2seq_tokenizer(sentences: list[str], special_tokens: list[str], template: str):
+    """A byte-level BPE trained on `sentences` whose post-processor wraps a text as `template` does
+    (`$A </s>` for T5, `<s> $A </s>` for BART), so `add_special_tokens=True` gives the model's encoder ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(sentences, trainer)
+    bpe.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(token, bpe.token_to_id(token)) for token in special_tokens if token in template]
+    )
+    named = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    if "<s>" in special_tokens:
+        named["bos_token"] = "<s>"
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, **named)
+    assert [tokenizer.convert_tokens_to_ids(token) for token in special_tokens] == list(range(len(special_tokens)))
+    return tokenizer
+
+
+def save_seq2seq(folder: Path, model, tokenizer, std: float | None) -> Path:
+    """Save the model (its weight matrices redrawn with spread `std`, as build_wide_llama) and tokenizer."""
+    import torch
+
+    if std is not None:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.dim() == 2:
+                    parameter.normal_(0.0, std)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_tiny_t5(folder: Path, sentences: list[str] | None = None, std: float | None = None) -> Path:
+    """A random 2-layer T5 (encoder and decoder), tied embeddings; the decoder starts at the pad id, 0."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = seq2seq_tokenizer(sentences or GPT2_SENTENCES * 4, T5_SPECIAL_TOKENS, "$A </s>")
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return save_seq2seq(folder, T5ForConditionalGeneration(config), tokenizer, std)
+
+
+def build_tiny_bart(folder: Path, sentences: list[str] | None = None, std: float | None = None) -> Path:
+    """A random 2-layer BART (encoder and decoder), 128 positions; the decoder starts at the eos id, 2."""
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tokenizer = seq2seq_tokenizer(sentences or GPT2_SENTENCES * 4, BART_SPECIAL_TOKENS, "<s> $A </s>")
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    return save_seq2seq(folder, BartForConditionalGeneration(config), tokenizer, std)
+
+
 if __name__ == "__main__":
     builders = {
         "llama": build_tiny_llama,
@@ -199,6 +297,10 @@ if __name__ == "__main__":
         "terse": build_terse_llama,
         "gpt2": build_plain_gpt2,
         "gpt2-wide": build_wide_gpt2,
+        "t5": build_tiny_t5,
+        "t5-wide": lambda folder: build_tiny_t5(folder, std=0.5),
+        "bart": build_tiny_bart,
+        "bart-wide": lambda folder: build_tiny_bart(folder, std=0.5),
     }
     if len(sys.argv) != 3 or sys.argv[1] not in builders:
         sys.exit(f"usage: python -m engine.tests.tiny_models {'|'.join(builders)} OUT_DIR")
