@@ -117,9 +117,13 @@ export type TrainingHistory = z.infer<typeof TrainingHistory>;
 /** `prompt_format.json` beside every trained artifact and export: how a question becomes a prompt. */
 export const PromptFormat = z
   .strictObject({
-    kind: z.enum(['chat_template', 'plain']).describe("`chat_template`: the model's own; `plain`: question, separator, answer, eos."),
+    kind: z
+      .enum(['chat_template', 'plain', 'seq2seq'])
+      .describe(
+        "`chat_template`: the model's own; `plain`: question, separator, answer, eos; `seq2seq` (encoder-decoder): the plain text without a separator goes to the encoder with the tokenizer's special tokens, the answer and eos come from the decoder.",
+      ),
     systemPrompt: z.string().nullable(),
-    separator: z.string().nullable().describe('plain: the special token between question and answer.'),
+    separator: z.string().nullable().describe('plain: the special token between question and answer; null otherwise.'),
     endOfTurn: z.string().nullable().describe('Text that closes an answer; generation stops at it.'),
     grounding: z
       .strictObject({
@@ -139,19 +143,32 @@ const TensorSpec = z.strictObject({ name: z.string(), shape: z.array(z.union([z.
 export const ExportManifest = z
   .strictObject({
     format: z.literal('onnx'),
-    file: z.string(),
+    file: z.string().describe('The ONNX graph the decode loop steps: `model.onnx`, or `decoder_model.onnx` for encoder-decoder.'),
     externalData: z.string().nullable(),
     opset: z.number().int(),
     dtype: z.literal('float32'),
     source: z.string().describe('The model folder that was exported.'),
     mergedAdapter: z.boolean(),
     modelType: z.string(),
-    numLayers: z.number().int().positive(),
-    numKeyValueHeads: z.number().int().positive(),
-    headDim: z.number().int().positive(),
+    architecture: z
+      .enum(['decoder-only', 'encoder-decoder'])
+      .default('decoder-only')
+      .describe('`encoder-decoder` (T5, BART): `encoderFile` runs once per prompt, `file` is the decoder stepped one token at a time.'),
+    numLayers: z.number().int().positive().describe("The decoder's layers (each has a KV cache)."),
+    numKeyValueHeads: z.number().int().positive().describe("The decoder's."),
+    headDim: z.number().int().positive().describe("The decoder's."),
     vocabSize: z.number().int().positive(),
-    inputs: z.array(TensorSpec),
-    outputs: z.array(TensorSpec),
+    inputs: z.array(TensorSpec).describe('Of `file` (the decoder graph for encoder-decoder).'),
+    outputs: z.array(TensorSpec).describe('Of `file` (the decoder graph for encoder-decoder).'),
+    encoderFile: z.string().nullable().default(null).describe('Encoder-decoder: the encoder graph (`encoder_model.onnx`); null otherwise.'),
+    decoderStartTokenId: z
+      .number()
+      .int()
+      .nullable()
+      .default(null)
+      .describe('Encoder-decoder: the token every answer starts the decoder with (T5: pad, BART: eos); null otherwise.'),
+    encoderInputs: z.array(TensorSpec).nullable().default(null).describe('Encoder-decoder: the inputs of `encoderFile`; null otherwise.'),
+    encoderOutputs: z.array(TensorSpec).nullable().default(null).describe('Encoder-decoder: the outputs of `encoderFile`; null otherwise.'),
     eosTokenIds: z.array(z.number().int()).min(1),
     parity: z.strictObject({
       prompts: z.number().int().positive(),

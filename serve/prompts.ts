@@ -13,6 +13,9 @@
  *
  * so a single question renders exactly as training rendered its prompts: `[system\n\n]question<|answer|>`.
  * Earlier exchanges end with `endOfTurn` (the eos text), as every training example did.
+ *
+ * The seq2seq format (encoder-decoder models) renders the same way with no separator: the encoder's text is
+ * `[system\n\n]question` (serve/tokenizer.ts adds the tokenizer's special tokens to it).
  */
 import type { PromptFormat } from '../schemas/engine';
 
@@ -64,7 +67,7 @@ export function promptMessages(prompt: Prompt, systemPrompt: string | null, alte
   return !hasSystem && systemPrompt ? [{ role: 'system', content: systemPrompt }, ...given] : [...given];
 }
 
-/** The plain format's prompt text for a question or a conversation (see the layout at the top). */
+/** The plain (or seq2seq) format's prompt text for a question or a conversation (see the layout at the top). */
 export function renderPlainPrompt(format: PromptFormat, prompt: Prompt): string {
   const messages = promptMessages(prompt, format.systemPrompt, true);
   const system = messages[0]!.role === 'system' ? messages.shift()!.content : '';

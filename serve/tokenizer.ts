@@ -3,7 +3,9 @@
  *
  * `engine/prompts.py` renders a prompt from `prompt_format.json`: the model's chat template (with the
  * optional system prompt and the generation prompt) or the plain format (question, then a separator
- * special token), and tokenizes it without adding special tokens. We do the same with
+ * special token), and tokenizes it without adding special tokens. The seq2seq format (encoder-decoder
+ * models: T5, BART) is the plain text without a separator, tokenized WITH the tokenizer's special tokens
+ * (T5 appends `</s>`, BART wraps `<s> ... </s>`), as the encoder was trained on. We do the same with
  * `@huggingface/jinja` and `@huggingface/tokenizers`, so the served model sees the very prompt ids it
  * was trained and parity-checked on. A conversation goes through the same chat template as
  * transformers' `apply_chat_template(messages, add_generation_prompt=True)` renders it; the plain
@@ -35,7 +37,7 @@ export interface PromptTokenizer {
   unsettledEndings: string[];
   /** Tokens that end an answer (eos and the end-of-turn token); generation stops at any of them. */
   eosIds: number[];
-  /** Id used for left padding in a batch; masked out, so any id would do. */
+  /** Id used for padding in a batch (masked out), and fed to the rows of a batch that have finished. */
   padId: number;
   promptFormat: PromptFormat;
 }
@@ -81,8 +83,11 @@ export function loadPromptTokenizer(exportDir: string, manifest: ExportManifest 
         add_generation_prompt: true,
       });
   } else {
+    // plain and seq2seq: seq2seq has no separator, so its text is the plain text without one.
     renderPrompt = (prompt) => renderPlainPrompt(promptFormat, prompt);
   }
+  // Only the encoder of a seq2seq model was trained on prompts with the tokenizer's special tokens.
+  const addSpecialTokens = promptFormat.kind === 'seq2seq';
 
   const generationConfigFile = path.join(exportDir, 'generation_config.json');
   const configuredPad = existsSync(generationConfigFile) ? readExportJson(exportDir, 'generation_config.json').pad_token_id : undefined;
@@ -94,7 +99,7 @@ export function loadPromptTokenizer(exportDir: string, manifest: ExportManifest 
   const cleanup = tokenizerConfig.clean_up_tokenization_spaces !== false;
 
   return {
-    encodePrompt: (prompt) => tokenizer.encode(renderPrompt(prompt), { add_special_tokens: false }).ids,
+    encodePrompt: (prompt) => tokenizer.encode(renderPrompt(prompt), { add_special_tokens: addSpecialTokens }).ids,
     // The library throws on an empty list; an answer that is only an eos token has no text.
     decode: (ids) => (ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: cleanup })),
     unsettledEndings: cleanup ? CLEANUP_PATTERNS : [],
