@@ -550,3 +550,34 @@ def test_lora_t5_artifact_exports_merged_with_parity(wide_t5_dir, t5_export, tmp
     tuned = onnx_session(tmp_path / "onnx" / "encoder_model.onnx").run(None, prompt)[0]
     base = onnx_session(t5_export[0] / "encoder_model.onnx").run(None, prompt)[0]
     assert not np.allclose(tuned, base, atol=1e-3)
+
+
+def test_seq2seq_decoder_logits_match_pytorch_in_one_chunk_or_two(t5_export, bart_export, wide_t5_dir, wide_bart_dir):
+    # Sequence and past lengths other than the traced ones (3 and 2), in a batch of two right-padded prompts.
+    from transformers import AutoModelForSeq2SeqLM
+
+    from engine.export_seq2seq import decoder_io_names
+
+    for (output, _), base in ((t5_export, wide_t5_dir), (bart_export, wide_bart_dir)):
+        encoder_session, decoder_session, manifest = seq2seq_sessions(output)
+        model = AutoModelForSeq2SeqLM.from_pretrained(base, dtype=torch.float32).eval()
+        prompts = np.array([[5, 6, 7, 8, 9, 10, 2], [11, 12, 13, 2, 1, 1, 1]])
+        mask = np.array([[1] * 7, [1] * 4 + [0] * 3])
+        answers = np.array([[manifest["decoderStartTokenId"], 20, 21, 22, 23, 24, 25, 26]] * 2)
+        with torch.no_grad():
+            expected = model(input_ids=torch.tensor(prompts), attention_mask=torch.tensor(mask),
+                             decoder_input_ids=torch.tensor(answers)).logits.numpy()
+        cross = encoder_session.run(None, {"input_ids": prompts, "attention_mask": mask})
+        names = decoder_io_names(2)[0][2:]
+        empty = np.zeros((2, 2, 0, 16), dtype=np.float32)
+
+        def run(tokens, self_attention):
+            past = [t for i in (0, 1) for t in (*self_attention[2 * i : 2 * i + 2], *cross[2 * i : 2 * i + 2])]
+            return decoder_session.run(None, {"input_ids": tokens, "encoder_attention_mask": mask, **dict(zip(names, past))})
+
+        logits, *_ = run(answers, [empty] * 4)
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+        first, *presents = run(answers[:, :5], [empty] * 4)
+        logits, *presents = run(answers[:, 5:], presents)
+        np.testing.assert_allclose(np.concatenate([first, logits], axis=1), expected, atol=1e-4, rtol=0)
+        assert presents[0].shape == (2, 2, 8, 16)
