@@ -215,8 +215,9 @@ def onnx_seq2seq_greedy_batch(
     generated: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
     for _ in range(max_new_tokens):
-        past = [tensor for layer in range(shape["numLayers"]) for tensor in (
-            *self_attention[2 * layer : 2 * layer + 2], *cross[2 * layer : 2 * layer + 2])]
+        past = []  # per layer: self-attention key, value, then cross-attention key, value
+        for layer in range(shape["numLayers"]):
+            past += [*self_attention[2 * layer : 2 * layer + 2], *cross[2 * layer : 2 * layer + 2]]
         feed = {"input_ids": next_ids, "encoder_attention_mask": attention_mask, **dict(zip(decoder_inputs[2:], past))}
         logits, *self_attention = decoder_session.run(None, feed)
         tokens = logits[:, -1].argmax(-1)
