@@ -388,6 +388,8 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
     """Tokenizer, chat template, prompt format, generation and model config: all a runtime reads."""
     from transformers import GenerationConfig
 
+    from engine.models import decoder_start_token_id, is_encoder_decoder
+
     tokenizer.save_pretrained(destination)
     if tokenizer.chat_template:
         # transformers 5 saves it as chat_template.jinja; older readers (transformers.js) look here.
@@ -396,8 +398,6 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
         (destination / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
     prompt_format.save(destination)
     model.config.save_pretrained(destination)
-    from engine.models import decoder_start_token_id, is_encoder_decoder
-
     start = {"decoder_start_token_id": decoder_start_token_id(model)} if is_encoder_decoder(model.config) else {}
     GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
