@@ -149,24 +149,35 @@ writes:   <outputDir>/checkpoints/step-N (every checkpointEvery steps, at a paus
         commands,
         "export",
         export_command,
-        help="export a trained model to ONNX with a KV cache (transformers.js layout), checked against PyTorch",
+        help="export a trained model to ONNX with a KV cache (transformers.js layout; T5/BART as encoder + decoder), checked against PyTorch",
         description="""Export a trained artifact (or an untuned base model) to ONNX for generation.
 
 A base model folder, hub id or `default` is exported untuned with --system-prompt: the base-model
 baseline of an evaluation, asked exactly as the tuned model is: through its chat template, or for a
 model without one (GPT-2 family) in the plain format, its separator token added with the mean of
-the embedding rows (as training adds it).
+the embedding rows (as training adds it); an encoder-decoder model (T5, FLAN-T5, BART) in the
+seq2seq format (the prompt text with the tokenizer's special tokens goes to the encoder).
 A LoRA adapter is merged into the base weights; float32, opset 17, TorchScript exporter.
+Decoder-only models, one graph (int64 ids and masks, float32 keys/values; every length may be dynamic):
 model.onnx inputs:  input_ids [batch, seq], attention_mask [batch, past+seq], position_ids [batch, seq],
                     past_key_values.{i}.key/.value [batch, kv_heads, past, head_dim] (past may be 0)
 model.onnx outputs: logits [batch, seq, vocab], present.{i}.key/.value [batch, kv_heads, past+seq, head_dim]
+Encoder-decoder models, two graphs; the encoder runs once per prompt (prompts right-padded, mask 0):
+encoder_model.onnx inputs:  input_ids [batch, enc], attention_mask [batch, enc]
+encoder_model.onnx outputs: present.{i}.encoder.key/.value [batch, heads, enc, head_dim] (decoder layer i's
+                            cross-attention keys/values)
+decoder_model.onnx inputs:  input_ids [batch, seq] (the first step: decoder_start_token_id), encoder_attention_mask
+                            [batch, enc], per layer past_key_values.{i}.decoder.key/.value [batch, heads, past,
+                            head_dim] (past may be 0) and past_key_values.{i}.encoder.key/.value (the encoder's outputs)
+decoder_model.onnx outputs: logits [batch, seq, vocab], present.{i}.decoder.key/.value [batch, heads, past+seq, head_dim]
 
 events:   done (step 0, outputDir, metrics: parityPrompts, parityTokens, paritySeconds, exportSeconds,
           onnxBytes); error on failure
 exit:     0 ok; 1 crash; 2 unusable --model or --output folder; 4 parity failure (message starts
           with `parity:`, names the prompt and token)
-writes:   OUT_DIR/ model.onnx, tokenizer.json, tokenizer_config.json, chat_template.jinja,
-          prompt_format.json, generation_config.json, config.json, export.json (manifest and parity result);
+writes:   OUT_DIR/ model.onnx (encoder-decoder: encoder_model.onnx, decoder_model.onnx), tokenizer.json,
+          tokenizer_config.json, chat_template.jinja (if the model has one), prompt_format.json,
+          generation_config.json, config.json, export.json (manifest and parity result);
           an earlier export there is replaced, any other non-empty folder is refused""",
     )
     export.add_argument(

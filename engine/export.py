@@ -327,8 +327,10 @@ def torch_greedy(model, prompt_ids: list[int], max_new_tokens: int, eos_ids: lis
     import torch
     from transformers import GenerationConfig
 
-    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
-    start = {"decoder_start_token_id": model.config.decoder_start_token_id} if encoder_decoder else {}
+    from engine.models import decoder_start_token_id, is_encoder_decoder
+
+    encoder_decoder = is_encoder_decoder(model.config)
+    start = {"decoder_start_token_id": decoder_start_token_id(model)} if encoder_decoder else {}
     # A fresh config: a model's own generation_config.json may ask for sampling or a repetition penalty.
     settings = GenerationConfig(
         do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad_id, **start
@@ -394,8 +396,9 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
         (destination / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, ensure_ascii=False) + "\n")
     prompt_format.save(destination)
     model.config.save_pretrained(destination)
-    encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
-    start = {"decoder_start_token_id": model.config.decoder_start_token_id} if encoder_decoder else {}
+    from engine.models import decoder_start_token_id, is_encoder_decoder
+
+    start = {"decoder_start_token_id": decoder_start_token_id(model)} if is_encoder_decoder(model.config) else {}
     GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=eos_ids,
@@ -450,12 +453,13 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
     import transformers
 
     from engine import export_seq2seq
+    from engine.models import decoder_start_token_id, is_encoder_decoder
 
     started = time.perf_counter()
     model, tokenizer, prompt_format = load_for_export(source, system_prompt)
-    encoder_decoder = export_seq2seq.is_encoder_decoder_model(model)
+    encoder_decoder = is_encoder_decoder(model.config)
     shape = export_seq2seq.seq2seq_cache_shape(model) if encoder_decoder else cache_shape(model.config)
-    decoder_start_id = model.config.decoder_start_token_id if encoder_decoder else None
+    decoder_start_id = decoder_start_token_id(model) if encoder_decoder else None
     eos_ids = end_token_ids(tokenizer, prompt_format)
 
     with replacing_folder(output) as temporary:

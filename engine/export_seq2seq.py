@@ -14,10 +14,6 @@ ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model.onnx"
 
 
-def is_encoder_decoder_model(model) -> bool:
-    return bool(getattr(model.config, "is_encoder_decoder", False))
-
-
 def encoder_io_names(num_layers: int) -> tuple[list[str], list[str]]:
     outputs = [f"present.{i}.encoder.{kind}" for i in range(num_layers) for kind in ("key", "value")]
     return ["input_ids", "attention_mask"], outputs
@@ -63,6 +59,10 @@ def cross_attention_encoder(model):
     import torch
     from transformers import DynamicCache, EncoderDecoderCache
 
+    from engine.models import decoder_start_token_id
+
+    start_id = decoder_start_token_id(model)
+
     class CrossAttentionEncoder(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -71,7 +71,7 @@ def cross_attention_encoder(model):
         def forward(self, input_ids, attention_mask):
             encoded = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             cache = EncoderDecoderCache(DynamicCache(config=self.model.config), DynamicCache(config=self.model.config))
-            start = torch.full_like(input_ids[:, :1], self.model.config.decoder_start_token_id)
+            start = torch.full_like(input_ids[:, :1], start_id)
             self.model.get_decoder()(
                 input_ids=start, encoder_hidden_states=encoded, encoder_attention_mask=attention_mask, cache=cache, use_cache=True
             )
@@ -125,7 +125,7 @@ def seq2seq_cache_shape(model) -> dict:
     import torch
 
     with torch.no_grad():
-        cross = cross_attention_encoder(model)(torch.tensor([[model.config.decoder_start_token_id]]), torch.ones(1, 1, dtype=torch.long))
+        cross = cross_attention_encoder(model)(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long))
     return {
         "numLayers": len(cross) // 2,
         "numKeyValueHeads": cross[0].shape[1],
@@ -215,8 +215,9 @@ def onnx_seq2seq_greedy_batch(
     generated: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
     for _ in range(max_new_tokens):
-        past = [tensor for layer in range(shape["numLayers"]) for tensor in (
-            *self_attention[2 * layer : 2 * layer + 2], *cross[2 * layer : 2 * layer + 2])]
+        past = []  # per layer: self-attention key, value, then cross-attention key, value
+        for layer in range(shape["numLayers"]):
+            past += [*self_attention[2 * layer : 2 * layer + 2], *cross[2 * layer : 2 * layer + 2]]
         feed = {"input_ids": next_ids, "encoder_attention_mask": attention_mask, **dict(zip(decoder_inputs[2:], past))}
         logits, *self_attention = decoder_session.run(None, feed)
         tokens = logits[:, -1].argmax(-1)

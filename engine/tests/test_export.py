@@ -49,7 +49,8 @@ def graph_shapes(values) -> dict:
 def test_help_documents_the_contract():
     result = subprocess.run(engine_command("export", "--help"), cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    for text in ("usage: python -m engine export", "--model", "--output", "--parity-prompts", "past_key_values.{i}.key"):
+    for text in ("usage: python -m engine export", "--model", "--output", "--parity-prompts", "past_key_values.{i}.key",
+                 "encoder_model.onnx outputs: present.{i}.encoder.key", "past_key_values.{i}.decoder.key"):
         assert text in result.stdout
 
 
@@ -342,3 +343,241 @@ def test_a_cached_hub_id_exports_and_a_missing_one_says_both_fixes(tiny_gpt2_dir
     assert code == 2 and events[0]["kind"] == "config" and "Traceback" not in stderr
     assert "'tiny-org/not-cached' is not a local model folder, and as a hub id it could not be loaded" in events[0]["message"]
     assert not (tmp_path / "other").exists()
+
+
+# Encoder-decoder models (T5, FLAN-T5, BART): encoder_model.onnx once per prompt, decoder_model.onnx per token.
+
+SEQ2SEQ_FILES = [
+    "encoder_model.onnx", "decoder_model.onnx", "tokenizer.json", "tokenizer_config.json", "prompt_format.json",
+    "generation_config.json", "config.json", "export.json",
+]
+# Questions of different lengths, so a batch of their prompts is really padded.
+SEQ2SEQ_QUESTIONS = ["How do I reset my router?", "Hi", "Why won't my e-reader turn on after I charged it all night?", "Can I return it?"]
+
+
+@pytest.fixture(scope="module")
+def wide_t5_dir(tmp_path_factory):
+    """Tiny T5 with wide random weights: greedy answers that differ from prompt to prompt."""
+    from .conftest import qa_sentences
+    from .tiny_models import build_tiny_t5
+
+    return build_tiny_t5(tmp_path_factory.mktemp("wide-t5"), qa_sentences(), std=0.5)
+
+
+@pytest.fixture(scope="module")
+def wide_bart_dir(tmp_path_factory):
+    from .conftest import qa_sentences
+    from .tiny_models import build_tiny_bart
+
+    return build_tiny_bart(tmp_path_factory.mktemp("wide-bart"), qa_sentences(), std=0.5)
+
+
+@pytest.fixture(scope="module")
+def t5_export(wide_t5_dir, tmp_path_factory):
+    events = []
+    result = export(str(wide_t5_dir), str(tmp_path_factory.mktemp("t5-export") / "onnx"), parity_prompts=3, emit=events.append)
+    return result.output_dir, events
+
+
+@pytest.fixture(scope="module")
+def bart_export(wide_bart_dir, tmp_path_factory):
+    events = []
+    result = export(str(wide_bart_dir), str(tmp_path_factory.mktemp("bart-export") / "onnx"), parity_prompts=3, emit=events.append)
+    return result.output_dir, events
+
+
+def test_seq2seq_exports_write_both_graphs_and_the_contract_manifest(t5_export, bart_export):
+    for (output, events), model_type, start, heads in ((t5_export, "t5", 0, 2), (bart_export, "bart", 2, 2)):
+        assert sorted(path.name for path in output.iterdir()) == sorted(SEQ2SEQ_FILES)
+        assert not list(output.parent.glob(".tmp-*"))
+        manifest = read_json(output / "export.json")
+        assert_matches_schema(manifest, "export-manifest")
+        assert (manifest["architecture"], manifest["file"], manifest["encoderFile"], manifest["externalData"]) == (
+            "encoder-decoder", "decoder_model.onnx", "encoder_model.onnx", None)
+        assert (manifest["modelType"], manifest["decoderStartTokenId"], manifest["mergedAdapter"]) == (model_type, start, False)
+        assert (manifest["numLayers"], manifest["numKeyValueHeads"], manifest["headDim"]) == (2, heads, 16)
+        assert manifest["eosTokenIds"] == [read_json(output / "config.json")["eos_token_id"]]
+        assert manifest["parity"] == {"prompts": 3, "identical": True, "tokens": events[0]["metrics"]["parityTokens"], "maxNewTokens": 16}
+        assert manifest["onnxBytes"] == sum((output / name).stat().st_size for name in ("encoder_model.onnx", "decoder_model.onnx"))
+        assert_matches_schema(events[0]["metrics"], "export-metrics")
+        prompt_format = read_json(output / "prompt_format.json")
+        assert_matches_schema(prompt_format, "prompt-format")
+        assert (prompt_format["kind"], prompt_format["separator"]) == ("seq2seq", None)
+        generation = read_json(output / "generation_config.json")
+        assert generation["decoder_start_token_id"] == start and generation["do_sample"] is False
+
+
+def test_seq2seq_graphs_have_the_contract_names_dynamic_axes_and_no_recomputed_cross_attention(t5_export, bart_export):
+    for output, _ in (t5_export, bart_export):
+        manifest = read_json(output / "export.json")
+        encoder = onnx.load(str(output / "encoder_model.onnx")).graph
+        decoder = onnx.load(str(output / "decoder_model.onnx")).graph
+        cross = ["batch_size", 2, "encoder_sequence_length", 16]
+        assert graph_shapes(encoder.input) == {"input_ids": ["batch_size", "encoder_sequence_length"],
+                                               "attention_mask": ["batch_size", "encoder_sequence_length"]}
+        assert graph_shapes(encoder.output) == {f"present.{i}.encoder.{kind}": cross for i in (0, 1) for kind in ("key", "value")}
+        inputs = graph_shapes(decoder.input)
+        assert list(inputs) == ["input_ids", "encoder_attention_mask"] + [
+            f"past_key_values.{i}.{part}.{kind}" for i in (0, 1) for part in ("decoder", "encoder") for kind in ("key", "value")]
+        assert inputs["input_ids"] == ["batch_size", "sequence_length"]
+        assert inputs["encoder_attention_mask"] == ["batch_size", "encoder_sequence_length"]
+        assert inputs["past_key_values.1.decoder.value"] == ["batch_size", 2, "past_sequence_length", 16]
+        assert inputs["past_key_values.1.encoder.key"] == cross
+        outputs = graph_shapes(decoder.output)
+        assert list(outputs) == ["logits"] + [f"present.{i}.decoder.{kind}" for i in (0, 1) for kind in ("key", "value")]
+        assert outputs["logits"] == ["batch_size", "sequence_length", manifest["vocabSize"]]
+        assert outputs["present.0.decoder.key"] == ["batch_size", 2, "total_sequence_length", 16]
+        # The manifest describes the graphs as they are.
+        for key, values in (("encoderInputs", encoder.input), ("encoderOutputs", encoder.output),
+                            ("inputs", decoder.input), ("outputs", decoder.output)):
+            assert manifest[key] == [{"name": name, "shape": shape} for name, shape in graph_shapes(values).items()]
+        # The decoder graph holds no cross-attention key/value projections (it reuses the encoder graph's
+        # outputs) and nothing of the encoder; the encoder graph nothing of the decoder's self-attention.
+        decoder_weights = " ".join(tensor.name for tensor in decoder.initializer)
+        encoder_weights = " ".join(tensor.name for tensor in encoder.initializer)
+        assert not any(name in decoder_weights for name in ("EncDecAttention.k.", "EncDecAttention.v.", "encoder_attn.k_proj",
+                                                             "encoder_attn.v_proj", "encoder.block", "encoder.layers"))
+        assert ("EncDecAttention.k.weight" in encoder_weights) or ("encoder_attn.k_proj.weight" in encoder_weights)
+        assert not any(name in encoder_weights for name in ("decoder.block.0.layer.0.", "decoder.layers.0.self_attn", "lm_head"))
+
+
+def seq2seq_sessions(output):
+    from engine.export_seq2seq import DECODER_FILE, ENCODER_FILE
+
+    return onnx_session(output / ENCODER_FILE), onnx_session(output / DECODER_FILE), read_json(output / "export.json")
+
+
+def test_seq2seq_batch_of_right_padded_prompts_gives_each_prompt_its_own_tokens(t5_export, bart_export):
+    # The Node runtime batches encoder prompts right-padded and steps every row from the decoder start together.
+    from transformers import AutoTokenizer
+
+    from engine.export_seq2seq import onnx_seq2seq_greedy, onnx_seq2seq_greedy_batch
+    from engine.prompts import PromptEncoder, PromptFormat
+
+    from .greedy_reference import reference_rows
+
+    for output, _ in (t5_export, bart_export):
+        encoder_session, decoder_session, manifest = seq2seq_sessions(output)
+        tokenizer = AutoTokenizer.from_pretrained(output)
+        prompts = [PromptEncoder(PromptFormat.load(output), tokenizer).prompt_ids(q) for q in SEQ2SEQ_QUESTIONS]
+        assert len({len(prompt) for prompt in prompts}) == len(prompts)
+        settings = (manifest, 12, set(manifest["eosTokenIds"]), manifest["decoderStartTokenId"], tokenizer.pad_token_id)
+        alone = [onnx_seq2seq_greedy(encoder_session, decoder_session, prompt, *settings) for prompt in prompts]
+        assert len({tuple(tokens) for tokens in alone}) > 1  # answers differ by prompt: a mixed-up row would show
+        assert onnx_seq2seq_greedy_batch(encoder_session, decoder_session, prompts, *settings) == alone
+        # The reference the Node tests compare with: PyTorch, from the export folder alone.
+        rows = reference_rows(output, SEQ2SEQ_QUESTIONS, new_tokens=12)
+        assert [row["promptIds"] for row in rows] == prompts
+        assert [row["tokens"] for row in rows] == alone
+
+
+def test_seq2seq_finished_rows_stop_and_keep_their_eos(bart_export):
+    # A row that reaches eos keeps stepping with the pad id while the others go on; its answer ends at its eos.
+    from engine.export_seq2seq import onnx_seq2seq_greedy_batch
+
+    output, _ = bart_export
+    encoder_session, decoder_session, manifest = seq2seq_sessions(output)
+    prompts = [[0, 290, 304, 2], [0, 329, 281, 325, 319, 34, 2]]
+
+    def greedy(eos_ids):
+        return onnx_seq2seq_greedy_batch(encoder_session, decoder_session, prompts, manifest, 8, eos_ids, 2, 1)
+
+    free = greedy(set())
+    stop = free[0][2]  # pretend the first row's third token is an end token
+    ended = greedy({stop})
+    assert ended[0] == free[0][: free[0].index(stop) + 1]
+    assert ended[1] == (free[1][: free[1].index(stop) + 1] if stop in free[1] else free[1])
+
+
+def test_seq2seq_graph_that_computes_wrong_cross_attention_fails_parity(wide_bart_dir, tmp_path, monkeypatch):
+    # A real defect in the graph, not in the loop: the encoder graph hands out values as keys and keys as values.
+    from engine import export_seq2seq
+
+    honest = export_seq2seq.cross_attention_encoder
+
+    def keys_and_values_swapped(model):
+        encoder = honest(model)
+
+        class Swapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = encoder
+
+            def forward(self, input_ids, attention_mask):
+                keys_values = self.encoder(input_ids, attention_mask)
+                return tuple(keys_values[n ^ 1] for n in range(len(keys_values)))
+
+        return Swapped().eval()
+
+    monkeypatch.setattr(export_seq2seq, "cross_attention_encoder", keys_and_values_swapped)
+    with pytest.raises(ParityError, match=r"^parity: prompt 1 of 2 \('How do I reset my router\?'\) differs at new token \d+: "
+                                          r"PyTorch \d+ '.*', ONNX Runtime \d+ "):
+        export(str(wide_bart_dir), str(tmp_path / "onnx"), parity_prompts=2, emit=lambda event: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def lora_seq2seq_artifact(base, folder):
+    """A `<outputDir>/final` as training writes it for a LoRA run on an encoder-decoder base: adapter
+    (random, non-zero B, so merging changes the weights), train_config.json naming the base, tokenizer,
+    prompt format."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from engine.prompts import PromptEncoder
+
+    torch.manual_seed(3)
+    model = AutoModelForSeq2SeqLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "k", "v", "o"], task_type="SEQ_2_SEQ_LM", init_lora_weights=False)
+    model = get_peft_model(model, config)
+    model.save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.save_pretrained(folder)
+    PromptEncoder.prepare_tokenizer(tokenizer, "Answer briefly.", encoder_decoder=True).format.save(folder)
+    (folder / "train_config.json").write_text(json.dumps({"model": {"base": str(base)}}))
+    return folder
+
+
+def test_lora_t5_artifact_exports_merged_with_parity(wide_t5_dir, t5_export, tmp_path):
+    final = lora_seq2seq_artifact(wide_t5_dir, tmp_path / "final")
+    code, events, stderr = run_engine("export", "--model", final, "--output", tmp_path / "onnx", "--parity-prompts", "2")
+    assert code == 0, stderr
+    manifest = read_json(tmp_path / "onnx" / "export.json")
+    assert_matches_schema(manifest, "export-manifest")
+    assert manifest["mergedAdapter"] is True and manifest["architecture"] == "encoder-decoder" and manifest["parity"]["identical"]
+    assert read_json(tmp_path / "onnx" / "prompt_format.json")["systemPrompt"] == "Answer briefly."
+    # The adapter is in the weights: the merged encoder's cross-attention differs from the base export's.
+    prompt = {"input_ids": np.array([[5, 6, 7, 1]]), "attention_mask": np.ones((1, 4), dtype=np.int64)}
+    tuned = onnx_session(tmp_path / "onnx" / "encoder_model.onnx").run(None, prompt)[0]
+    base = onnx_session(t5_export[0] / "encoder_model.onnx").run(None, prompt)[0]
+    assert not np.allclose(tuned, base, atol=1e-3)
+
+
+def test_seq2seq_decoder_logits_match_pytorch_in_one_chunk_or_two(t5_export, bart_export, wide_t5_dir, wide_bart_dir):
+    # Sequence and past lengths other than the traced ones (3 and 2), in a batch of two right-padded prompts.
+    from transformers import AutoModelForSeq2SeqLM
+
+    from engine.export_seq2seq import decoder_io_names
+
+    for (output, _), base in ((t5_export, wide_t5_dir), (bart_export, wide_bart_dir)):
+        encoder_session, decoder_session, manifest = seq2seq_sessions(output)
+        model = AutoModelForSeq2SeqLM.from_pretrained(base, dtype=torch.float32).eval()
+        prompts = np.array([[5, 6, 7, 8, 9, 10, 2], [11, 12, 13, 2, 1, 1, 1]])
+        mask = np.array([[1] * 7, [1] * 4 + [0] * 3])
+        answers = np.array([[manifest["decoderStartTokenId"], 20, 21, 22, 23, 24, 25, 26]] * 2)
+        with torch.no_grad():
+            expected = model(input_ids=torch.tensor(prompts), attention_mask=torch.tensor(mask),
+                             decoder_input_ids=torch.tensor(answers)).logits.numpy()
+        cross = encoder_session.run(None, {"input_ids": prompts, "attention_mask": mask})
+        names = decoder_io_names(2)[0][2:]
+        empty = np.zeros((2, 2, 0, 16), dtype=np.float32)
+
+        def run(tokens, self_attention):
+            past = [t for i in (0, 1) for t in (*self_attention[2 * i : 2 * i + 2], *cross[2 * i : 2 * i + 2])]
+            return decoder_session.run(None, {"input_ids": tokens, "encoder_attention_mask": mask, **dict(zip(names, past))})
+
+        logits, *_ = run(answers, [empty] * 4)
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+        first, *presents = run(answers[:, :5], [empty] * 4)
+        logits, *presents = run(answers[:, 5:], presents)
+        np.testing.assert_allclose(np.concatenate([first, logits], axis=1), expected, atol=1e-4, rtol=0)
+        assert presents[0].shape == (2, 2, 8, 16)
