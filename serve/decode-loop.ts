@@ -162,7 +162,7 @@ export async function* decodeSteps(
     for (const [n, row] of rows.entries()) {
       if (row.finishReason !== null) {
         if (!greedy) random();
-        next.push(padId);
+        next.push(padId); // finished rows keep stepping with a pad (output ignored) so the batch stays rectangular
         continue;
       }
       const modelLogits = logits[n]!;
