@@ -374,10 +374,16 @@ def perplexity(model: str, text_path: str, max_tokens: int, emit: Emit) -> dict:
     model's largest context when that is shorter (min(positions, max_tokens)); each window
     starts on the previous window's last token, so every token after the first is predicted exactly
     once, from the context inside its window.
+
+    An encoder-decoder model (T5, BART) scores the text as its decoder's target: the encoder reads an
+    empty prompt (just the tokenizer's special tokens: T5 `</s>`, BART `<s></s>`), and each window is
+    fed to the decoder behind its start token, the same windows and the same predicted tokens as above.
     """
     text = check_text_file(text_path)  # before torch is imported: an empty file comes back in a second
 
     import torch
+
+    from engine.models import decoder_start_token_id, is_encoder_decoder
 
     loaded, tokenizer = load_scoring_model(model)
     # A window never runs past the model's positions (GPT-2's n_positions, 1024, or far fewer in a tiny one).
@@ -388,11 +394,24 @@ def perplexity(model: str, text_path: str, max_tokens: int, emit: Emit) -> dict:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) < 2:
         raise DataError(f"--text {text_path}: {len(ids)} token(s); perplexity needs at least 2")
+    if is_encoder_decoder(loaded.config):
+        empty_prompt = torch.tensor([tokenizer("", add_special_tokens=True)["input_ids"]])
+        decoder_start = torch.tensor([[decoder_start_token_id(loaded)]])
+
+        def logits_predicting_after_first(window):
+            # Decoder position t reads the start token and window[:t], so it predicts window[t].
+            decoder_input_ids = torch.cat([decoder_start, window[:, :-1]], dim=1)
+            return loaded(input_ids=empty_prompt, decoder_input_ids=decoder_input_ids).logits[0, 1:]
+    else:
+
+        def logits_predicting_after_first(window):
+            return loaded(input_ids=window).logits[0, :-1]
+
     total_nll, predicted = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(ids) - 1, max_tokens - 1):
             window = torch.tensor([ids[start : start + max_tokens]])
-            logits = loaded(input_ids=window).logits[0, :-1].float()
+            logits = logits_predicting_after_first(window).float()
             total_nll += torch.nn.functional.cross_entropy(logits, window[0, 1:], reduction="sum").item()
             predicted += window.shape[1] - 1
     metrics = {"perplexity": math.exp(total_nll / predicted), "tokens": predicted}

@@ -28,9 +28,10 @@ import torch
 from transformers import get_scheduler
 
 from engine import checkpoints, distributed
-from engine.batches import collate, encode_rows, label_count, summed_loss, validation_loss, validation_sums
+from engine.batches import batch_tokens, collate, encode_rows, example_length, label_count, summed_loss, validation_loss, validation_sums
 from engine.data import QaRows, evaluation_batches, length_grouped_batches
 from engine.events import ConfigError, Emit, Interrupted, StopRequest, log
+from engine.models import decoder_start_token_id, is_encoder_decoder
 from engine.report import plot_training_curve, write_history
 from engine.spec import resume_mismatches
 from engine.strategies import build_model
@@ -51,7 +52,7 @@ class TrainState:
     bestStep: int | None = None
     evalsWithoutImprovement: int = 0
     evalPending: bool = False  # interrupted before a due evaluation; the resumed run does it first
-    trainTokens: int = 0  # non-padding tokens seen by optimizer steps
+    trainTokens: int = 0  # non-padding tokens seen by optimizer steps (encoder-decoder: encoder and decoder tokens)
     trainSeconds: float = 0.0  # time spent in optimizer steps, over all resumes
     history: dict = field(default_factory=lambda: {"steps": [], "evals": []})  # evals of rungs carry "rung": true
 
@@ -137,11 +138,12 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
     trainable_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_examples = encode_rows(encoder, train_rows, training["maxLength"], "data.train")
     validation_examples = encode_rows(encoder, validation_rows, training["maxLength"], "data.validation")
-    train_lengths = [len(e.input_ids) for e in train_examples]
+    train_lengths = [example_length(e) for e in train_examples]
     pad_id = tokenizer.pad_token_id
+    decoder_start = decoder_start_token_id(model) if is_encoder_decoder(model.config) else None
     validation_batches = [
-        collate([validation_examples[i] for i in indices], pad_id, device)
-        for indices in evaluation_batches([len(e.input_ids) for e in validation_examples], training["batchSize"])
+        collate([validation_examples[i] for i in indices], pad_id, device, decoder_start)
+        for indices in evaluation_batches([example_length(e) for e in validation_examples], training["batchSize"])
     ]
 
     optimizer = make_optimizer(model, training)
@@ -240,7 +242,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
             state.batchOrder = plan_epoch(state.epoch)
         indices = processes.share(state.batchOrder[state.batchIndex])
         state.batchIndex += 1
-        return collate([train_examples[i] for i in indices], pad_id, device) if indices else None
+        return collate([train_examples[i] for i in indices], pad_id, device, decoder_start) if indices else None
 
     stop_early = False
     if stop_requested():  # during loading: nothing new to save
@@ -258,7 +260,7 @@ def train(spec: dict, train_rows: QaRows, validation_rows: QaRows, emit: Emit, s
         step_started = time.perf_counter()
         micro_batches = [b for b in (next_micro_batch() for _ in range(training["gradientAccumulation"])) if b is not None]
         local_labels = sum(label_count(b) for b in micro_batches)
-        local_tokens = sum(int(b["attention_mask"].sum()) for b in micro_batches)
+        local_tokens = sum(batch_tokens(b) for b in micro_batches)
         labels_in_step, tokens = processes.sum([local_labels, local_tokens], device)
         step_loss = 0.0
         for batch in micro_batches:

@@ -233,8 +233,14 @@ export const LoraSettings = z
       .min(1, 'list at least one module name, or `all-linear`')
       // The check below, for the engine's copy of the schema (zod cannot emit a cross-item rule).
       .meta({ if: { contains: { const: 'all-linear' } }, then: { maxItems: 1 } })
-      .default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'])
-      .describe('Module names that get adapters (`all-linear` is accepted as a single entry).'),
+      // For SmolLM2 peft's `all-linear` gives the very adapters (names, seeded initial values) that listing its seven
+      // projections did, and it names T5's and BART's layers too, so no architecture needs its own default.
+      .default(['all-linear'])
+      .describe(
+        'Module names that get adapters (`all-linear` is accepted as a single entry). The default, `all-linear`, picks ' +
+          'every linear layer but the output layer: for SmolLM2 and Llama q/k/v/o_proj and gate/up/down_proj, for T5 q, k, v, o, wi, wo, ' +
+          'for BART q/k/v_proj, out_proj, fc1, fc2.',
+      ),
     layers: z
       .array(z.number().int().min(0))
       .min(1, 'an empty list gives no layer an adapter; leave it out for all layers')

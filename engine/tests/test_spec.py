@@ -16,7 +16,7 @@ def test_defaults_come_from_the_schema():
     assert spec["model"]["base"] == "default"
     for name in ("strategy", "learningRate", "schedule", "warmupRatio", "epochs", "batchSize", "maxLength", "seed", "device"):
         assert spec["training"][name] == training[name]["default"]
-    assert spec["training"]["lora"]["rank"] == 16 and spec["training"]["lora"]["targetModules"][0] == "q_proj"
+    assert spec["training"]["lora"]["rank"] == 16 and spec["training"]["lora"]["targetModules"] == ["all-linear"]
     assert "maxSteps" not in spec["training"] and "resumeFrom" not in spec
 
 
