@@ -1,15 +1,13 @@
 /**
  * The one decode loop behind `generate` and `stream` (serve/generation.ts), so both make the same tokens.
  *
- * It is the loop `engine/export.py` parity-checks against PyTorch, extended to batches: prompts are
- * padded on the LEFT so every row's next token comes from the last column; pads get attention mask 0
- * and positions count only real tokens. The first pass runs the whole padded prompt with an empty past;
- * each later step feeds one token per row and the `present.*` outputs back as `past_key_values.*`.
- * The loop yields after every step, so a stream shows each token as it is made, and a consumer that
- * stops listening (or an aborted signal) ends it before the next `session.run`. The repetition controls
- * change each row's logits from that row's own answer tokens, so padding and batching never affect them.
+ * It picks each row's next token from the model's logits (greedy or sampled, after the repetition
+ * controls), ends rows at eos, stop strings, repeats, maxNewTokens or the model's positions, and yields
+ * after every step, so a stream shows each token as it is made, and a consumer that stops listening (or an
+ * aborted signal) ends it before the next model run. How the model is run for a step is the DecodeModel's
+ * business (serve/decode-models.ts: decoder-only or encoder-decoder). The repetition controls change each
+ * row's logits from that row's own answer tokens, so padding and batching never affect them.
  */
-import ort from 'onnxruntime-node';
 import { mulberry32 } from '../lib/seeded-random';
 import { AnswerText } from './answer-text';
 import { argmax, controlRepetition, greedyWithEnd, sample } from './sampling';
@@ -56,17 +54,26 @@ export interface DecodeSettings {
   followText: boolean;
 }
 
-/** What the loop needs of a loaded export. */
+/**
+ * A loaded export as the loop steps it; the one part of decoding that differs between decoder-only and
+ * encoder-decoder models (serve/decode-models.ts has both).
+ */
 export interface DecodeModel {
   tokenizer: PromptTokenizer;
-  /** `session.run`, refused once the generator is closed. */
-  run(feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.ReturnType>;
-  pastNames: string[];
-  numKeyValueHeads: number;
-  headDim: number;
-  /** Positions the model has (GPT-2's n_positions): prompt and answer together fit in them; null when unbounded. */
-  maxPositions: number | null;
+  /** Positions a prompt may take (GPT-2's n_positions; BART's encoder's); a longer one is refused. Null: unbounded. */
+  promptPositions: number | null;
+  /** The most tokens an answer to a prompt of this many tokens may have before the model's positions run out; null: unbounded. */
+  answerRoom(promptLength: number): number | null;
+  /** Starts a batch of prompts (token ids, one list per row); returns the function that steps it. */
+  begin(promptIds: number[][]): DecodeStep;
 }
+
+/**
+ * One model run for a batch: `null` the first time (the prompts), then the token each row took (a finished
+ * row gets the pad id and its output is ignored, so the batch stays rectangular). Resolves to each row's
+ * logits for its next token.
+ */
+export type DecodeStep = (tokens: number[] | null) => Promise<Float32Array[]>;
 
 /** One answer being made: its tokens, its text, and why it ended. */
 export class AnswerRow {
@@ -117,14 +124,6 @@ export class AnswerRow {
   }
 }
 
-function int64Tensor(values: number[], dims: number[]): ort.Tensor {
-  return new ort.Tensor(
-    'int64',
-    BigInt64Array.from(values, (value) => BigInt(value)),
-    dims,
-  );
-}
-
 /** Runs the rows to their end; yields each step's chunks, one per row still going, in row order. */
 export async function* decodeSteps(
   model: DecodeModel,
@@ -135,8 +134,7 @@ export async function* decodeSteps(
   const endIds = model.tokenizer.eosIds;
   const pickGreedy = endProbability === undefined ? argmax : (logits: Float32Array) => greedyWithEnd(logits, endIds, endProbability);
   const controlled = repetitionPenalty !== 1 || noRepeatNgramSize > 0;
-  const batch = rows.length;
-  if (batch === 0) return;
+  if (rows.length === 0) return;
   if (settings.maxNewTokens === 0 && !signal?.aborted) {
     for (const row of rows) row.finish('length');
     return;
@@ -145,36 +143,20 @@ export async function* decodeSteps(
   const random = mulberry32(settings.seed).next;
   const padId = model.tokenizer.padId;
 
-  // Left padding: every row's last column is its last prompt token.
   const width = Math.max(...rows.map((row) => row.promptIds.length));
-  const { maxPositions } = model;
-  if (maxPositions !== null && width > maxPositions) {
+  const { promptPositions } = model;
+  if (promptPositions !== null && width > promptPositions) {
     throw new Error(
-      `prompt: ${width} tokens, more than the ${maxPositions} positions this model has; shorten the prompt or the conversation`,
+      `prompt: ${width} tokens, more than the ${promptPositions} positions this model has; shorten the prompt or the conversation`,
     );
   }
-  const mask: number[][] = rows.map(({ promptIds }) => [...Array(width - promptIds.length).fill(0), ...promptIds.map(() => 1)]);
-  let inputIds = rows.flatMap(({ promptIds }) => [...Array(width - promptIds.length).fill(padId), ...promptIds]);
-  // Position = real tokens before this one; pads sit at 0 (masked out anyway).
-  let positions = mask.flatMap((row) => {
-    let seen = 0;
-    return row.map((m) => Math.max(0, (seen += m) - 1));
-  });
-  let step = width;
-  const emptyPast = new ort.Tensor('float32', new Float32Array(0), [batch, model.numKeyValueHeads, 0, model.headDim]);
-  let past: Record<string, ort.Tensor> = Object.fromEntries(model.pastNames.map((name) => [name, emptyPast]));
+  const answerRoom = rows.map((row) => model.answerRoom(row.promptIds.length));
+  const step = model.begin(rows.map((row) => row.promptIds));
+  let fed: number[] | null = null;
 
   while (!signal?.aborted) {
-    const outputs = await model.run({
-      input_ids: int64Tensor(inputIds, [batch, step]),
-      attention_mask: int64Tensor(mask.flat(), [batch, mask[0]!.length]),
-      position_ids: int64Tensor(positions, [batch, step]),
-      ...past,
-    });
+    const logits = await step(fed);
     if (signal?.aborted) break; // aborted while the step ran: its tokens come after the abort
-    const logits = outputs.logits!;
-    const vocab = logits.dims[2]!;
-    const data = logits.data as Float32Array;
     const next: number[] = [];
     const chunks: Array<{ row: number; chunk: StreamChunk }> = [];
     for (const [n, row] of rows.entries()) {
@@ -183,27 +165,19 @@ export async function* decodeSteps(
         next.push(padId); // finished rows keep stepping with a pad (output ignored) so the batch stays rectangular
         continue;
       }
-      const start = (n * step + step - 1) * vocab;
-      const modelLogits = data.subarray(start, start + vocab);
+      const modelLogits = logits[n]!;
       const rowLogits = controlled ? controlRepetition(modelLogits, row.tokens, repetitionPenalty, noRepeatNgramSize) : modelLogits;
       const token = greedy ? pickGreedy(rowLogits) : sample(rowLogits, temperature, topP, random);
       next.push(token);
       const chunk = row.accept(token);
       // The model's positions are used up: this token is the last one it can be fed.
-      if (maxPositions !== null && row.finishReason === null && row.promptIds.length + row.tokens.length >= maxPositions) {
-        chunk.text += row.finish('length');
-      }
+      const room = answerRoom[n] ?? null;
+      if (room !== null && row.finishReason === null && row.tokens.length >= room) chunk.text += row.finish('length');
       chunks.push({ row: n, chunk });
     }
     yield chunks;
     if (rows.every((row) => row.finishReason !== null)) return;
-    past = Object.fromEntries(model.pastNames.map((name) => [name, outputs[name.replace('past_key_values.', 'present.')] as ort.Tensor]));
-    for (const row of mask) row.push(1);
-    // A finished row keeps stepping with pads past its end; its position stays inside the model's (output ignored).
-    const lastPosition = (maxPositions ?? Infinity) - 1;
-    positions = mask.map((row) => Math.min(row.reduce((sum, m) => sum + m, 0) - 1, lastPosition));
-    inputIds = next;
-    step = 1;
+    fed = next;
   }
   for (const row of rows) if (row.finishReason === null) row.finish('cancelled');
 }

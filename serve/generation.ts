@@ -2,15 +2,18 @@
  * Text generation from an exported model (`python -m engine export`) with ONNX Runtime and a KV cache:
  * the generator the chat server and the evaluation share.
  *
- * - `generate(prompts)`: a batch, left-padded; the evaluation's entry point.
+ * - `generate(prompts)`: a batch, padded; the evaluation's entry point.
  * - `stream(prompt)`: one conversation, a chunk per token as it is made; the chat server's.
  * Both run the same decode loop (serve/decode-loop.ts), so the same prompt and options give the same
  * tokens either way (a sampled batch draws for all its rows from one seed, so compare batches of one).
+ * Decoder-only exports (GPT-2, Llama, ...) and encoder-decoder ones (T5, BART) differ only in how the
+ * loop runs the model (serve/decode-models.ts).
  */
 import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { AnswerRow, decodeSteps, type DecodeModel, type DecodeSettings, type Generation, type StreamChunk } from './decode-loop';
+import { AnswerRow, decodeSteps, type DecodeSettings, type Generation, type StreamChunk } from './decode-loop';
+import { decoderOnlyModel, encoderDecoderModel, type RunSession } from './decode-models';
 import { readExportJson, readExportManifest } from './export-files';
 import { loadPromptTokenizer, type Prompt, type PromptTokenizer } from './tokenizer';
 
@@ -62,7 +65,10 @@ export interface GenerateOptions {
 
 export interface Generator {
   tokenizer: PromptTokenizer;
-  /** Positions the model has: a prompt and its answer together fit in them (null: unbounded). */
+  /**
+   * Positions the model has (null: unbounded). Decoder-only: a prompt and its answer together fit in them;
+   * encoder-decoder: a prompt fits in them, and so does its answer (BART; T5 has no limit).
+   */
   maxPositions: number | null;
   /** Answers for a batch of prompts (a string is one user turn). */
   generate(prompts: Prompt[], options: GenerateOptions): Promise<Generation[]>;
@@ -116,43 +122,54 @@ function checkOptions(options: GenerateOptions, stream: boolean): DecodeSettings
 export async function loadGenerator(exportDir: string): Promise<Generator> {
   const manifest = readExportManifest(exportDir);
   const tokenizer = loadPromptTokenizer(exportDir, manifest);
-  const session = await ort.InferenceSession.create(path.join(exportDir, manifest.file), {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: INTRA_OP_THREADS,
-    logSeverityLevel: 3, // errors only: ORT warns about unused initializers of tied weights
-  });
-  const pastNames: string[] = [];
-  for (let layer = 0; layer < manifest.numLayers; layer++) {
-    pastNames.push(`past_key_values.${layer}.key`, `past_key_values.${layer}.value`);
+  const encoderDecoder = manifest.architecture === 'encoder-decoder';
+  if (encoderDecoder && (manifest.encoderFile === null || manifest.decoderStartTokenId === null)) {
+    throw new Error(
+      `${path.join(exportDir, 'export.json')}: an encoder-decoder export without encoderFile or decoderStartTokenId; re-run the export`,
+    );
   }
 
-  // The model's positions (config.json beside the export): GPT-2 has n_positions (1024, a tiny one far fewer).
-  const config = readExportJson(exportDir, 'config.json');
-  const text = (config.text_config ?? config) as Record<string, unknown>;
-  const positions = text.n_positions ?? text.max_position_embeddings;
-
   let closed = false;
-  const running = new Set<Promise<unknown>>(); // decode steps in progress; close() waits for them
+  const sessions: ort.InferenceSession[] = [];
+  const running = new Set<Promise<unknown>>(); // model runs in progress; close() waits for them
   const checkOpen = () => {
     if (closed) throw new Error(`the generator of ${exportDir} is closed; load it again with loadGenerator`);
   };
-  const model: DecodeModel = {
-    tokenizer,
-    pastNames,
-    numKeyValueHeads: manifest.numKeyValueHeads,
-    headDim: manifest.headDim,
-    maxPositions: typeof positions === 'number' ? positions : null,
-    async run(feeds) {
+  async function openSession(file: string): Promise<RunSession> {
+    const session = await ort.InferenceSession.create(path.join(exportDir, file), {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: INTRA_OP_THREADS,
+      logSeverityLevel: 3, // errors only: ORT warns about unused initializers of tied weights
+    });
+    sessions.push(session);
+    return async (feeds) => {
       checkOpen();
-      const step = session.run(feeds);
-      running.add(step);
+      const run = session.run(feeds);
+      running.add(run);
       try {
-        return await step;
+        return await run;
       } finally {
-        running.delete(step);
+        running.delete(run);
       }
-    },
-  };
+    };
+  }
+
+  // The model's positions (config.json beside the export): GPT-2 has n_positions (1024, a tiny one far
+  // fewer), Llama max_position_embeddings; BART max_position_embeddings; T5 none (relative positions).
+  const config = readExportJson(exportDir, 'config.json');
+  const text = (config.text_config ?? config) as Record<string, unknown>;
+  const positions = encoderDecoder ? text.max_position_embeddings : (text.n_positions ?? text.max_position_embeddings);
+  const maxPositions = typeof positions === 'number' ? positions : null;
+  const model = encoderDecoder
+    ? encoderDecoderModel(
+        await openSession(manifest.encoderFile!),
+        await openSession(manifest.file),
+        tokenizer,
+        manifest,
+        manifest.decoderStartTokenId!,
+        maxPositions,
+      )
+    : decoderOnlyModel(await openSession(manifest.file), tokenizer, manifest, maxPositions);
 
   async function generate(prompts: Prompt[], options: GenerateOptions): Promise<Generation[]> {
     checkOpen();
@@ -176,8 +193,8 @@ export async function loadGenerator(exportDir: string): Promise<Generator> {
     if (closed) return;
     closed = true;
     await Promise.allSettled(running);
-    await session.release();
+    for (const session of sessions) await session.release();
   }
 
-  return { tokenizer, maxPositions: model.maxPositions, generate, stream, close };
+  return { tokenizer, maxPositions: model.promptPositions, generate, stream, close };
 }

@@ -2,7 +2,8 @@
 // streaming generator against the batch one (same tokens, stop strings, cancelling); and the repetition
 // controls on a tiny model made to loop, token for token against engine/decoding.py.
 // The fixtures are real exports of a tiny random Llama with SmolLM2's tokenizer and chat template, and of
-// the same Llama trained to say one sentence over and over.
+// the same Llama trained to say one sentence over and over; and of tiny GPT-2 (plain format), T5 and BART
+// (encoder-decoder, seq2seq format) models.
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import {
   type Generator,
   type StreamChunk,
 } from '../../serve/generation';
+import { groundedQuestion } from '../../serve/grounding';
 import { loadPromptTokenizer } from '../../serve/tokenizer';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -650,5 +652,166 @@ describe('a GPT-2 in the plain prompt format', () => {
     await expect(plainGenerator.generate(['How do I reset it? '.repeat(40)], { maxNewTokens: 4 })).rejects.toThrow(
       /more than the 128 positions this model has/,
     );
+  });
+});
+
+// Encoder-decoder models in the seq2seq prompt format: tiny random T5 and BART (engine/tests/tiny_models.py),
+// exported untuned with a system prompt. PyTorch's side is the engine's own load_for_export, PromptEncoder and
+// torch_greedy; the repetition controls and the end rule are transformers' processors over the answer alone
+// (the decoder's start token not counted, as in Node).
+const SEQ2SEQ_REFERENCE = `
+import json, sys, torch
+from pathlib import Path
+from transformers import GenerationConfig, LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+from engine.decoding import answer_only, end_rule
+from engine.export import end_token_ids, load_for_export, plain_generation_defaults, torch_greedy
+from engine.prompts import PromptEncoder
+folder, system_prompt, questions, context, new_tokens = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+model, tokenizer, prompt_format = load_for_export(Path(folder), system_prompt)
+encoder = PromptEncoder(prompt_format, tokenizer)
+eos, pad = end_token_ids(tokenizer, prompt_format), tokenizer.pad_token_id
+positions = getattr(model.config, "max_position_embeddings", None)
+
+def answer(tokens):
+    return [t for t in tokens if t not in eos]
+
+def controlled(ids):
+    processors = LogitsProcessorList([answer_only(RepetitionPenaltyLogitsProcessor(1.3), 1),
+                                      answer_only(NoRepeatNGramLogitsProcessor(3), 1), end_rule(eos, 0.5)])
+    settings = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=new_tokens, eos_token_id=eos, pad_token_id=pad,
+                                decoder_start_token_id=model.config.decoder_start_token_id)
+    prompt = torch.tensor([ids])
+    with torch.no_grad(), plain_generation_defaults(model):
+        output = model.generate(prompt, attention_mask=torch.ones_like(prompt), generation_config=settings, logits_processor=processors)
+    tokens = output[0, 1:].tolist()
+    return answer(tokens[: next((n + 1 for n, t in enumerate(tokens) if t in eos), len(tokens))])
+
+rows = []
+for question in questions:
+    ids = encoder.prompt_ids(question)
+    rows.append({"promptIds": ids, "groundedIds": encoder.prompt_ids(question, context), "eos": eos, "positions": positions,
+                 "greedy": answer(torch_greedy(model, ids, new_tokens, eos, pad)), "controlled": controlled(ids),
+                 # The decoder's positions hold its start token and the answer: greedy until they are used up.
+                 "untilFull": answer(torch_greedy(model, ids, positions - 1, eos, pad)) if positions else None})
+print(json.dumps(rows))
+`;
+
+describe.each([
+  { kind: 't5-wide', positions: null },
+  { kind: 'bart-wide', positions: 128 },
+])('an encoder-decoder export ($kind) in the seq2seq prompt format', ({ kind, positions }) => {
+  const SYSTEM_PROMPT = 'Answer briefly.';
+  const CONTEXT = [{ question: 'Where is my parcel?', answer: 'It ships within two days.' }];
+  let seq2seqGenerator: Generator;
+  let seq2seqReference: Array<
+    Reference & { groundedIds: number[]; controlled: number[]; untilFull: number[] | null; positions: number | null }
+  >;
+
+  beforeAll(async () => {
+    runPython(['-m', 'engine.tests.tiny_models', kind, join(dir, kind)]);
+    const exportArgs = ['--model', join(dir, kind), '--output', join(dir, `onnx-${kind}`), '--system-prompt', SYSTEM_PROMPT];
+    runPython(['-m', 'engine', 'export', ...exportArgs, '--parity-prompts', '1']);
+    const referenceArgs = [join(dir, kind), SYSTEM_PROMPT, JSON.stringify(QUESTIONS), JSON.stringify(CONTEXT), String(NEW_TOKENS)];
+    const lines = runPython(['-c', SEQ2SEQ_REFERENCE, ...referenceArgs])
+      .trim()
+      .split('\n');
+    seq2seqReference = JSON.parse(lines[lines.length - 1]!) as typeof seq2seqReference;
+    seq2seqGenerator = await loadGenerator(join(dir, `onnx-${kind}`));
+  }, 300_000);
+
+  afterAll(async () => {
+    await seq2seqGenerator?.close();
+  });
+
+  it("encodes the encoder's prompt as engine/prompts.py does: system prompt, grounded question, the tokenizer's special tokens", () => {
+    const { tokenizer } = seq2seqGenerator;
+    expect(tokenizer.promptFormat.kind).toBe('seq2seq');
+    expect(tokenizer.eosIds).toEqual(seq2seqReference[0]!.eos);
+    QUESTIONS.forEach((question, n) => {
+      const ids = tokenizer.encodePrompt(question);
+      expect(ids, question).toEqual(seq2seqReference[n]!.promptIds);
+      expect(ids.at(-1)).toBe(tokenizer.eosIds[0]); // T5 and BART alike end the encoder's text with </s>
+      expect(tokenizer.encodePrompt([{ role: 'user', content: question }])).toEqual(ids);
+      expect(tokenizer.encodePrompt(groundedQuestion(tokenizer.promptFormat, question, CONTEXT))).toEqual(seq2seqReference[n]!.groundedIds);
+    });
+  });
+
+  it('greedy tokens equal PyTorch, one question at a time and batched with right padding', async () => {
+    expect(new Set(seq2seqReference.flatMap((row) => row.greedy)).size).toBeGreaterThan(3); // not degenerate
+    expect(new Set(seq2seqReference.map((row) => row.promptIds.length)).size).toBeGreaterThan(1); // the batch is padded
+    for (const [n, question] of QUESTIONS.entries()) {
+      const [result] = await seq2seqGenerator.generate([question], { maxNewTokens: NEW_TOKENS });
+      expect(result!.tokens, question).toEqual(seq2seqReference[n]!.greedy);
+    }
+    const batched = await seq2seqGenerator.generate(QUESTIONS, { maxNewTokens: NEW_TOKENS, greedy: true });
+    expect(batched.map((result) => result.tokens)).toEqual(seq2seqReference.map((row) => row.greedy));
+    expect(batched.map((result) => result.text)).toEqual(seq2seqReference.map((row) => seq2seqGenerator.tokenizer.decode(row.greedy)));
+  });
+
+  it('the repetition controls and the end rule give the tokens PyTorch gives with the same settings', async () => {
+    const options = { maxNewTokens: NEW_TOKENS, repetitionPenalty: 1.3, noRepeatNgramSize: 3, endProbability: 0.5 };
+    const batched = await seq2seqGenerator.generate(QUESTIONS, options);
+    expect(batched.map((result) => result.tokens)).toEqual(seq2seqReference.map((row) => row.controlled));
+    expect(seq2seqReference.map((row) => row.controlled)).not.toEqual(seq2seqReference.map((row) => row.greedy)); // not vacuous
+  });
+
+  it('streams the tokens generate makes, greedy and with seeded sampling; chunks add up to the text', async () => {
+    const sampled = { maxNewTokens: NEW_TOKENS, greedy: false, temperature: 1, topP: 0.9, seed: 7 };
+    for (const options of [{ maxNewTokens: NEW_TOKENS }, sampled]) {
+      for (const question of QUESTIONS) {
+        const [batch] = await seq2seqGenerator.generate([question], options);
+        const { chunks, generation } = await collect(seq2seqGenerator.stream(question, options));
+        expect(generation).toEqual(batch);
+        const eos = generation.finishReason === 'stop' ? [chunks[chunks.length - 1]!.token] : [];
+        expect(chunks.map((chunk) => chunk.token)).toEqual([...generation.tokens, ...eos]);
+        expect(chunks.map((chunk) => chunk.text).join('')).toBe(generation.text);
+      }
+    }
+  });
+
+  it('sampling is reproducible with a seed, changes with another, and differs from greedy', async () => {
+    const options = { maxNewTokens: NEW_TOKENS, greedy: false, temperature: 1, topP: 0.9 };
+    const first = await seq2seqGenerator.generate(QUESTIONS, { ...options, seed: 7 });
+    const again = await seq2seqGenerator.generate(QUESTIONS, { ...options, seed: 7 });
+    const other = await seq2seqGenerator.generate(QUESTIONS, { ...options, seed: 8 });
+    expect(again).toEqual(first);
+    expect(other.map((r) => r.tokens)).not.toEqual(first.map((r) => r.tokens));
+    expect(first.map((r) => r.tokens)).not.toEqual(seq2seqReference.map((row) => row.greedy));
+  });
+
+  it('a stop string ends an answer; aborting a stream stops its decode steps', async () => {
+    const greedy = seq2seqReference[0]!.greedy;
+    const stop = seq2seqGenerator.tokenizer.decode(greedy.slice(2, 4));
+    const [stopped] = await seq2seqGenerator.generate([QUESTIONS[0]!], { maxNewTokens: NEW_TOKENS, stop: [stop] });
+    expect(stopped!.finishReason).toBe('stop-string');
+    expect(stopped!.text).not.toContain(stop);
+
+    const runs = countRuns();
+    const controller = new AbortController();
+    const stream = seq2seqGenerator.stream(QUESTIONS[0]!, { maxNewTokens: NEW_TOKENS, signal: controller.signal });
+    const { chunks, generation } = await collect(stream, (count) => count === 3 && controller.abort());
+    expect(runs()).toBe(1 + 3); // the encoder once, then a decoder run per token
+    expect(chunks).toHaveLength(3);
+    expect(generation.finishReason).toBe('cancelled');
+    expect(generation.tokens).toEqual(greedy.slice(0, 3));
+  });
+
+  it("positions: a prompt must fit the encoder's, an answer the decoder's (BART); T5's have no end", async () => {
+    expect(seq2seqGenerator.maxPositions).toBe(positions);
+    const longPrompt = 'How do I reset it? '.repeat(40);
+    if (positions === null) {
+      const [result] = await seq2seqGenerator.generate([longPrompt], { maxNewTokens: 2 });
+      expect(seq2seqGenerator.tokenizer.encodePrompt(longPrompt).length).toBeGreaterThan(128);
+      expect(result!.tokens).toHaveLength(2);
+      return;
+    }
+    await expect(seq2seqGenerator.generate([longPrompt], { maxNewTokens: 4 })).rejects.toThrow(
+      new RegExp(`more than the ${positions} positions this model has`),
+    );
+    const results = await seq2seqGenerator.generate(QUESTIONS, { maxNewTokens: 1000 });
+    expect(results.map((result) => result.tokens)).toEqual(seq2seqReference.map((row) => row.untilFull));
+    const full = results.filter((result) => result.tokens.length === positions - 1);
+    expect(full.length).toBeGreaterThan(0);
+    for (const result of full) expect(result.finishReason).toBe('length');
   });
 });
