@@ -4,7 +4,7 @@
 cross-attention keys and values (`present.{i}.encoder.key/value`). `decoder_model.onnx` takes one chunk of
 decoder tokens, the encoder's attention mask, the decoder's self-attention cache so far and those
 cross-attention keys/values unchanged, and returns logits and the grown self-attention cache. The names,
-shapes and the runtime's loop are fixed by /work/notes/seq2seq-contract.md ("Export files"); engine/export.py
+shapes and the runtime's loop are what serve/decode-models.ts relies on (and `export --help` lists); engine/export.py
 chooses this path for configs with `is_encoder_decoder` and runs the same parity check as for decoder-only.
 """
 

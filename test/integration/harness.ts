@@ -162,9 +162,9 @@ export function tinyRun(tinyModel: string, maxSteps: number) {
 /**
  * A tiny random model (engine/tests/tiny_models.py): real training, fractions of a second per step. `llama`: 2 layers with
  * the default model's real tokenizer and chat template; `gpt2`: 2 layers, 128 positions, its own small BPE and no chat
- * template, so it trains and is asked in the plain format.
+ * template, so it trains and is asked in the plain format; `t5`: a 2-layer encoder-decoder with its own small tokenizer.
  */
-export function buildTinyModel(kind: 'llama' | 'gpt2' = 'llama'): string {
+export function buildTinyModel(kind: 'llama' | 'gpt2' | 't5' = 'llama'): string {
   const path = join(tempDir('tuneline-tiny-'), `tiny-${kind}`);
   execFileSync(join(projectRoot, '.venv', 'bin', 'python'), ['-m', 'engine.tests.tiny_models', kind, path], {
     cwd: projectRoot,

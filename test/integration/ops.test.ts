@@ -379,21 +379,25 @@ describe('encryption keys', () => {
   });
 });
 
-describe('a GPT-2-family base model, which has no chat template', () => {
-  it('trains, exports, answers and is compared with its untuned self in the plain format, forgetting check included', async () => {
-    const gpt2 = buildTinyModel('gpt2');
-    const run = tinyRun(gpt2, 4);
+// Base models without a chat template, each prompted in its own format: a GPT-2 in the plain format (question,
+// the separator token, answer) and a T5 as an encoder-decoder (the prompt into the encoder, the answer out of the decoder).
+describe.each([
+  { kind: 'gpt2', format: { kind: 'plain', separator: '<|answer|>' } },
+  { kind: 't5', format: { kind: 'seq2seq', separator: null } },
+] as const)('a $kind base model, which has no chat template', ({ kind, format }) => {
+  it('trains, exports, answers and is compared with its untuned self, forgetting check included', async () => {
+    const base = buildTinyModel(kind);
+    const run = tinyRun(base, 4);
     const config = {
       ...run,
-      name: 'it-gpt2',
-      storage: { artifacts: join(dir, 'artifacts') },
-      // GPT-2's linear layers are c_attn, c_proj and c_fc; a short system prompt fits its 128 positions.
-      model: { base: gpt2, systemPrompt: 'Answer briefly.' },
-      training: { ...run.training, lora: { targetModules: ['all-linear'] } },
-      // The forgetting check asks for 512-token windows, more than the model's 128 positions.
+      name: `it-${kind}`,
+      storage: { artifacts: join(dir, `artifacts-${kind}`) },
+      // A short system prompt fits the tiny GPT-2's 128 positions.
+      model: { base, systemPrompt: 'Answer briefly.' },
+      // The forgetting check asks for 512-token windows, more than the tiny GPT-2's 128 positions.
       evaluation: { ...run.evaluation, forgettingCheck: true },
     };
-    const handle = await startPipeline(client, loadConfigFile(writeFile('gpt2.yaml', config)));
+    const handle = await startPipeline(client, loadConfigFile(writeFile(`${kind}.yaml`, config)));
     const result = await handle.result();
     const steps = result.steps.map((s) => s.step);
     expect(steps).toEqual(
@@ -408,10 +412,10 @@ describe('a GPT-2-family base model, which has no chat template', () => {
     const table = renderTextTable(metricTableBlock(metrics, { headline: true }));
     expect(table.split('\n')[0]).toMatch(/tuned\s+base \(untuned\)/);
     expect(table).toMatch(/ROUGE-L F1\s+\d\.\d{3}\s+\d\.\d{3}/);
-    const onnx = (ref: { uri: string }) => JSON.parse(readFileSync(join(artifactPath(ref), 'prompt_format.json'), 'utf8'));
+    const promptFormat = (ref: { uri: string }) => JSON.parse(readFileSync(join(artifactPath(ref), 'prompt_format.json'), 'utf8'));
     const baseExport = readRunManifest(result).steps.find((s) => s.step === 'export-base')!;
-    expect(onnx(baseExport.outputs.onnx!)).toMatchObject({ kind: 'plain', separator: '<|answer|>', systemPrompt: 'Answer briefly.' });
-    expect(onnx(result.onnx!)).toMatchObject({ kind: 'plain', separator: '<|answer|>', systemPrompt: 'Answer briefly.' });
+    expect(promptFormat(baseExport.outputs.onnx!)).toMatchObject({ ...format, systemPrompt: 'Answer briefly.' });
+    expect(promptFormat(result.onnx!)).toMatchObject({ ...format, systemPrompt: 'Answer briefly.' });
     // The histories, with the base-baseline-always patch marker, replay against this code.
     const replay = tuneline(['audit', 'replay', handle.workflowId]);
     expect(replay.code, replay.stdout + replay.stderr).toBe(0);
