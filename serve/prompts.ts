@@ -14,8 +14,12 @@
  * so a single question renders exactly as training rendered its prompts: `[system\n\n]question<|answer|>`.
  * Earlier exchanges end with `endOfTurn` (the eos text), as every training example did.
  *
- * The seq2seq format (encoder-decoder models) renders the same way with no separator: the encoder's text is
- * `[system\n\n]question` (serve/tokenizer.ts adds the tokenizer's special tokens to it).
+ * The seq2seq format (encoder-decoder models) has no separator token and no end-of-turn text inside the
+ * encoder's input: a single question is `[system\n\n]question`, as training rendered it (serve/tokenizer.ts
+ * adds the tokenizer's special tokens), and earlier exchanges come before it as lines of text, the question
+ * and its answer each on a line and a blank line after the answer:
+ *
+ *     [system + "\n\n"]  (question + "\n" + answer + "\n\n")*  question
  */
 import type { PromptFormat } from '../schemas/engine';
 
@@ -67,13 +71,17 @@ export function promptMessages(prompt: Prompt, systemPrompt: string | null, alte
   return !hasSystem && systemPrompt ? [{ role: 'system', content: systemPrompt }, ...given] : [...given];
 }
 
-/** The plain (or seq2seq) format's prompt text for a question or a conversation (see the layout at the top). */
+/** The plain or seq2seq format's prompt text for a question or a conversation (see the layouts at the top). */
 export function renderPlainPrompt(format: PromptFormat, prompt: Prompt): string {
   const messages = promptMessages(prompt, format.systemPrompt, true);
   const system = messages[0]!.role === 'system' ? messages.shift()!.content : '';
+  let text = system ? `${system}\n\n` : '';
+  if (format.kind === 'seq2seq') {
+    const ending = (message: ChatMessage, n: number) => (n === messages.length - 1 ? '' : message.role === 'user' ? '\n' : '\n\n');
+    return text + messages.map((message, n) => message.content + ending(message, n)).join('');
+  }
   const separator = format.separator ?? '';
   const endOfTurn = format.endOfTurn ?? '';
-  let text = system ? `${system}\n\n` : '';
   for (const message of messages) {
     text += message.role === 'user' ? `${message.content}${separator}` : `${message.content}${endOfTurn}`;
   }

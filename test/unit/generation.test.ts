@@ -38,6 +38,13 @@ describe('plain prompt format', () => {
     expect(renderPlainPrompt(PLAIN, [{ role: 'user', content: 'Q?' }])).toBe(renderPlainPrompt(PLAIN, 'Q?'));
   });
 
+  it('renders a seq2seq conversation as lines of text before the question, the question alone as training did', () => {
+    const seq2seq: PromptFormat = { kind: 'seq2seq', systemPrompt: 'Be brief.', separator: null, endOfTurn: '</s>', grounding: null };
+    expect(renderPlainPrompt(seq2seq, 'Q?')).toBe('Be brief.\n\nQ?');
+    expect(renderPlainPrompt({ ...seq2seq, systemPrompt: null }, 'Q?')).toBe('Q?');
+    expect(renderPlainPrompt(seq2seq, CONVERSATION)).toBe('Be brief.\n\nHi\nHello!\n\nReset my router?');
+  });
+
   it('needs user and assistant taking turns', () => {
     const twoQuestions: ChatMessage[] = [
       { role: 'user', content: 'a' },
