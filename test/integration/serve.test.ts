@@ -355,3 +355,44 @@ describe('the web chat page, in headless Chromium', () => {
     }
   });
 });
+
+describe('an encoder-decoder model (a tiny T5)', () => {
+  it('is served as a decoder-only one is: answers equal the generator, whole and streamed, conversations included', async () => {
+    const python = join(projectRoot, '.venv', 'bin', 'python');
+    const run = (args: string[]) => execFileSync(python, args, { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    run(['-m', 'engine.tests.tiny_models', 't5-wide', join(dir, 't5')]);
+    const t5Export = join(dir, 't5-onnx');
+    run(['-m', 'engine', 'export', '--model', join(dir, 't5'), '--output', t5Export, '--parity-prompts', '1']);
+    const model = await loadExportModel(t5Export);
+    const { client } = await serve({}, model);
+    const api = client();
+    const t5 = model.generator;
+
+    const [greedy] = await t5.generate([QUESTION], { maxNewTokens: 12 });
+    const whole = await api.chat.completions.create({ model: 't5-onnx', messages: [{ role: 'user', content: QUESTION }], max_tokens: 12 });
+    expect(whole.choices[0]!.message.content).toBe(greedy!.text);
+    expect(whole.usage!.prompt_tokens).toBe(t5.tokenizer.encodePrompt(QUESTION).length);
+    expect(whole.usage!.completion_tokens).toBe(greedy!.tokens.length);
+
+    const stream = await api.chat.completions.create({
+      model: 't5-onnx',
+      messages: [{ role: 'user', content: QUESTION }],
+      max_tokens: 12,
+      stream: true,
+    });
+    let streamed = '';
+    for await (const chunk of stream) streamed += chunk.choices[0]?.delta.content ?? '';
+    expect(streamed).toBe(greedy!.text);
+
+    // A conversation reaches the encoder as lines of text (serve/prompts.ts), and is answered from it.
+    const conversation = [
+      { role: 'user' as const, content: QUESTION },
+      { role: 'assistant' as const, content: 'Hold the reset button.' },
+      { role: 'user' as const, content: 'For how long?' },
+    ];
+    const [followUp] = await t5.generate([conversation], { maxNewTokens: 12 });
+    const answer = await api.chat.completions.create({ model: 't5-onnx', messages: conversation, max_tokens: 12 });
+    expect(answer.choices[0]!.message.content).toBe(followUp!.text);
+    expect(followUp!.tokens).not.toEqual(greedy!.tokens);
+  });
+});
