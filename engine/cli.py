@@ -271,11 +271,12 @@ writes:   nothing""",
         "perplexity",
         perplexity_command,
         help="perplexity of a model on a plain-text file (the forgetting check)",
-        description="""Token-level perplexity of a causal LM on a plain-text file: exp(mean negative log-likelihood).
+        description="""Token-level perplexity of a language model on a plain-text file: exp(mean negative log-likelihood).
 
 The text is tokenized without special tokens and cut into windows of at most --max-tokens tokens (or the
 model's positions, when fewer), each starting on the last token of the one before, so every token after
-the first is predicted exactly once.
+the first is predicted exactly once. An encoder-decoder model (T5, BART) scores each window as its
+decoder's answer to an empty prompt (the encoder reads only the tokenizer's special tokens).
 
 events:   done (step 0, outputDir: the --model folder, metrics: perplexity, tokens (predicted)); error on failure
 exit:     0 ok; 1 crash; 2 unusable --model, unreadable --text, bad --max-tokens; 3 text with under 2 tokens""",
