@@ -232,7 +232,7 @@ writes:   OUT_DIR/ model.onnx (int8: model_int8.onnx; int4: model_int4.onnx; enc
         type=float,
         default=DEFAULT_MAX_PERPLEXITY_INCREASE,
         metavar="RATIO",
-        help=f"quantized exports: largest relative perplexity increase over float32 (default {DEFAULT_MAX_PERPLEXITY_INCREASE}: 5%%)",
+        help=f"quantized exports: largest relative perplexity increase over float32 (default {DEFAULT_MAX_PERPLEXITY_INCREASE}: 10%%)",
     )
     export_embedder = add_command(
         commands,

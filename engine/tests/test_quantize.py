@@ -106,6 +106,27 @@ def test_recorded_agreement_is_what_the_two_graphs_generate(int8_export, fp32_ex
     assert len({token for tokens in reference for token in tokens}) > 3  # the fixture is not degenerate
 
 
+def test_int4_export_serves_4_bit_blocks_and_records_its_quality(wide_llama_dir, tmp_path):
+    output = tmp_path / "onnx"
+    code, events, stderr = run_engine(
+        "export", "--model", wide_llama_dir, "--output", output, "--parity-prompts", "1", "--quantize", "int4",
+        "--min-token-agreement", "0", "--max-perplexity-increase", "10",
+    )
+    assert code == 0, stderr
+    assert "start to quantize" not in stderr  # the quantizer's per-node INFO lines are silenced
+    manifest = read_json(output / "export.json")
+    assert_matches_schema(manifest, "export-manifest")
+    assert (manifest["file"], manifest["dtype"], manifest["quality"]["quantization"]) == ("model_int4.onnx", "int4", "int4")
+    assert manifest["quality"]["perplexityText"] == "general-english" and manifest["quality"]["prompts"] == 8
+    graph = onnx.load(str(output / "model_int4.onnx")).graph
+    blocks = [node for node in graph.node if node.op_type == "MatMulNBits"]
+    # 7 projections in each of the 2 layers, and the lm_head: no MatMul with a weight is left in float32.
+    assert len(blocks) == 15
+    attributes = {a.name: a.i for a in blocks[0].attribute}
+    assert (attributes["bits"], attributes["block_size"]) == (4, 32)
+    assert events[-1]["metrics"]["weightBits"] == 4
+
+
 def test_agreement_counts_tokens_before_the_first_difference():
     assert greedy_agreement([[1, 2, 3, END], [5, 6]], [[1, 2, 9, END], [5, 6]]) == (4, 6)
     assert greedy_agreement([[1, 2]], [[1, 2, 3]]) == (2, 2)
