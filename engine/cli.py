@@ -47,9 +47,12 @@ def export_command(args, emit: Emit) -> int:
     # Before torch is imported: a wrong path comes back in a second. A hub id is checked when it loads.
     check_output_folder(args.output, None if is_hub_id(model) else check_model_folder(model))
 
-    from engine.export import export
+    from engine.export import Quantization, export
+    from engine.quantize import check_limits
 
-    export(model, args.output, args.parity_prompts, emit, system_prompt=args.system_prompt)
+    check_limits(args.quantize, args.min_token_agreement, args.max_perplexity_increase)
+    quantization = Quantization(args.quantize, args.quality_rows, args.min_token_agreement, args.max_perplexity_increase)
+    export(model, args.output, args.parity_prompts, emit, system_prompt=args.system_prompt, quantization=quantization)
     return EXIT_OK
 
 
@@ -105,6 +108,8 @@ def add_command(commands, name: str, run, help: str, description: str) -> argpar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.export import DEFAULT_MAX_PERPLEXITY_INCREASE, DEFAULT_MIN_AGREEMENT  # no torch: --help stays fast
+
     parser = argparse.ArgumentParser(
         prog="python -m engine",
         description=__doc__,
@@ -171,11 +176,19 @@ decoder_model.onnx inputs:  input_ids [batch, seq] (the first step: decoder_star
                             head_dim] (past may be 0) and past_key_values.{i}.encoder.key/.value (the encoder's outputs)
 decoder_model.onnx outputs: logits [batch, seq, vocab], present.{i}.decoder.key/.value [batch, heads, past+seq, head_dim]
 
+--quantize int8|int4 (decoder-only): after the float32 graph passes parity, ONNX Runtime's quantizers make
+model_int8.onnx (dynamic int8: MatMul weights and the embedding) or model_int4.onnx (MatMulNBits, 4-bit
+blocks of 32) from it, which replaces model.onnx. Quality against float32, in export.json `quality`: the share
+of float32's greedy tokens reproduced before the first difference (8 prompts, 32 new tokens: the first
+--quality-rows questions, else the parity questions) and the change in perplexity of the --quality-rows
+answers (32 rows), else of assets/general-english.txt; either over its limit fails the export.
+
 events:   done (step 0, outputDir, metrics: parityPrompts, parityTokens, paritySeconds, exportSeconds,
-          onnxBytes); error on failure
-exit:     0 ok; 1 crash; 2 unusable --model or --output folder; 4 parity failure (message starts
-          with `parity:`, names the prompt and token)
-writes:   OUT_DIR/ model.onnx (encoder-decoder: encoder_model.onnx, decoder_model.onnx), tokenizer.json,
+          onnxBytes, weightBits (32, 8 or 4), tokenAgreement, perplexityIncrease); error on failure
+exit:     0 ok; 1 crash; 2 unusable --model or --output folder, or a wrong setting; 3 unreadable
+          --quality-rows; 4 parity failure (message starts with `parity:`, names the prompt and token)
+          or a quantized export over its quality limit (starts with `quality:`, names the figure and the limit)
+writes:   OUT_DIR/ model.onnx (int8: model_int8.onnx; int4: model_int4.onnx; encoder-decoder: encoder_model.onnx, decoder_model.onnx), tokenizer.json,
           tokenizer_config.json, chat_template.jinja (if the model has one), prompt_format.json,
           generation_config.json, config.json, export.json (manifest and parity result);
           an earlier export there is replaced, any other non-empty folder is refused""",
@@ -195,6 +208,31 @@ writes:   OUT_DIR/ model.onnx (encoder-decoder: encoder_model.onnx, decoder_mode
         default=4,
         metavar="N",
         help="prompts greedy-decoded (16 new tokens) by PyTorch and ONNX Runtime, which must agree (default 4)",
+    )
+    export.add_argument(
+        "--quantize",
+        choices=["none", "int8", "int4"],
+        default="none",
+        help="weights served: float32 (none, default), int8 or int4, made by ONNX Runtime's quantizers and quality-checked",
+    )
+    export.add_argument(
+        "--quality-rows",
+        metavar="SPLIT.arrow",
+        help="quantized exports: an Arrow split (question, answer; the run's validation split) for the quality check",
+    )
+    export.add_argument(
+        "--min-token-agreement",
+        type=float,
+        default=DEFAULT_MIN_AGREEMENT,
+        metavar="SHARE",
+        help=f"quantized exports: least share of float32's greedy tokens reproduced (default {DEFAULT_MIN_AGREEMENT})",
+    )
+    export.add_argument(
+        "--max-perplexity-increase",
+        type=float,
+        default=DEFAULT_MAX_PERPLEXITY_INCREASE,
+        metavar="RATIO",
+        help=f"quantized exports: largest relative perplexity increase over float32 (default {DEFAULT_MAX_PERPLEXITY_INCREASE}: 10%%)",
     )
     export_embedder = add_command(
         commands,

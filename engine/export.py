@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.events import EXIT_PARITY, ConfigError, Emit, UserError, log
+from engine.events import EXIT_PARITY, ConfigError, DataError, Emit, UserError, log
 from engine.prompts import PROMPT_FORMAT_FILE, PromptEncoder, PromptFormat
 
 OPSET = 17
@@ -29,6 +29,9 @@ MANIFEST_FILE = "export.json"
 PARITY_NEW_TOKENS = 16
 DEFAULT_MAX_NEW_TOKENS = 256  # generation_config.json default for the runtime
 PROTOBUF_LIMIT_BYTES = 2 * 1024**3
+# A quantized export's quality limits against float32 (config `export:`; engine/quantize.py measures them).
+DEFAULT_MIN_AGREEMENT = 0.3
+DEFAULT_MAX_PERPLEXITY_INCREASE = 0.1
 # Customer-support questions for the parity check; cycled (numbered) when more prompts are asked for.
 PARITY_QUESTIONS = [
     "How do I reset my router?",
@@ -409,7 +412,7 @@ def write_beside(destination: Path, model, tokenizer, prompt_format: PromptForma
     ).save_pretrained(destination)
 
 
-def graph_fields(encoder_decoder: bool, shape: dict, folder: Path, decoder_start_id: int | None) -> dict:
+def graph_fields(encoder_decoder: bool, shape: dict, folder: Path, decoder_start_id: int | None, file: str = ONNX_FILE) -> dict:
     """The manifest's description of the graphs: files, architecture, inputs and outputs with their shapes."""
     from engine.export_seq2seq import DECODER_FILE, ENCODER_FILE, seq2seq_io_shapes
 
@@ -427,7 +430,7 @@ def graph_fields(encoder_decoder: bool, shape: dict, folder: Path, decoder_start
         }
     else:
         inputs, outputs = io_shapes(shape["numLayers"], shape)
-        file, encoder_fields = ONNX_FILE, {
+        encoder_fields = {
             "architecture": "decoder-only", "encoderFile": None, "decoderStartTokenId": None, "encoderInputs": None, "encoderOutputs": None,
         }
     return {
@@ -439,14 +442,43 @@ def graph_fields(encoder_decoder: bool, shape: dict, folder: Path, decoder_start
     }
 
 
-def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, system_prompt: str | None = None) -> ExportResult:
-    """Load, merge, export, write the files beside, check parity; `done` event; returns the metrics."""
+@dataclass
+class Quantization:
+    """`--quantize` and the quality limits of a quantized export (engine/quantize.py); `none`: float32."""
+
+    kind: str = "none"
+    quality_rows: str | None = None  # an Arrow split (the run's validation split) for the quality check
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    max_perplexity_increase: float = DEFAULT_MAX_PERPLEXITY_INCREASE
+
+
+def export(
+    model_dir: str,
+    output_dir: str,
+    parity_prompts: int,
+    emit: Emit,
+    system_prompt: str | None = None,
+    quantization: Quantization | None = None,
+) -> ExportResult:
+    """Load, merge, export, write the files beside, check parity, quantize and check quality; `done`
+    event; returns the metrics."""
+    from engine import quantize
     from engine.models import is_hub_id
 
+    quantization = quantization or Quantization()
     source = model_dir if is_hub_id(model_dir) else check_model_folder(model_dir)
     output = check_output_folder(output_dir, source if isinstance(source, Path) else None)
     if parity_prompts < 1:
         raise ConfigError(f"--parity-prompts: {parity_prompts}; must be at least 1")
+    quantize.check_limits(quantization.kind, quantization.min_agreement, quantization.max_perplexity_increase)
+    quality_rows = None
+    if quantization.quality_rows is not None:
+        from engine.data import read_split
+
+        problems: list[str] = []
+        quality_rows = read_split(quantization.quality_rows, "--quality-rows", problems)
+        if problems:
+            raise DataError("\n".join(problems))
 
     import onnxruntime
     import torch
@@ -461,6 +493,8 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
     shape = export_seq2seq.seq2seq_cache_shape(model) if encoder_decoder else cache_shape(model.config)
     decoder_start_id = decoder_start_token_id(model) if encoder_decoder else None
     eos_ids = end_token_ids(tokenizer, prompt_format)
+    if encoder_decoder and quantization.kind != "none":
+        raise ConfigError(f"--quantize {quantization.kind}: encoder-decoder exports are float32 only for now; use --quantize none")
 
     with replacing_folder(output) as temporary:
         (temporary / "onnx").mkdir()
@@ -498,11 +532,26 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
         tokens = check_parity(model, tokenizer, encoder, onnx_generate, parity_prompts, eos_ids)
         parity_seconds = time.perf_counter() - parity_started
 
+        graphs = graph_fields(encoder_decoder, shape, temporary, decoder_start_id)
+        quality, fp32_bytes = None, onnx_bytes
+        if quantization.kind != "none":
+            quality_started = time.perf_counter()
+            quantized_file = quantize.quantize_graph(temporary, ONNX_FILE, quantization.kind)
+            quality = quantize.quality_check(
+                temporary, ONNX_FILE, quantized_file, quantization.kind, tokenizer, encoder, shape, eos_ids, quality_rows,
+                quantization.min_agreement, quantization.max_perplexity_increase,
+            )
+            quality["seconds"] = round(time.perf_counter() - quality_started, 3)
+            quantize.remove_fp32_graph(temporary, ONNX_FILE)
+            graphs = graph_fields(encoder_decoder, shape, temporary, decoder_start_id, file=quantized_file)
+            onnx_bytes = sum(path.stat().st_size for path in temporary.glob("*.onnx*"))
+
         manifest = {
             "format": "onnx",
-            **graph_fields(encoder_decoder, shape, temporary, decoder_start_id),
+            **graphs,
             "opset": OPSET,
-            "dtype": "float32",
+            "dtype": "float32" if quantization.kind == "none" else quantization.kind,
+            "quality": quality and {**quality, "fp32Bytes": fp32_bytes},
             "source": str(source),
             "mergedAdapter": isinstance(source, Path) and (source / "adapter_config.json").is_file(),
             "modelType": model.config.model_type,
@@ -520,7 +569,10 @@ def export(model_dir: str, output_dir: str, parity_prompts: int, emit: Emit, sys
         "paritySeconds": round(parity_seconds, 3),
         "exportSeconds": round(export_seconds, 3),
         "onnxBytes": onnx_bytes,
+        "weightBits": {"none": 32, "int8": 8, "int4": 4}[quantization.kind],  # event metrics are numbers
+        "tokenAgreement": quality["tokenAgreement"] if quality else None,
+        "perplexityIncrease": quality["perplexityIncrease"] if quality else None,
     }
-    log(f"exported to {output}: {onnx_bytes / 1e6:.1f} MB, {tokens} greedy tokens identical to PyTorch")
+    log(f"exported to {output}: {onnx_bytes / 1e6:.1f} MB, {tokens} greedy tokens identical to PyTorch (float32)")
     emit({"event": "done", "step": 0, "outputDir": str(output), "metrics": metrics})
     return ExportResult(output, metrics)

@@ -474,6 +474,36 @@ export const DecodingSection = z
   })
   .describe('How answers are generated from the exported model, in the evaluation and (later) by the chat server.');
 
+export const ExportSection = z
+  .strictObject({
+    quantize: z
+      .enum(['none', 'int8', 'int4'])
+      .default('none')
+      .describe(
+        "Weights of the served ONNX model, made by ONNX Runtime's quantizers from the float32 export after its parity check: " +
+          '`none` (float32), `int8` (dynamic quantization of the MatMuls and the embedding, about a quarter of the size) or ' +
+          "`int4` (4-bit blocks of 32 weights for the MatMuls, ONNX Runtime's MatMulNBits). Decoder-only models only. The " +
+          'base-model baseline is exported the same way, so tuned and base are compared at one precision; what is ' +
+          'evaluated is what is served.',
+      ),
+    minTokenAgreement: ratio
+      .default(0.3)
+      .describe(
+        "Quantized exports: the least share of float32's greedy tokens (8 validation questions, 32 new tokens each) that " +
+          'the quantized model reproduces before its first different token; below it the export fails. One near tie ' +
+          'changes the rest of an answer, so this is strict: int8 SmolLM2-135M keeps 0.47, a broken quantization 0.1 to 0.2.',
+      ),
+    maxPerplexityIncrease: z
+      .number()
+      .min(0)
+      .default(0.1)
+      .describe(
+        'Quantized exports: the largest relative increase of perplexity on the validation answers (32 rows) over ' +
+          'float32, 0.1 being 10%; above it the export fails (int8 SmolLM2-135M: +5.8%).',
+      ),
+  })
+  .describe('How the trained model is exported for serving: its precision and the quality a quantized export must keep.');
+
 export const EvaluationSection = z
   .strictObject({
     maxNewTokens: z.number().int().positive().max(4096).default(128).describe('Most tokens generated per answer.'),
@@ -729,6 +759,7 @@ export const PipelineConfig = z
     training: TrainingSection.default(TrainingSection.parse({})),
     retrieval: RetrievalSection.default(RetrievalSection.parse({})),
     decoding: DecodingSection.default(DecodingSection.parse({})),
+    export: ExportSection.default(ExportSection.parse({})),
     evaluation: EvaluationSection.default(EvaluationSection.parse({})),
     gates: z.array(Gate).default([]).describe('Thresholds a model must pass to become a promotion candidate.'),
     review: ReviewSection.default(ReviewSection.parse({})),

@@ -139,6 +139,37 @@ export type PromptFormat = z.infer<typeof PromptFormat>;
 
 const TensorSpec = z.strictObject({ name: z.string(), shape: z.array(z.union([z.string(), z.number().int()])) });
 
+export const Quantization = z
+  .enum(['none', 'int8', 'int4'])
+  .describe('`none`: float32 weights; `int8`, `int4`: quantized by ONNX Runtime.');
+export type Quantization = z.infer<typeof Quantization>;
+
+/** A quantized export's quality against its float32 export (engine/quantize.py). */
+export const ExportQuality = z
+  .strictObject({
+    quantization: Quantization.exclude(['none']),
+    prompts: z.number().int().positive().describe('Questions greedy-decoded by both graphs.'),
+    questions: z
+      .array(z.string())
+      .describe('Those questions, asked without known pairs: the first validation rows, or the parity questions.'),
+    maxNewTokens: z.number().int().positive(),
+    identicalTokens: count.describe("float32's greedy tokens the quantized graph reproduced before its first different token."),
+    comparedTokens: count.describe("float32's greedy tokens, each answer's end token included (every end token counts as one)."),
+    tokenAgreement: z.number().min(0).max(1).describe('identicalTokens / comparedTokens.'),
+    perplexityText: z
+      .enum(['validation', 'general-english'])
+      .describe('The validation answers, or assets/general-english.txt without rows.'),
+    perplexityTokens: count,
+    fp32Perplexity: z.number().positive(),
+    quantizedPerplexity: z.number().positive(),
+    perplexityIncrease: z.number().describe('quantizedPerplexity / fp32Perplexity - 1.'),
+    limits: z.strictObject({ minTokenAgreement: z.number(), maxPerplexityIncrease: z.number() }),
+    seconds: seconds,
+    fp32Bytes: count.describe('The float32 graph, which the folder no longer holds.'),
+  })
+  .describe('A quantized export passed these limits; one that did not was removed.');
+export type ExportQuality = z.infer<typeof ExportQuality>;
+
 /** `export.json`: the manifest of an ONNX export. */
 export const ExportManifest = z
   .strictObject({
@@ -146,7 +177,12 @@ export const ExportManifest = z
     file: z.string().describe('The ONNX graph the decode loop steps: `model.onnx`, or `decoder_model.onnx` for encoder-decoder.'),
     externalData: z.string().nullable(),
     opset: z.number().int(),
-    dtype: z.literal('float32'),
+    dtype: z
+      .enum(['float32', 'int8', 'int4'])
+      .describe('The weights of `file`; int8 and int4 are quantized from the float32 export, whose parity was checked.'),
+    quality: ExportQuality.nullable()
+      .default(null)
+      .describe('Quantized exports: agreement and perplexity against float32; null for float32.'),
     source: z.string().describe('The model folder that was exported.'),
     mergedAdapter: z.boolean(),
     modelType: z.string(),
@@ -172,7 +208,7 @@ export const ExportManifest = z
     eosTokenIds: z.array(z.number().int()).min(1),
     parity: z.strictObject({
       prompts: z.number().int().positive(),
-      identical: z.literal(true).describe('An export is written only when ONNX Runtime and PyTorch agree.'),
+      identical: z.literal(true).describe('An export is written only when ONNX Runtime and PyTorch agree (for the float32 graph).'),
       tokens: count,
       maxNewTokens: z.number().int().positive(),
     }),
@@ -189,6 +225,12 @@ export const ExportMetrics = z.strictObject({
   paritySeconds: seconds,
   exportSeconds: seconds,
   onnxBytes: count,
+  weightBits: z
+    .union([z.literal(32), z.literal(8), z.literal(4)])
+    .default(32)
+    .describe('32: float32; 8: int8; 4: int4 (`export.quantize`). A number, as every metric of an engine event is.'),
+  tokenAgreement: z.number().min(0).max(1).nullable().default(null).describe("Quantized: share of float32's greedy tokens reproduced."),
+  perplexityIncrease: z.number().nullable().default(null).describe('Quantized: relative perplexity change against float32.'),
 });
 export type ExportMetrics = z.infer<typeof ExportMetrics>;
 

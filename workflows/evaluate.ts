@@ -63,7 +63,7 @@ export async function evaluateModel(
     if (grounded) answers.push(await answer('tuned-grounded', input.onnx, true));
     if (baselines.includes('base') || (grounded && baselines.includes('base-grounded'))) {
       const baseAnswers = async () => {
-        const base = await evaluate('export-base', () => gpu.exportBaseModel(context));
+        const base = await evaluate('export-base', () => gpu.exportBaseModel({ ...context, validation: input.splits.validation }));
         if (baselines.includes('base')) answers.push(await answer('base', base.outputs.onnx, false));
         if (grounded && baselines.includes('base-grounded')) answers.push(await answer('base-grounded', base.outputs.onnx, true));
       };

@@ -38,7 +38,7 @@ export async function trial(input: TrialInput & { heartbeatTimeout?: string }): 
     const exported =
       input.stopAfter === 'train'
         ? null
-        : record(await tracker.step('export', () => gpu.exportModel({ ...context, model: trained.outputs.model })));
+        : record(await tracker.step('export', () => gpu.exportModel({ ...context, model: trained.outputs.model, validation })));
     const evaluated =
       exported === null || input.stopAfter === 'export'
         ? null

@@ -240,11 +240,19 @@ function trainingBlocks(data: RunReportData): Block[] {
     blocks.push({ kind: 'paragraph', text: `Resumed from the checkpoint of step ${data.training.resumedFromStep}.` });
   if (data.trainingCurve)
     blocks.push({ kind: 'image', alt: 'Training curve', file: 'training-curve.png', mime: 'image/png', data: data.trainingCurve });
+  const parity = `${e.parityTokens} greedy tokens over ${e.parityPrompts} prompts identical in PyTorch and ONNX Runtime`;
+  const precision = `int${e.weightBits}`;
   blocks.push({
     kind: 'paragraph',
     text:
-      `Export: ONNX with a KV cache, ${round(e.onnxBytes / 1e6, 0)} MB; ${e.parityTokens} greedy tokens over ` +
-      `${e.parityPrompts} prompts identical in PyTorch and ONNX Runtime. The answers above come from this export, generated in Node.`,
+      e.weightBits === 32
+        ? `Export: ONNX with a KV cache, float32 weights, ${round(e.onnxBytes / 1e6, 0)} MB; ${parity}. ` +
+          'The answers above come from this export, generated in Node.'
+        : `Export: ONNX with a KV cache, ${precision} weights (quantized by ONNX Runtime from the float32 export, ` +
+          `whose ${parity}), ${round(e.onnxBytes / 1e6, 0)} MB; it reproduces ${round(e.tokenAgreement! * 100, 1)}% of ` +
+          `float32's greedy tokens, and its perplexity on the validation answers is ${round(Math.abs(e.perplexityIncrease!) * 100, 2)}% ` +
+          `${e.perplexityIncrease! < 0 ? 'lower' : 'higher'}. The answers above (the base model's too, exported the same way) ` +
+          `come from the ${precision} export, generated in Node: the precision evaluated is the one served.`,
   });
   return blocks;
 }

@@ -86,7 +86,10 @@ def test_events_validate_and_report_parity(lora_export):
     done = events[0]
     assert done["step"] == 0 and done["outputDir"] == str(output)
     metrics = done["metrics"]
-    assert set(metrics) == {"parityPrompts", "parityTokens", "paritySeconds", "exportSeconds", "onnxBytes"}
+    assert set(metrics) == {
+        "parityPrompts", "parityTokens", "paritySeconds", "exportSeconds", "onnxBytes", "weightBits", "tokenAgreement", "perplexityIncrease",
+    }
+    assert (metrics["weightBits"], metrics["tokenAgreement"], metrics["perplexityIncrease"]) == (32, None, None)
     assert_matches_schema(metrics, "export-metrics")
     assert metrics["parityPrompts"] == 4 and metrics["parityTokens"] > 4  # prompts of up to 16 tokens, eos ends one
     assert metrics["onnxBytes"] == (output / "model.onnx").stat().st_size

@@ -19,6 +19,7 @@ import {
   type Generator,
   type StreamChunk,
 } from '../../serve/generation';
+import { ExportManifest, type ExportQuality } from '../../schemas/engine';
 import { groundedQuestion } from '../../serve/grounding';
 import { loadPromptTokenizer } from '../../serve/tokenizer';
 
@@ -143,6 +144,55 @@ describe('serve/generation against the engine', () => {
     const off = { maxNewTokens: NEW_TOKENS, repetitionPenalty: 1, noRepeatNgramSize: 0, stopOnRepetition: false };
     const results = await generator.generate(QUESTIONS, off);
     expect(results.map((result) => result.tokens)).toEqual(reference.map((row) => row.greedy));
+  });
+});
+
+describe('an int8 export of the same model', () => {
+  let int8: Generator;
+  let quality: ExportQuality;
+
+  beforeAll(async () => {
+    // Limits a random model passes: what is checked is that the recorded figures are what Node generates.
+    const args = ['--quantize', 'int8', '--min-token-agreement', '0', '--max-perplexity-increase', '10', '--parity-prompts', '1'];
+    runPython(['-m', 'engine', 'export', '--model', join(dir, 'tiny'), '--output', join(dir, 'int8'), ...args]);
+    const manifest = ExportManifest.parse(JSON.parse(readFileSync(join(dir, 'int8', 'export.json'), 'utf8')));
+    expect([manifest.file, manifest.dtype]).toEqual(['model_int8.onnx', 'int8']);
+    quality = manifest.quality!;
+    int8 = await loadGenerator(join(dir, 'int8'));
+  }, 300_000);
+
+  afterAll(async () => {
+    await int8?.close();
+  });
+
+  it('loads in Node and generates', async () => {
+    const [result] = await int8.generate(['How do I reset my router?'], { maxNewTokens: NEW_TOKENS });
+    expect(result!.tokens.length).toBeGreaterThan(0);
+    expect(result!.text).toBe(int8.tokenizer.decode(result!.tokens));
+  });
+
+  it("its recorded agreement with float32 is the share of float32's greedy tokens Node reproduces before the first difference", async () => {
+    // Each answer's end counts as one token, whichever end token it was (as engine/quantize.py counts).
+    const withEnd = (g: Generation) => [...g.tokens, ...(g.finishReason === 'stop' ? [-1] : [])];
+    // One question at a time, as the engine measures: dynamic int8 quantizes each MatMul's input with one
+    // scale for the whole batch, so an answer's tokens may depend on the rows beside it.
+    const answers = async (model: Generator) => {
+      const rows: number[][] = [];
+      for (const question of quality.questions) {
+        rows.push(withEnd((await model.generate([question], { maxNewTokens: quality.maxNewTokens }))[0]!));
+      }
+      return rows;
+    };
+    const float32 = await answers(generator);
+    const quantized = await answers(int8);
+    let identical = 0;
+    float32.forEach((tokens, n) => {
+      const differs = tokens.findIndex((token, at) => quantized[n]![at] !== token);
+      identical += differs === -1 ? tokens.length : differs;
+    });
+    const compared = float32.reduce((sum, tokens) => sum + tokens.length, 0);
+    expect({ identical, compared }).toEqual({ identical: quality.identicalTokens, compared: quality.comparedTokens });
+    expect(quality.tokenAgreement).toBeCloseTo(identical / compared, 12);
   });
 });
 

@@ -407,6 +407,27 @@ describe('training, export and evaluation on a real dev server', () => {
     expect(events.filter((e) => e.event === 'start').map((e) => e.step)).toEqual([0, 4]);
   });
 
+  it('export.quantize int8: the trained model is served as int8, its quality measured on the validation split', async () => {
+    const { config: resolved, configDir } = requireValidConfig(config(dir, []));
+    // Limits the tiny model passes: what is checked is where the figures come from.
+    const quantized = { ...resolved, export: { quantize: 'int8' as const, minTokenAgreement: 0, maxPerplexityIncrease: 10 } };
+    const result = (await env.client.workflow.execute('trial', {
+      taskQueue: TaskQueues.cpu,
+      workflowId: `it-int8-${Date.now()}`,
+      args: [
+        { context: { config: quantized, configDir }, runId: 'it-int8', splits: first.data.splits, overrides: {}, stopAfter: 'export' },
+      ],
+    })) as TrialResult;
+    // The quality check reads the run's validation split, so the export step keys on it.
+    const exportStep = result.steps.find((s) => s.step === 'export')!;
+    expect(exportStep.reused).toBe(false);
+    expect(exportStep.inputs.map((ref) => ref.sha256)).toContain(first.data.splits.validation.sha256);
+    const manifest = ExportManifest.parse(JSON.parse(readFileSync(join(artifactPath(result.onnx!), 'export.json'), 'utf8')));
+    expect([manifest.file, manifest.dtype, manifest.quality?.perplexityText]).toEqual(['model_int8.onnx', 'int8', 'validation']);
+    expect(existsSync(join(artifactPath(result.onnx!), 'model.onnx'))).toBe(false);
+    expect(manifest.quality!.prompts).toBe(8);
+  });
+
   it('refuses training overrides outside the schema, before any training', async () => {
     const { config: resolved, configDir } = requireValidConfig(config(dir, []));
     const failure = await env.client.workflow

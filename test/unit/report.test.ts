@@ -102,7 +102,16 @@ function reportData(): RunReportData {
         processes: 1,
       },
     },
-    exportMetrics: { onnxBytes: 540e6, parityTokens: 60, parityPrompts: 4, paritySeconds: 2, exportSeconds: 30 },
+    exportMetrics: {
+      onnxBytes: 540e6,
+      parityTokens: 60,
+      parityPrompts: 4,
+      paritySeconds: 2,
+      exportSeconds: 30,
+      weightBits: 32,
+      tokenAgreement: null,
+      perplexityIncrease: null,
+    },
     trainingCurve: Uint8Array.from([0x89, 0x50, 0x4e, 0x47]),
     dataReport: {
       pipeline: 'electronics-support',
@@ -168,6 +177,27 @@ describe('run report', () => {
     expect(html).toContain('src="data:image/svg+xml;base64,');
     expect(html).toContain('<td>ROUGE-L F1</td><td class="num">0.610</td>');
     expect(html).toContain('I am a helpful &lt;assistant&gt;.');
+  });
+
+  it('says which precision was evaluated: float32, or the quantized export with its agreement and perplexity change', () => {
+    const exportText = (data: RunReportData) => {
+      const block = runReportBlocks(data).find((b) => b.kind === 'paragraph' && b.text.startsWith('Export:'));
+      return block?.kind === 'paragraph' ? block.text : '';
+    };
+    expect(exportText(reportData())).toContain('float32 weights, 540 MB; 60 greedy tokens over 4 prompts identical');
+    const quantized = reportData();
+    quantized.exportMetrics = {
+      ...quantized.exportMetrics,
+      weightBits: 8,
+      onnxBytes: 166e6,
+      tokenAgreement: 0.9375,
+      perplexityIncrease: 0.0123,
+    };
+    const text = exportText(quantized);
+    expect(text).toContain('int8 weights (quantized by ONNX Runtime from the float32 export');
+    expect(text).toContain("166 MB; it reproduces 93.8% of float32's greedy tokens");
+    expect(text).toContain('1.23% higher');
+    expect(text).toContain('come from the int8 export');
   });
 
   it('samples are a fixed draw of evaluation rows and show every system beside the reference', () => {
