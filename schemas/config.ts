@@ -487,11 +487,13 @@ export const ExportSection = z
           'evaluated is what is served.',
       ),
     minTokenAgreement: ratio
-      .default(0.3)
+      .default(0)
       .describe(
         "Quantized exports: the least share of float32's greedy tokens (8 validation questions, 32 new tokens each) that " +
-          'the quantized model reproduces before its first different token; below it the export fails. One near tie ' +
-          'changes the rest of an answer, so this is strict: int8 SmolLM2-135M keeps 0.47, a broken quantization 0.1 to 0.2.',
+          'the quantized model reproduces before its first different token; below it the export fails. Always recorded, ' +
+          'not enforced by default (0): one near tie changes the rest of an answer, so the figure swings with the prompts ' +
+          '(int8 SmolLM2-135M: 0.50 tuned and 0.24 untuned on the demo, 0.12 for a broken int4), and the perplexity limit ' +
+          'is the one that tells a good quantization from a broken one.',
       ),
     maxPerplexityIncrease: z
       .number()

@@ -117,7 +117,7 @@ describe('pipeline config', () => {
   it('takes export.quantize (none by default) with quality limits, and refuses a precision or limit it has not', () => {
     const check = (raw: object) => checkConfig({ name: 'x', data: { sample: { rows: 10 } }, ...raw });
     const defaults = check({});
-    expect(defaults.ok && defaults.config.export).toEqual({ quantize: 'none', minTokenAgreement: 0.3, maxPerplexityIncrease: 0.1 });
+    expect(defaults.ok && defaults.config.export).toEqual({ quantize: 'none', minTokenAgreement: 0, maxPerplexityIncrease: 0.1 });
     const int8 = check({ export: { quantize: 'int8', minTokenAgreement: 0.95 } });
     expect(int8.ok && int8.config.export).toEqual({ quantize: 'int8', minTokenAgreement: 0.95, maxPerplexityIncrease: 0.1 });
     const wrong = check({ export: { quantize: 'fp16', minTokenAgreement: 1.5, maxPerplexityIncrease: -0.1, bits: 4 } });
