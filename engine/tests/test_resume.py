@@ -122,15 +122,7 @@ def test_a_killed_encoder_decoder_run_resumes_to_the_straight_runs_weights(archi
 
     result = train_in_process({**resume_spec(base, splits, tmp_path / "run"), "resumeFrom": events[-1]["path"]})
     assert result.metrics["steps"] == 10
-    straight = load_file(straight_run.final_dir / "adapter_model.safetensors")
-    resumed = load_file(result.final_dir / "adapter_model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6)
-    assert step_curve(result.final_dir) == step_curve(straight_run.final_dir)
-    evals, straight_evals = regular_evals(result.final_dir), regular_evals(straight_run.final_dir)
-    assert [step for step, _ in evals] == [step for step, _ in straight_evals] == [0, 3, 6, 9, 10]
-    assert [loss for _, loss in evals] == pytest.approx([loss for _, loss in straight_evals], abs=1e-5)
+    assert_ends_as_the_straight_run(result, straight_run)
 
 
 # The pause: stopAtStep inside the budget, then a continuation from the pause's checkpoint.
@@ -143,6 +135,19 @@ def assert_train_outputs_match_the_schemas(result, events) -> None:
     assert_matches_schema(result.metrics, "train-metrics")
     assert_matches_schema(read_json(result.final_dir / "metrics.json"), "train-metrics")
     assert_matches_schema(read_json(result.final_dir / "history.json"), "training-history")
+
+
+def assert_ends_as_the_straight_run(result, straight_run) -> None:
+    """The same adapter weights, step losses and regular evaluations as the uninterrupted run."""
+    straight = load_file(straight_run.final_dir / "adapter_model.safetensors")
+    resumed = load_file(result.final_dir / "adapter_model.safetensors")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6)
+    assert step_curve(result.final_dir) == step_curve(straight_run.final_dir)
+    evals, straight_evals = regular_evals(result.final_dir), regular_evals(straight_run.final_dir)
+    assert [step for step, _ in evals] == [step for step, _ in straight_evals] == [0, 3, 6, 9, 10]
+    assert [loss for _, loss in evals] == pytest.approx([loss for _, loss in straight_evals], abs=1e-5)
 
 
 def regular_evals(final_dir) -> list[tuple[int, float]]:
@@ -216,15 +221,7 @@ def test_continuing_from_the_pause_ends_as_the_straight_run(paused_run, straight
     assert (events[0]["step"], events[0]["stopAtStep"], events[0]["resumedFrom"]) == (5, None, checkpoint)
     assert continued.metrics["pausedAtStep"] is None and continued.metrics["steps"] == 10
 
-    straight = load_file(straight_run.final_dir / "adapter_model.safetensors")
-    resumed = load_file(continued.final_dir / "adapter_model.safetensors")
-    assert straight.keys() == resumed.keys()
-    for name in straight:
-        torch.testing.assert_close(resumed[name], straight[name], rtol=1e-5, atol=1e-6)
-    assert step_curve(continued.final_dir) == step_curve(straight_run.final_dir)
-    evals, straight_evals = regular_evals(continued.final_dir), regular_evals(straight_run.final_dir)
-    assert [step for step, _ in evals] == [step for step, _ in straight_evals] == [0, 3, 6, 9, 10]
-    assert [loss for _, loss in evals] == pytest.approx([loss for _, loss in straight_evals], abs=1e-5)
+    assert_ends_as_the_straight_run(continued, straight_run)
     assert continued.metrics["bestStep"] == straight_run.metrics["bestStep"]
     assert continued.metrics["finalValidationLoss"] == pytest.approx(straight_run.metrics["finalValidationLoss"], abs=1e-5)
     # The rung stays in the history, marked, between the regular evaluations.
